@@ -1,0 +1,456 @@
+//! Configuration: the TOML schema and its validation.
+//!
+//! Two stages, as in ripgrep's low/high args: [`RawConfig`] is exactly what the file says
+//! (serde, unknown keys rejected), and [`Config`] is the validated form the rest of the crate
+//! uses. Every error names the file, the line and the key, so a technician can fix it without
+//! reading code.
+//!
+//! # Example
+//!
+//! ```
+//! let config = hedgerow::config::Config::from_toml_str(
+//!     r#"
+//!     [server]
+//!     listen = ["127.0.0.1:5353"]
+//!
+//!     [upstream]
+//!     servers = ["127.0.0.1:5300"]
+//!
+//!     [[group]]
+//!     name = "staff"
+//!     networks = ["127.0.0.1/32"]
+//!     "#,
+//!     "example.toml",
+//! )
+//! .unwrap();
+//! assert_eq!(config.groups[0].name, "staff");
+//! ```
+
+mod raw;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+pub use raw::RawConfig;
+
+/// The configuration used when `hedgerow serve` is given no `--config`.
+///
+/// It runs on a fresh machine: DNS on 127.0.0.1:5353, HTTP on 127.0.0.1:8080, data in
+/// `./hedgerow-data`, one group `local` for 127.0.0.0/8 and ::1 with a pupils' policy.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (toml's message names line and key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value parsed but makes no sense.
+    #[error("{path}:{line}: `{key}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending value (0 when not known).
+        line: usize,
+        /// The dotted key.
+        key: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+/// One upstream resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// `Some(server name)` for DNS-over-TLS, `None` for plain UDP/TCP.
+    pub tls_name: Option<String>,
+}
+
+impl std::fmt::Display for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tls_name {
+            Some(name) => write!(f, "tls://{}#{name}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Every address gets a UDP socket and a TCP listener.
+    pub listen: Vec<SocketAddr>,
+    /// The dashboard and `/metrics` listener, if any.
+    pub http: Option<SocketAddr>,
+    /// Where the store, compiled lists and other state live.
+    pub data_dir: PathBuf,
+    /// A TCP connection idle for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, in-flight queries get this long to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// Forwarding settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Tried in order; a failing upstream is moved behind healthy ones.
+    pub servers: Vec<UpstreamConfig>,
+    /// How long one upstream gets before the next is tried.
+    pub attempt_timeout: Duration,
+    /// After this the client gets SERVFAIL (or a stale answer).
+    pub deadline: Duration,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Maximum number of cached answers (0 disables the cache).
+    pub size: usize,
+    /// TTLs of positive answers are clamped into `[min_ttl, max_ttl]`.
+    pub min_ttl: u32,
+    /// See `min_ttl`.
+    pub max_ttl: u32,
+    /// Upper bound for NXDOMAIN/NODATA caching (the SOA minimum is used below it).
+    pub negative_max_ttl: u32,
+    /// Answer from expired entries when every upstream fails (RFC 8767).
+    pub serve_stale: bool,
+    /// How long past expiry an entry may still be served stale.
+    pub stale_max_age: Duration,
+    /// With a stale entry at hand, how long to wait for upstream before answering stale.
+    pub stale_answer_timeout: Duration,
+}
+
+/// Per-client rate limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitConfig {
+    /// Sustained queries per second per client address (0 disables the limit).
+    pub qps: u32,
+    /// Short bursts above `qps` allowed per client.
+    pub burst: u32,
+}
+
+/// Compiled lists: where they come from and where they go.
+#[derive(Debug, Clone)]
+pub struct ListsConfig {
+    /// The category manifest (`lists/lists.toml`).
+    pub manifest: PathBuf,
+    /// Where `hedgerow lists compile` writes the artifact and `serve` reads it.
+    pub artifact_dir: PathBuf,
+    /// Where downloaded sources are cached by `hedgerow lists update`.
+    pub download_dir: PathBuf,
+    /// Compile the manifest at start-up when no artifact exists (the embedded default).
+    pub compile_if_missing: bool,
+    /// The licensed illegal-content (IWF/CTIRU) list file, if the school holds one.
+    pub illegal_list: Option<PathBuf>,
+    /// The secret key its entries are hashed with.
+    pub illegal_key_file: PathBuf,
+    /// Refuse a downloaded source that shrank below this fraction of the last good copy.
+    pub shrink_threshold: f64,
+}
+
+/// A group of clients (pupils, staff, guests, …) and its policy.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Unique name, used in metrics labels and logs.
+    pub name: String,
+    /// Client networks; the most specific network across all groups wins.
+    pub networks: Vec<IpNet>,
+    /// Names (and their subdomains) always blocked for this group.
+    pub deny: Vec<String>,
+    /// Names (and their subdomains) never blocked for this group, except by the illegal tier.
+    pub allow: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path, or `<embedded default>`).
+    pub source: PathBuf,
+    /// Listeners.
+    pub server: ServerConfig,
+    /// Forwarding.
+    pub upstream: UpstreamSettings,
+    /// Cache.
+    pub cache: CacheConfig,
+    /// Rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Lists.
+    pub lists: ListsConfig,
+    /// Client groups, in file order.
+    pub groups: Vec<GroupConfig>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Config {
+        // The embedded text is part of the binary and covered by a unit test, so this
+        // cannot fail at run time.
+        Self::from_toml_str(EMBEDDED_DEFAULT, "<embedded default>")
+            .unwrap_or_else(|e| panic!("embedded default configuration is invalid: {e}"))
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = origin.as_ref().to_path_buf();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        raw.validate(text, &path)
+    }
+
+    /// Applies command-line overrides (`--listen`, `--upstream`, `--http`).
+    pub fn override_with(
+        &mut self,
+        listen: &[SocketAddr],
+        upstreams: &[SocketAddr],
+        http: Option<SocketAddr>,
+    ) {
+        if !listen.is_empty() {
+            self.server.listen = listen.to_vec();
+        }
+        if !upstreams.is_empty() {
+            self.upstream.servers = upstreams
+                .iter()
+                .map(|&addr| UpstreamConfig {
+                    addr,
+                    tls_name: None,
+                })
+                .collect();
+        }
+        if let Some(http) = http {
+            self.server.http = Some(http);
+        }
+    }
+
+    /// The group whose most specific network contains `ip`.
+    pub fn group_for(&self, ip: IpAddr) -> Option<&GroupConfig> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.networks.iter().map(move |n| (n, g)))
+            .filter(|(n, _)| n.contains(&ip))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(_, g)| g)
+    }
+
+    /// A plain-English summary of what each group gets, for `hedgerow check-config`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "configuration: {}", self.source.display());
+        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "DNS (UDP and TCP) on: {}", listen.join(", "));
+        match self.server.http {
+            Some(http) => {
+                let _ = writeln!(out, "dashboard and /metrics on: http://{http}");
+            }
+            None => {
+                let _ = writeln!(out, "dashboard and /metrics: off");
+            }
+        }
+        let ups: Vec<String> = self
+            .upstream
+            .servers
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "forwards to: {} (each tried for {} ms, SERVFAIL after {} ms)",
+            ups.join(", "),
+            self.upstream.attempt_timeout.as_millis(),
+            self.upstream.deadline.as_millis()
+        );
+        let _ = writeln!(
+            out,
+            "cache: {} entries, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
+            self.cache.size,
+            self.cache.min_ttl,
+            self.cache.max_ttl,
+            self.cache.negative_max_ttl,
+            if self.cache.serve_stale { "on" } else { "off" }
+        );
+        if self.rate_limit.qps == 0 {
+            let _ = writeln!(out, "rate limit: off");
+        } else {
+            let _ = writeln!(
+                out,
+                "rate limit: {} queries/s per client, bursts of {}",
+                self.rate_limit.qps, self.rate_limit.burst
+            );
+        }
+        let _ = writeln!(
+            out,
+            "clients outside every group below are REFUSED (never an open resolver)"
+        );
+        for g in &self.groups {
+            let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(out, "\ngroup `{}`: clients in {}", g.name, nets.join(", "));
+            if g.deny.is_empty() {
+                let _ = writeln!(out, "  blocks no extra names");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  always blocks (with subdomains): {}",
+                    g.deny.join(", ")
+                );
+            }
+            if !g.allow.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  never blocks (with subdomains, except the illegal-content list): {}",
+                    g.allow.join(", ")
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Normalises a configured name: lower case, no trailing dot, punycode for IDNs.
+pub(crate) fn normalise_name(name: &str) -> Result<String, String> {
+    let trimmed = name.trim().trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err("empty name".into());
+    }
+    let ascii = idna::domain_to_ascii(trimmed)
+        .map_err(|_| format!("`{name}` is not a valid domain name"))?;
+    if ascii.len() > 253 || ascii.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err(format!("`{name}` is not a valid domain name"));
+    }
+    Ok(ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.server.http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(c.groups[0].name, "local");
+        assert!(c.group_for("127.0.0.9".parse().unwrap()).is_some());
+        assert!(c.group_for("::1".parse().unwrap()).is_some());
+        assert!(c.group_for("10.0.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::from_toml_str(
+            "[server]\nlisten = [\"127.0.0.1:53\"]\nlistne = 1\n",
+            "school.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("school.toml:"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidr_names_line() {
+        let err = Config::from_toml_str(
+            "[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/33\"]\n",
+            "school.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_group_and_bad_deny_are_reported_with_lines() {
+        let text = "[[group]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\n\n[[group]]\nname = \"a\"\nnetworks = [\"10.1.0.0/16\"]\n";
+        let err = Config::from_toml_str(text, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "s.toml:6: `group.name`: group `a` is defined twice");
+        let text = "[[group]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\ndeny = [\"bad..name\"]\n";
+        let err = Config::from_toml_str(text, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.toml:4: `group.deny`"), "{err}");
+    }
+
+    #[test]
+    fn most_specific_network_wins() {
+        let text = "[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\n[[group]]\nname = \"staff\"\nnetworks = [\"10.1.0.0/16\"]\n";
+        let c = Config::from_toml_str(text, "s.toml").unwrap();
+        assert_eq!(
+            c.group_for("10.1.2.3".parse().unwrap()).unwrap().name,
+            "staff"
+        );
+        assert_eq!(
+            c.group_for("10.2.2.3".parse().unwrap()).unwrap().name,
+            "pupils"
+        );
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let text = "[upstream]\nservers = [\"192.0.2.1\", \"192.0.2.2:5300\", \"tls://192.0.2.3#dns.example\"]\n";
+        let c = Config::from_toml_str(text, "s.toml").unwrap();
+        let s: Vec<String> = c.upstream.servers.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            s,
+            [
+                "192.0.2.1:53",
+                "192.0.2.2:5300",
+                "tls://192.0.2.3:853#dns.example"
+            ]
+        );
+        let err = Config::from_toml_str("[upstream]\nservers = [\"tls://192.0.2.3\"]\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml:2"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let c = super::Config::from_toml_str(
+            include_str!("../../deploy/hedgerow.example.toml"),
+            "deploy/hedgerow.example.toml",
+        )
+        .unwrap();
+        assert_eq!(c.groups.len(), 3);
+        assert_eq!(
+            c.upstream.servers[0].tls_name.as_deref(),
+            Some("dns.quad9.net")
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The configuration file exactly as written (serde, unknown keys rejected).
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    CacheConfig, Config, ConfigError, GroupConfig, ListsConfig, RateLimitConfig, ServerConfig,
+    UpstreamConfig, UpstreamSettings,
+};
+
+/// The whole file. Every section is optional; missing values take documented defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+    #[serde(default)]
+    lists: RawLists,
+    #[serde(default, rename = "group")]
+    groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: Vec<SocketAddr>,
+    http: Option<SocketAddr>,
+    data_dir: PathBuf,
+    tcp_idle_timeout_secs: u64,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            http: None,
+            data_dir: PathBuf::from("hedgerow-data"),
+            tcp_idle_timeout_secs: 10,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    servers: Vec<Spanned<String>>,
+    attempt_timeout_ms: u64,
+    deadline_ms: u64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            attempt_timeout_ms: 1000,
+            deadline_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    size: usize,
+    min_ttl: u32,
+    max_ttl: u32,
+    negative_max_ttl: u32,
+    serve_stale: bool,
+    stale_max_age_secs: u64,
+    stale_answer_timeout_ms: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            size: 100_000,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            negative_max_ttl: 3_600,
+            serve_stale: true,
+            stale_max_age_secs: 86_400,
+            stale_answer_timeout_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    qps: u32,
+    burst: u32,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            qps: 500,
+            burst: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLists {
+    manifest: PathBuf,
+    artifact_dir: Option<PathBuf>,
+    download_dir: Option<PathBuf>,
+    compile_if_missing: bool,
+    illegal_list: Option<PathBuf>,
+    illegal_key_file: Option<PathBuf>,
+    shrink_threshold: f64,
+}
+
+impl Default for RawLists {
+    fn default() -> Self {
+        Self {
+            manifest: PathBuf::from("lists/lists.toml"),
+            artifact_dir: None,
+            download_dir: None,
+            compile_if_missing: false,
+            illegal_list: None,
+            illegal_key_file: None,
+            shrink_threshold: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    networks: Vec<IpNet>,
+    #[serde(default)]
+    deny: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    allow: Option<Spanned<Vec<String>>>,
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+impl RawConfig {
+    /// Checks what serde cannot, and builds the validated [`Config`].
+    pub(super) fn validate(self, text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid =
+            |span: std::ops::Range<usize>, key: &str, reason: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of(text, span.start),
+                key: key.to_string(),
+                reason,
+            };
+
+        let s = self.server;
+        if s.listen.is_empty() {
+            return Err(invalid(
+                0..0,
+                "server.listen",
+                "at least one address is needed".into(),
+            ));
+        }
+        let server = ServerConfig {
+            listen: s.listen,
+            http: s.http,
+            data_dir: s.data_dir,
+            tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+        };
+
+        let mut servers = Vec::new();
+        for spanned in &self.upstream.servers {
+            let parsed = parse_upstream(spanned.get_ref())
+                .map_err(|reason| invalid(spanned.span(), "upstream.servers", reason))?;
+            servers.push(parsed);
+        }
+        if self.upstream.attempt_timeout_ms == 0 || self.upstream.deadline_ms == 0 {
+            return Err(invalid(
+                0..0,
+                "upstream.deadline_ms",
+                "timeouts must be above zero".into(),
+            ));
+        }
+        let upstream = UpstreamSettings {
+            servers,
+            attempt_timeout: Duration::from_millis(self.upstream.attempt_timeout_ms),
+            deadline: Duration::from_millis(self.upstream.deadline_ms),
+        };
+
+        let c = self.cache;
+        if c.min_ttl > c.max_ttl {
+            return Err(invalid(
+                0..0,
+                "cache.min_ttl",
+                format!("min_ttl ({}) is above max_ttl ({})", c.min_ttl, c.max_ttl),
+            ));
+        }
+        let cache = CacheConfig {
+            size: c.size,
+            min_ttl: c.min_ttl,
+            max_ttl: c.max_ttl,
+            negative_max_ttl: c.negative_max_ttl,
+            serve_stale: c.serve_stale,
+            stale_max_age: Duration::from_secs(c.stale_max_age_secs),
+            stale_answer_timeout: Duration::from_millis(c.stale_answer_timeout_ms),
+        };
+
+        let rate_limit = RateLimitConfig {
+            qps: self.rate_limit.qps,
+            burst: self.rate_limit.burst.max(self.rate_limit.qps),
+        };
+
+        let l = self.lists;
+        if !(0.0..=1.0).contains(&l.shrink_threshold) {
+            return Err(invalid(
+                0..0,
+                "lists.shrink_threshold",
+                "must be between 0.0 and 1.0".into(),
+            ));
+        }
+        let lists = ListsConfig {
+            artifact_dir: l
+                .artifact_dir
+                .unwrap_or_else(|| server.data_dir.join("lists")),
+            download_dir: l
+                .download_dir
+                .unwrap_or_else(|| server.data_dir.join("downloads")),
+            illegal_key_file: l
+                .illegal_key_file
+                .unwrap_or_else(|| server.data_dir.join("illegal.key")),
+            manifest: l.manifest,
+            compile_if_missing: l.compile_if_missing,
+            illegal_list: l.illegal_list,
+            shrink_threshold: l.shrink_threshold,
+        };
+
+        let mut names = HashSet::new();
+        let mut groups = Vec::new();
+        for g in self.groups {
+            let name = g.name.get_ref().trim().to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    g.name.span(),
+                    "group.name",
+                    format!("`{name}`: use letters, digits, `-` and `_` only"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(
+                    g.name.span(),
+                    "group.name",
+                    format!("group `{name}` is defined twice"),
+                ));
+            }
+            if g.networks.is_empty() {
+                return Err(invalid(
+                    g.name.span(),
+                    "group.networks",
+                    format!("group `{name}` has no networks"),
+                ));
+            }
+            let names_of = |list: &Option<Spanned<Vec<String>>>,
+                            key: &str|
+             -> Result<Vec<String>, ConfigError> {
+                let Some(list) = list else {
+                    return Ok(Vec::new());
+                };
+                list.get_ref()
+                    .iter()
+                    .map(|n| super::normalise_name(n).map_err(|r| invalid(list.span(), key, r)))
+                    .collect()
+            };
+            groups.push(GroupConfig {
+                deny: names_of(&g.deny, "group.deny")?,
+                allow: names_of(&g.allow, "group.allow")?,
+                name,
+                networks: g.networks.iter().map(|n| n.trunc()).collect(),
+            });
+        }
+
+        Ok(Config {
+            source: path.to_path_buf(),
+            server,
+            upstream,
+            cache,
+            rate_limit,
+            lists,
+            groups,
+        })
+    }
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6]:PORT`, or `tls://ADDR[:PORT]#server.name`.
+fn parse_upstream(text: &str) -> Result<UpstreamConfig, String> {
+    let (rest, tls_name, default_port) = match text.strip_prefix("tls://") {
+        Some(rest) => {
+            let (addr, name) = rest.split_once('#').ok_or_else(|| {
+                format!("`{text}`: DNS-over-TLS needs the server's name: tls://ADDR#dns.example")
+            })?;
+            (addr, Some(name.to_string()), 853)
+        }
+        None => (text, None, 53),
+    };
+    let addr = rest
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            rest.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        })
+        .map_err(|_| format!("`{text}` is not ADDR, ADDR:PORT or tls://ADDR[:PORT]#NAME"))?;
+    Ok(UpstreamConfig { addr, tls_name })
+}

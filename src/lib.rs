@@ -1,0 +1,28 @@
+//! Hedgerow: a DNS-level filtering resolver for schools.
+//!
+//! Hedgerow is the DNS server a school sets on its router. It answers the school's own
+//! subnets only (never an open resolver), applies each group's policy (pupils, staff,
+//! guests…), and forwards everything else to upstream resolvers through a cache.
+//!
+//! # Layout
+//!
+//! Every query flows through one pipeline, assembled in [`pipeline::chain`]:
+//!
+//! ```text
+//!  UDP/TCP ─▶ server::Handler ─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ cache ─▶ forward ─▶ upstreams
+//!                                  │
+//!                                  └─▶ metrics (and the query log)
+//! ```
+//!
+//! - [`config`]: the TOML schema, validated, with file/line/key errors.
+//! - [`pipeline`]: the [`pipeline::Stage`] trait and one file per stage.
+//! - [`server`]: sockets and the bridge from hickory-server into the pipeline.
+//! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
+//! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;

@@ -1,0 +1,260 @@
+//! Prometheus metrics: one explicit registry (prefix `hedgerow_`), handles built once.
+//!
+//! Stages get a shared [`Metrics`] and only increment pre-registered handles on the hot path;
+//! labels stay low-cardinality (group, query type, disposition, upstream, category), never a
+//! domain name or a client address.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::rr::RecordType;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::pipeline::Disposition;
+
+/// Query types with their own label; everything else is `other`.
+const QTYPES: [RecordType; 12] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::HTTPS,
+    RecordType::SVCB,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::ANY,
+];
+
+/// Label for clients outside every group.
+pub const NO_GROUP: &str = "none";
+
+/// Why a metric could not be registered.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// Every metric Hedgerow exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `[group][qtype][disposition]`; the last group index is [`NO_GROUP`].
+    queries: Vec<IntCounter>,
+    groups: usize,
+    latency: Vec<Histogram>,
+    /// Upstream outcomes by upstream address.
+    pub upstream: IntCounterVec,
+    /// Current number of cached answers.
+    pub cache_entries: IntGauge,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    /// Fraction of cache lookups that hit, since start (updated at each scrape).
+    cache_hit_ratio: prometheus::Gauge,
+    /// Blocked queries by group and low-cardinality reason/category.
+    pub blocked: IntCounterVec,
+    /// Entries per category in the compiled lists in force.
+    pub list_entries: IntGaugeVec,
+    /// Unix time the lists in force were built.
+    pub lists_built: IntGauge,
+    /// List reloads by outcome (`ok`, `error`).
+    pub list_reloads: IntCounterVec,
+    /// Configuration reloads by outcome.
+    pub config_reloads: IntCounterVec,
+    /// Query-log events dropped because the writer fell behind.
+    pub log_dropped: IntCounter,
+    hits: AtomicU64,
+    lookups: AtomicU64,
+}
+
+impl Metrics {
+    /// Registers every metric for the given group names.
+    pub fn new(group_names: &[String]) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new_custom(Some("hedgerow".into()), None)?;
+        let queries_vec = IntCounterVec::new(
+            Opts::new(
+                "queries_total",
+                "DNS queries answered, by group, type and disposition",
+            ),
+            &["group", "qtype", "disposition"],
+        )?;
+        registry.register(Box::new(queries_vec.clone()))?;
+        let mut groups: Vec<&str> = group_names.iter().map(String::as_str).collect();
+        groups.push(NO_GROUP);
+        let mut queries = Vec::new();
+        for g in &groups {
+            for qtype in QTYPES
+                .iter()
+                .map(|t| t.to_string())
+                .chain(["other".to_string()])
+            {
+                for d in Disposition::ALL {
+                    queries.push(queries_vec.with_label_values(&[g, qtype.as_str(), d.label()]));
+                }
+            }
+        }
+        let latency_vec = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "query_duration_seconds",
+                "Time from receiving a query to having its answer, by disposition",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+            ]),
+            &["disposition"],
+        )?;
+        registry.register(Box::new(latency_vec.clone()))?;
+        let latency = Disposition::ALL
+            .iter()
+            .map(|d| latency_vec.with_label_values(&[d.label()]))
+            .collect();
+        let upstream = IntCounterVec::new(
+            Opts::new(
+                "upstream_responses_total",
+                "Upstream exchanges by upstream and outcome",
+            ),
+            &["upstream", "outcome"],
+        )?;
+        registry.register(Box::new(upstream.clone()))?;
+        let cache_entries = IntGauge::new("cache_entries", "Answers currently cached")?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new("cache_lookups_total", "Cache lookups by result"),
+            &["result"],
+        )?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        let cache_hit_ratio =
+            prometheus::Gauge::new("cache_hit_ratio", "Fraction of cache lookups that hit")?;
+        registry.register(Box::new(cache_hit_ratio.clone()))?;
+        let blocked = IntCounterVec::new(
+            Opts::new("blocked_total", "Blocked queries by group and reason"),
+            &["group", "reason"],
+        )?;
+        registry.register(Box::new(blocked.clone()))?;
+        let list_entries = IntGaugeVec::new(
+            Opts::new("list_entries", "Entries per category in the lists in force"),
+            &["category"],
+        )?;
+        registry.register(Box::new(list_entries.clone()))?;
+        let lists_built = IntGauge::new(
+            "lists_build_timestamp_seconds",
+            "Unix time the lists in force were compiled",
+        )?;
+        registry.register(Box::new(lists_built.clone()))?;
+        let list_reloads = IntCounterVec::new(
+            Opts::new("list_reloads_total", "List reloads by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(list_reloads.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Configuration reloads by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        let log_dropped = IntCounter::new(
+            "log_events_dropped_total",
+            "Query-log events dropped because the writer fell behind",
+        )?;
+        registry.register(Box::new(log_dropped.clone()))?;
+        Ok(Metrics {
+            registry,
+            queries,
+            groups: groups.len(),
+            latency,
+            upstream,
+            cache_entries,
+            cache_hits: cache_lookups.with_label_values(&["hit"]),
+            cache_misses: cache_lookups.with_label_values(&["miss"]),
+            cache_hit_ratio,
+            blocked,
+            list_entries,
+            lists_built,
+            list_reloads,
+            config_reloads,
+            log_dropped,
+            hits: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one answered query. `group` is the group's index, `None` for no group.
+    pub fn observe_query(
+        &self,
+        group: Option<usize>,
+        qtype: RecordType,
+        disposition: Disposition,
+        seconds: f64,
+    ) {
+        let g = group.unwrap_or(self.groups - 1).min(self.groups - 1);
+        let t = QTYPES
+            .iter()
+            .position(|&t| t == qtype)
+            .unwrap_or(QTYPES.len());
+        let d = disposition as usize;
+        let per_group = (QTYPES.len() + 1) * Disposition::ALL.len();
+        if let Some(c) = self
+            .queries
+            .get(g * per_group + t * Disposition::ALL.len() + d)
+        {
+            c.inc();
+        }
+        if let Some(h) = self.latency.get(d) {
+            h.observe(seconds);
+        }
+    }
+
+    /// Counts a cache lookup.
+    pub fn observe_cache(&self, hit: bool) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+    }
+
+    /// The registry, for components that register their own collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let lookups = self.lookups.load(Ordering::Relaxed);
+        if lookups > 0 {
+            self.cache_hit_ratio
+                .set(self.hits.load(Ordering::Relaxed) as f64 / lookups as f64);
+        }
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_group_type_and_disposition() {
+        let m = Metrics::new(&["pupils".into(), "staff".into()]).unwrap();
+        m.observe_query(Some(1), RecordType::AAAA, Disposition::Blocked, 0.0001);
+        m.observe_query(None, RecordType::A, Disposition::Refused, 0.0001);
+        m.observe_query(Some(0), RecordType::NULL, Disposition::Forwarded, 0.01);
+        let text = m.encode();
+        assert!(text.contains(
+            "hedgerow_queries_total{disposition=\"blocked\",group=\"staff\",qtype=\"AAAA\"} 1"
+        ));
+        assert!(text.contains(
+            "hedgerow_queries_total{disposition=\"refused\",group=\"none\",qtype=\"A\"} 1"
+        ));
+        assert!(text.contains(
+            "hedgerow_queries_total{disposition=\"forwarded\",group=\"pupils\",qtype=\"other\"} 1"
+        ));
+    }
+}

@@ -1,0 +1,247 @@
+//! Forwarding to upstream resolvers with hickory-resolver's name-server pools.
+//!
+//! Each upstream has its own pool (UDP with TCP fallback on truncation, or DNS-over-TLS), so
+//! outcomes are counted per upstream. Upstreams are tried in order, healthy ones first; the
+//! whole exchange has a hard deadline after which the client gets SERVFAIL.
+
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use hickory_proto::{
+    op::{DnsRequest, DnsRequestOptions, Edns, Message, ResponseCode},
+    rr::RecordType,
+};
+use hickory_resolver::{
+    config::{ConnectionConfig, NameServerConfig, ResolverOpts},
+    net::{runtime::TokioRuntimeProvider, DnsError, DnsHandle, NetError},
+    NameServerPool, PoolContext, TlsConfig,
+};
+use prometheus::IntCounter;
+
+use crate::{
+    config::{UpstreamConfig, UpstreamSettings},
+    metrics::Metrics,
+    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+};
+
+/// EDNS payload size we advertise upstream (DNS flag day 2020).
+const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// Why the forwarder could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// No upstream configured.
+    #[error("no upstream resolvers configured: set [upstream] servers or pass --upstream")]
+    NoUpstreams,
+    /// TLS set-up failed.
+    #[error("upstream {upstream}: cannot set up DNS-over-TLS: {reason}")]
+    Tls {
+        /// The upstream.
+        upstream: String,
+        /// hickory's message.
+        reason: String,
+    },
+}
+
+struct Upstream {
+    label: String,
+    pool: NameServerPool<TokioRuntimeProvider>,
+    /// Consecutive failures; a failing upstream is tried after healthy ones.
+    failures: AtomicU32,
+    answered: IntCounter,
+    errors: IntCounter,
+    timeouts: IntCounter,
+}
+
+/// The forward stage: always the last in the chain.
+pub struct Forward {
+    upstreams: Vec<Upstream>,
+    attempt_timeout: Duration,
+    deadline: Duration,
+}
+
+impl Forward {
+    /// Builds one pool per configured upstream.
+    pub fn new(settings: &UpstreamSettings, metrics: &Metrics) -> Result<Forward, ForwardError> {
+        if settings.servers.is_empty() {
+            return Err(ForwardError::NoUpstreams);
+        }
+        let mut upstreams = Vec::new();
+        for server in &settings.servers {
+            let label = server.to_string();
+            let pool = Self::pool(server, settings.attempt_timeout).map_err(|reason| {
+                ForwardError::Tls {
+                    upstream: label.clone(),
+                    reason,
+                }
+            })?;
+            let outcome = |o: &str| metrics.upstream.with_label_values(&[label.as_str(), o]);
+            upstreams.push(Upstream {
+                answered: outcome("answer"),
+                errors: outcome("error"),
+                timeouts: outcome("timeout"),
+                label,
+                pool,
+                failures: AtomicU32::new(0),
+            });
+        }
+        Ok(Forward {
+            upstreams,
+            attempt_timeout: settings.attempt_timeout,
+            deadline: settings.deadline,
+        })
+    }
+
+    fn pool(
+        server: &UpstreamConfig,
+        timeout: Duration,
+    ) -> Result<NameServerPool<TokioRuntimeProvider>, String> {
+        let connections = match &server.tls_name {
+            Some(name) => {
+                let mut c = ConnectionConfig::tls(Arc::from(name.as_str()));
+                c.port = server.addr.port();
+                vec![c]
+            }
+            None => {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.addr.port();
+                vec![udp, tcp]
+            }
+        };
+        let ns = NameServerConfig::new(server.addr.ip(), true, connections);
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = 1;
+        opts.edns_payload_len = UPSTREAM_PAYLOAD;
+        opts.num_concurrent_reqs = 1;
+        let tls = TlsConfig::new().map_err(|e| e.to_string())?;
+        let cx = Arc::new(PoolContext::new(opts, tls));
+        Ok(NameServerPool::from_config(
+            [ns],
+            cx,
+            TokioRuntimeProvider::new(),
+        ))
+    }
+
+    fn request(query: &Query) -> DnsRequest {
+        let mut message = Message::query();
+        message.add_query(hickory_proto::op::Query::query(
+            query.name.clone(),
+            query.qtype,
+        ));
+        if let Some(q) = message.queries.first_mut() {
+            q.query_class = query.qclass;
+        }
+        message.metadata.recursion_desired = true;
+        message.metadata.checking_disabled = query.checking_disabled;
+        let mut edns = Edns::new();
+        edns.set_max_payload(UPSTREAM_PAYLOAD)
+            .set_dnssec_ok(query.dnssec_ok);
+        message.set_edns(edns);
+        let mut options = DnsRequestOptions::default();
+        options.edns_payload_len = UPSTREAM_PAYLOAD;
+        options.edns_set_dnssec_ok = query.dnssec_ok;
+        DnsRequest::new(message, options)
+    }
+
+    /// Upstream indices, healthy first, in configured order otherwise.
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.upstreams.len()).collect();
+        order.sort_by_key(|&i| self.upstreams[i].failures.load(Ordering::Relaxed).min(1));
+        order
+    }
+
+    async fn exchange(&self, query: &Query) -> Answer {
+        let request = Self::request(query);
+        for i in self.order() {
+            let upstream = &self.upstreams[i];
+            let mut responses = upstream.pool.send(request.clone());
+            let outcome = tokio::time::timeout(self.attempt_timeout, responses.next()).await;
+            match outcome {
+                Ok(Some(Ok(response))) => {
+                    let message = response.into_message();
+                    let rcode = message.metadata.response_code;
+                    if matches!(rcode, ResponseCode::ServFail | ResponseCode::Refused) {
+                        upstream.errors.inc();
+                        upstream.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(upstream = %upstream.label, %rcode, "upstream failed, trying next");
+                        continue;
+                    }
+                    upstream.answered.inc();
+                    upstream.failures.store(0, Ordering::Relaxed);
+                    return Self::answer(message);
+                }
+                // hickory reports NXDOMAIN and NODATA as errors; to a forwarder they are answers.
+                Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
+                    upstream.answered.inc();
+                    upstream.failures.store(0, Ordering::Relaxed);
+                    let mut answer =
+                        Answer::empty(no_records.response_code, Disposition::Forwarded);
+                    answer.authorities = no_records
+                        .authorities
+                        .map(|a| a.to_vec())
+                        .unwrap_or_default();
+                    return answer;
+                }
+                Ok(Some(Err(error))) => {
+                    if matches!(error, NetError::Timeout) {
+                        upstream.timeouts.inc();
+                    } else {
+                        upstream.errors.inc();
+                    }
+                    upstream.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(upstream = %upstream.label, %error, "upstream error");
+                }
+                Ok(None) => {
+                    upstream.errors.inc();
+                    upstream.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    upstream.timeouts.inc();
+                    upstream.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(upstream = %upstream.label, "upstream timed out");
+                }
+            }
+        }
+        Answer::servfail().with_reason("upstream", "every upstream failed")
+    }
+
+    fn answer(mut message: Message) -> Answer {
+        // The listener writes its own OPT record; upstream's must not be passed through.
+        message
+            .additionals
+            .retain(|r| r.record_type() != RecordType::OPT);
+        Answer {
+            rcode: message.metadata.response_code,
+            authentic_data: message.metadata.authentic_data,
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
+            disposition: Disposition::Forwarded,
+            reason: None,
+        }
+    }
+}
+
+impl Stage for Forward {
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn handle<'a>(&'a self, query: &'a mut Query, _next: Next<'a>) -> StageFuture<'a> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.deadline, self.exchange(query)).await {
+                Ok(answer) => answer,
+                Err(_) => Answer::servfail().with_reason("deadline", "upstream deadline passed"),
+            }
+        })
+    }
+}

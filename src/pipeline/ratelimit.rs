@@ -1,0 +1,107 @@
+//! Per-client rate limit: a token bucket per source address, so one misbehaving device or a
+//! spoofed flood cannot starve the others. Over-limit queries get REFUSED (as small as the
+//! query, so no amplification).
+
+use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
+
+use hickory_proto::op::ResponseCode;
+
+use crate::{
+    config::RateLimitConfig,
+    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+};
+
+/// Buckets are spread over shards so concurrent clients rarely share a lock.
+const SHARDS: usize = 16;
+/// Above this many tracked clients per shard, full (idle) buckets are forgotten.
+const MAX_CLIENTS_PER_SHARD: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// The rate-limit stage.
+pub struct RateLimit {
+    qps: f64,
+    burst: f64,
+    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
+}
+
+impl RateLimit {
+    /// A limiter allowing `qps` per client with bursts of `burst`.
+    pub fn new(config: RateLimitConfig) -> RateLimit {
+        RateLimit {
+            qps: f64::from(config.qps),
+            burst: f64::from(config.burst.max(1)),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// Takes one token for `client`; false when the client is over its limit.
+    pub fn admit(&self, client: IpAddr, now: Instant) -> bool {
+        let shard = match client {
+            IpAddr::V4(v4) => v4.octets()[3] as usize,
+            IpAddr::V6(v6) => v6.octets()[15] as usize,
+        } % SHARDS;
+        let Ok(mut buckets) = self.shards[shard].lock() else {
+            return true;
+        };
+        if buckets.len() >= MAX_CLIENTS_PER_SHARD && !buckets.contains_key(&client) {
+            let (qps, burst) = (self.qps, self.burst);
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * qps < burst
+            });
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let refill = now.duration_since(bucket.updated).as_secs_f64() * self.qps;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Stage for RateLimit {
+    fn name(&self) -> &'static str {
+        "ratelimit"
+    }
+
+    fn handle<'a>(&'a self, query: &'a mut Query, next: Next<'a>) -> StageFuture<'a> {
+        if self.admit(query.client, Instant::now()) {
+            next.run(query)
+        } else {
+            Box::pin(async {
+                Answer::empty(ResponseCode::Refused, Disposition::RateLimited)
+                    .with_reason("rate_limited", "client exceeded its query rate limit")
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_refill() {
+        let rl = RateLimit::new(RateLimitConfig { qps: 10, burst: 5 });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!((0..8).filter(|_| rl.admit(ip, t0)).count(), 5);
+        // Another client is unaffected.
+        assert!(rl.admit("10.0.0.2".parse().unwrap(), t0));
+        // 100 ms at 10 qps refills one token.
+        assert!(rl.admit(ip, t0 + Duration::from_millis(100)));
+        assert!(!rl.admit(ip, t0 + Duration::from_millis(100)));
+    }
+}

@@ -1,0 +1,243 @@
+//! The DNS listener: UDP and TCP sockets served by hickory-server, and the bridge
+//! ([`Handler`]) that turns a hickory request into a pipeline [`Query`] and the pipeline's
+//! [`Answer`] into a response.
+//!
+//! The pipeline in force sits behind an [`ArcSwap`], so a reload swaps it between two queries
+//! without dropping any.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use hickory_proto::{
+    op::{Edns, Metadata, OpCode, ResponseCode},
+    rr::{DNSClass, Record},
+};
+use hickory_server::{
+    net::{runtime::Time, xfer::Protocol},
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponseBuilder,
+    Server,
+};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::{
+    app::InFlight,
+    pipeline::{Answer, Pipeline, Query, Transport},
+};
+
+/// Our EDNS UDP payload size (DNS flag day 2020); larger answers are truncated (TC).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// Per-connection buffer of responses waiting to be written on TCP.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr} ({protocol}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// "UDP" or "TCP".
+        protocol: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// hickory's request handler, bridging into the pipeline in force.
+pub struct Handler {
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    inflight: Arc<InFlight>,
+}
+
+impl Handler {
+    /// A handler running queries through whatever pipeline `pipeline` holds.
+    pub(crate) fn new(pipeline: Arc<ArcSwap<Pipeline>>, inflight: Arc<InFlight>) -> Handler {
+        Handler { pipeline, inflight }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let Some(_guard) = self.inflight.enter() else {
+            // Draining for shutdown: stay silent so the client asks its other server.
+            return dropped(request);
+        };
+        let client_edns = request.edns.as_ref();
+        let mut edns = Edns::new();
+        edns.set_max_payload(
+            client_edns
+                .map(|e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
+                .unwrap_or(512),
+        );
+        edns.set_dnssec_ok(client_edns.is_some_and(|e| e.flags().dnssec_ok));
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if client_edns.is_some() {
+            builder.edns(&edns);
+        }
+
+        let query = match (request.metadata.op_code, request.queries.queries()) {
+            (OpCode::Query, [q])
+                if q.query_class() == DNSClass::IN || q.query_class() == DNSClass::CH =>
+            {
+                q
+            }
+            (OpCode::Query, _) => {
+                return send(
+                    response,
+                    builder.error_msg(&request.metadata, ResponseCode::FormErr),
+                    request,
+                )
+                .await;
+            }
+            _ => {
+                return send(
+                    response,
+                    builder.error_msg(&request.metadata, ResponseCode::NotImp),
+                    request,
+                )
+                .await;
+            }
+        };
+        if client_edns.is_some_and(|e| e.version() > 0) {
+            // RFC 6891: unknown EDNS version → BADVERS (extended rcode), signalled via FORMERR here.
+            return send(
+                response,
+                builder.error_msg(&request.metadata, ResponseCode::BADVERS),
+                request,
+            )
+            .await;
+        }
+
+        let mut q = Query::new(
+            request.src().ip(),
+            match request.protocol() {
+                Protocol::Udp => Transport::Udp,
+                _ => Transport::Tcp,
+            },
+            query.original().name().clone(),
+            query.query_type(),
+        );
+        q.qclass = query.query_class();
+        q.dnssec_ok = edns.flags().dnssec_ok;
+        q.checking_disabled = request.metadata.checking_disabled;
+
+        let pipeline = self.pipeline.load_full();
+        let answer = pipeline.resolve(&mut q).await;
+
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = true;
+        metadata.authentic_data = answer.authentic_data && !q.checking_disabled;
+        metadata.response_code = answer.rcode;
+        let Answer {
+            answers,
+            authorities,
+            additionals,
+            ..
+        } = &answer;
+        let strip = |r: &&Record| q.dnssec_ok || !r.record_type().is_dnssec();
+        let message = builder.build(
+            metadata,
+            answers.iter().filter(strip),
+            authorities.iter().filter(strip),
+            std::iter::empty(),
+            additionals.iter().filter(strip),
+        );
+        match response.send_response(message).await {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::debug!(%error, "failed to send a response");
+                dropped(request)
+            }
+        }
+    }
+}
+
+/// What hickory is told when no response was sent.
+fn dropped(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(hickory_proto::op::Header {
+        metadata,
+        counts: Default::default(),
+    })
+}
+
+async fn send<'a, R: ResponseHandler>(
+    mut response: R,
+    message: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    request: &Request,
+) -> ResponseInfo {
+    match response.send_response(message).await {
+        Ok(info) => info,
+        Err(_) => dropped(request),
+    }
+}
+
+/// Sockets bound for DNS: one UDP socket and one TCP listener per address.
+pub struct Sockets {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds every address (port 0 picks a free port, as tests do).
+    pub async fn bind(addrs: &[SocketAddr]) -> Result<Sockets, ListenError> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for &addr in addrs {
+            let u = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| ListenError::Bind {
+                    addr,
+                    protocol: "UDP",
+                    source,
+                })?;
+            // TCP on the same port as UDP, also when the UDP port was picked by the OS.
+            let bound = u.local_addr().unwrap_or(addr);
+            let t = TcpListener::bind(bound)
+                .await
+                .map_err(|source| ListenError::Bind {
+                    addr: bound,
+                    protocol: "TCP",
+                    source,
+                })?;
+            udp.push(u);
+            tcp.push(t);
+        }
+        Ok(Sockets { udp, tcp })
+    }
+
+    /// The bound addresses (UDP and TCP share each port).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Starts serving `handler` on every socket.
+    pub fn serve(self, handler: Handler, tcp_idle_timeout: Duration) -> Server<Handler> {
+        let mut server = Server::new(handler);
+        for s in self.udp {
+            server.register_socket(s);
+        }
+        for l in self.tcp {
+            server.register_listener(l, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        }
+        server
+    }
+}

@@ -1,0 +1,256 @@
+//! The real `hedgerow` binary, driven by clients nobody here wrote (`dig`) and by signals.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::dns::{scratch_dir, Upstream};
+
+/// A running `hedgerow serve`; killed on drop.
+struct Running {
+    child: Child,
+    dns: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// Waits until a log line contains `needle`.
+    fn wait_for_log(&self, needle: &str) -> String {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line containing {needle:?} within 10 s"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+fn serve(config: &std::path::Path, upstream: SocketAddr) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.to_string(),
+        ])
+        .env("HEDGEROW_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[hedgerow] {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        dns: "0.0.0.0:0".parse().unwrap(),
+        log: rx,
+    };
+    let line = running.wait_for_log("DNS listening");
+    let addr = line
+        .rsplit("addr=")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    running.dns = addr.parse().unwrap();
+    running
+}
+
+fn dig_available() -> bool {
+    let found = Command::new("dig").arg("-v").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but `dig` is not installed"
+        );
+        eprintln!("skipped: `dig` not installed (apt-get install bind9-dnsutils)");
+    }
+    found
+}
+
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const CONFIG: &str =
+    "[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"games.test\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_sees_answers_blocks_and_truncation() {
+    if !dig_available() {
+        return;
+    }
+    let up = Upstream::start().await;
+    let dir = scratch_dir("dig");
+    let config = dir.join("h.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\ndata_dir = \"{}\"\n{CONFIG}", dir.display()),
+    )
+    .unwrap();
+    let h = serve(&config, up.addr);
+    let dns = h.dns;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            dig(dns, &["+short", "www.example.test", "A"]).trim(),
+            "192.0.2.10"
+        );
+        assert_eq!(
+            dig(dns, &["+short", "www.example.test", "AAAA"]).trim(),
+            "2001:db8::10"
+        );
+        assert_eq!(
+            dig(dns, &["+short", "example.test", "MX"]).trim(),
+            "10 mail.example.test."
+        );
+        let blocked = dig(dns, &["play.games.test", "A"]);
+        assert!(blocked.contains("status: NXDOMAIN"), "{blocked}");
+        assert!(
+            blocked.contains("hedgerow.invalid."),
+            "block answers carry our SOA: {blocked}"
+        );
+        let https = dig(dns, &["games.test", "HTTPS"]);
+        assert!(https.contains("status: NXDOMAIN"), "{https}");
+        // Big answer: dig retries over TCP by itself after TC and gets all 30 records.
+        let big = dig(dns, &["+short", "big.example.test", "TXT"]);
+        assert_eq!(big.lines().count(), 30, "{big}");
+        let tc = dig(dns, &["+ignore", "big.example.test", "TXT"]);
+        assert!(tc.contains(" tc"), "{tc}");
+        let tcp = dig(dns, &["+tcp", "+short", "www.example.test"]);
+        assert_eq!(tcp.trim(), "192.0.2.10");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("hup");
+    let config = dir.join("h.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\ndata_dir = \"{}\"\n{CONFIG}", dir.display()),
+    )
+    .unwrap();
+    let mut h = serve(&config, up.addr);
+    let dns = h.dns;
+    let blocked = |name: &'static str| async move {
+        let m = common::dns::ask(dns, name, hickory_proto::rr::RecordType::A).await;
+        m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
+    };
+    assert!(blocked("play.games.test.").await);
+
+    // A broken file: the old configuration stays in force and the log says why.
+    std::fs::write(
+        &config,
+        "[[group]]\nname = \"pupils\"\nnetworks = [\"not-a-network\"]\n",
+    )
+    .unwrap();
+    h.signal("-HUP");
+    let line = h.wait_for_log("reload failed");
+    assert!(line.contains("h.toml") && line.contains("line 3"), "{line}");
+    assert!(
+        blocked("play.games.test.").await,
+        "old policy still in force"
+    );
+
+    // A good file takes effect without a restart.
+    std::fs::write(&config, format!("[server]\ndata_dir = \"{}\"\n[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"school.test\"]\n", dir.display())).unwrap();
+    h.signal("-HUP");
+    h.wait_for_log("configuration reloaded");
+    assert!(!blocked("play.games.test.").await);
+    assert!(blocked("school.test.").await);
+
+    h.signal("-TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = h.child.wait().unwrap();
+        drop(h);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn check_config_explains_groups_and_rejects_bad_files() {
+    let dir = scratch_dir("check");
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        format!("[upstream]\nservers = [\"192.0.2.53\"]\n{CONFIG}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("group `pupils`: clients in 127.0.0.1/32"),
+        "{text}"
+    );
+    assert!(
+        text.contains("always blocks (with subdomains): games.test"),
+        "{text}"
+    );
+    assert!(text.contains("REFUSED"), "{text}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[cache]\nsize = \"lots\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 2") && err.contains("size"),
+        "{err}"
+    );
+}
