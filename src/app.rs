@@ -4,12 +4,12 @@
 use std::{
     future::Future,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -17,13 +17,19 @@ use tokio::task::JoinHandle;
 
 use crate::{
     config::{Config, ConfigError},
+    lists::{compile, Blocklists, CompileOptions, IllegalSource, ListError, Manifest},
     metrics::{Metrics, MetricsError},
     pipeline::{
+        cache::CacheStore,
         chain::{self, ChainError, ChainParts},
         Pipeline,
     },
+    schedule::{system_clock, Clock},
     server::{Handler, ListenError, Sockets},
 };
+
+/// How often the artifact folder is checked for a newly compiled list.
+const LIST_POLL: Duration = Duration::from_secs(2);
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +46,13 @@ pub enum AppError {
     /// Metrics could not be registered.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The compiled lists could not be loaded.
+    #[error(transparent)]
+    Lists(#[from] ListError),
 }
 
 /// Command-line values that override the configuration file (and survive reloads).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Overrides {
     /// `--listen`.
     pub listen: Vec<SocketAddr>,
@@ -51,6 +60,8 @@ pub struct Overrides {
     pub upstreams: Vec<SocketAddr>,
     /// `--http`.
     pub http: Option<SocketAddr>,
+    /// The clock for schedules and grants (tests inject one); `None` is the system clock.
+    pub clock: Option<Clock>,
 }
 
 /// Counts queries in flight so shutdown can wait for them.
@@ -65,6 +76,8 @@ pub struct Hedgerow {
     config_path: Option<PathBuf>,
     overrides: Overrides,
     metrics: Arc<Metrics>,
+    parts: Mutex<ChainParts>,
+    lists_stamp: Mutex<Option<SystemTime>>,
     pipeline: Arc<ArcSwap<Pipeline>>,
     inflight: Arc<InFlight>,
     server: hickory_server::Server<Handler>,
@@ -82,13 +95,17 @@ impl Hedgerow {
         let config = load(config_path.as_deref(), &overrides)?;
         let group_names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
         let metrics = Arc::new(Metrics::new(&group_names)?);
-        let pipeline = chain::build(
-            &config,
-            &ChainParts {
-                metrics: metrics.clone(),
-                sink: None,
-            },
-        )?;
+        let lists = Arc::new(open_lists(&config)?);
+        publish_list_metrics(&metrics, &lists);
+        let parts = ChainParts {
+            metrics: metrics.clone(),
+            sink: None,
+            lists,
+            cache: Arc::new(CacheStore::new()),
+            clock: overrides.clock.clone().unwrap_or_else(system_clock),
+        };
+        let pipeline = chain::build(&config, &parts)?;
+        let lists_stamp = Mutex::new(artifact_stamp(&config.lists.artifact_dir));
         let pipeline = Arc::new(ArcSwap::from_pointee(pipeline));
         let inflight = Arc::new(InFlight::default());
 
@@ -126,6 +143,8 @@ impl Hedgerow {
             config_path,
             overrides,
             metrics,
+            parts: Mutex::new(parts),
+            lists_stamp,
             pipeline,
             inflight,
             server,
@@ -149,10 +168,11 @@ impl Hedgerow {
         &self.metrics
     }
 
-    /// Re-reads the configuration and swaps in a new pipeline. On any error the pipeline in
-    /// force stays, and the error says why. Listener addresses need a restart to change.
+    /// Re-reads the configuration and the compiled lists and swaps in a new pipeline. On any
+    /// error the pipeline in force stays, and the error says why. Listener addresses need a
+    /// restart to change.
     pub fn reload(&self) -> Result<(), AppError> {
-        let result = self.rebuild();
+        let result = self.rebuild(true);
         match result {
             Ok(pipeline) => {
                 self.pipeline.store(Arc::new(pipeline));
@@ -171,18 +191,45 @@ impl Hedgerow {
         }
     }
 
-    fn rebuild(&self) -> Result<Pipeline, AppError> {
+    fn rebuild(&self, reopen_lists: bool) -> Result<Pipeline, AppError> {
         let config = load(self.config_path.as_deref(), &self.overrides)?;
         if config.server.listen.len() != self.dns_addrs.len() {
             tracing::warn!("listen addresses changed: restart Hedgerow to apply them");
         }
-        Ok(chain::build(
-            &config,
-            &ChainParts {
-                metrics: self.metrics.clone(),
-                sink: None,
-            },
-        )?)
+        let mut parts = lock(&self.parts).clone();
+        if reopen_lists {
+            let stamp = artifact_stamp(&config.lists.artifact_dir);
+            parts.lists = Arc::new(open_lists(&config).inspect_err(|_| {
+                self.metrics
+                    .list_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+            })?);
+            *lock(&self.lists_stamp) = stamp;
+        }
+        let pipeline = chain::build(&config, &parts)?;
+        if reopen_lists {
+            self.metrics.list_reloads.with_label_values(&["ok"]).inc();
+            publish_list_metrics(&self.metrics, &parts.lists);
+        }
+        *lock(&self.parts) = parts;
+        Ok(pipeline)
+    }
+
+    /// Reloads when the compiled artifact on disk has changed since it was opened.
+    pub fn reload_lists_if_changed(&self) {
+        let dir = match load(self.config_path.as_deref(), &self.overrides) {
+            Ok(config) => config.lists.artifact_dir,
+            Err(_) => return,
+        };
+        let stamp = artifact_stamp(&dir);
+        if stamp.is_none() || stamp == *lock(&self.lists_stamp) {
+            return;
+        }
+        tracing::info!(dir = %dir.display(), "compiled lists changed on disk: reloading");
+        // Record the stamp first so a broken artifact is reported once, not every poll.
+        *lock(&self.lists_stamp) = stamp;
+        let _ = self.reload();
     }
 
     /// Stops accepting queries, lets those in flight finish (up to `grace`), and stops.
@@ -232,6 +279,60 @@ impl Drop for InFlightGuard {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// When the artifact's metadata was last written (it is renamed into place last).
+fn artifact_stamp(dir: &Path) -> Option<SystemTime> {
+    std::fs::metadata(dir.join("meta.toml"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Opens the compiled lists named by `config`, compiling them first when the configuration
+/// asks for that and none exist. Never returns an empty snapshot silently: a school filter
+/// must not start unfiltered.
+pub fn open_lists(config: &Config) -> Result<Blocklists, ListError> {
+    let l = &config.lists;
+    let key = l
+        .illegal_list
+        .as_ref()
+        .map(|_| l.illegal_key_file.as_path());
+    match Blocklists::open(&l.artifact_dir, key) {
+        Err(ListError::NoArtifact { .. }) if l.compile_if_missing => {
+            tracing::info!(manifest = %l.manifest.display(), "no compiled lists yet: compiling");
+            let report = compile(&compile_options(config)?)?;
+            tracing::info!("{}", report.to_string().lines().next().unwrap_or_default());
+            Blocklists::open(&l.artifact_dir, key)
+        }
+        other => other,
+    }
+}
+
+/// What `hedgerow lists compile` and `compile_if_missing` compile.
+pub fn compile_options(config: &Config) -> Result<CompileOptions, ListError> {
+    let l = &config.lists;
+    Ok(CompileOptions {
+        manifest: Manifest::load(&l.manifest)?.with_cache_dir(&l.download_dir),
+        out_dir: l.artifact_dir.clone(),
+        illegal: l.illegal_list.as_ref().map(|list| IllegalSource {
+            list: list.clone(),
+            key: l.illegal_key_file.clone(),
+        }),
+    })
+}
+
+fn publish_list_metrics(metrics: &Metrics, lists: &Blocklists) {
+    for (category, count) in lists.meta().category_counts() {
+        metrics
+            .list_entries
+            .with_label_values(&[category])
+            .set(count as i64);
+    }
+    metrics.lists_built.set(lists.meta().built_unix as i64);
+}
+
 fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
     let mut config = match path {
         Some(path) => Config::from_file(path)?,
@@ -251,10 +352,12 @@ pub async fn run(
     let grace = config.server.shutdown_grace;
     let app = Hedgerow::start(config_path, overrides).await?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut watch = tokio::time::interval(LIST_POLL);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = watch.tick() => app.reload_lists_if_changed(),
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading");
                 let _ = app.reload();

@@ -23,6 +23,9 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod lists;
+pub mod lookup;
 pub mod metrics;
 pub mod pipeline;
+pub mod schedule;
 pub mod server;

@@ -1,10 +1,10 @@
 //! The `hedgerow` command: parses arguments and calls the library.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hedgerow::{app, config::Config};
+use hedgerow::{app, config::Config, lists};
 
 /// A DNS-level filtering resolver for schools.
 #[derive(Parser)]
@@ -36,6 +36,35 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Compile, update, inspect the category lists.
+    #[command(subcommand)]
+    Lists(ListsCommand),
+}
+
+#[derive(Subcommand)]
+enum ListsCommand {
+    /// Compile every category of the manifest into the artifact folder.
+    Compile {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Show what each group (or one client's group) gets for a name, and why.
+    Lookup {
+        /// The name to look up.
+        name: String,
+        /// Only the group of this client address.
+        #[arg(long)]
+        client: Option<IpAddr>,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Create a secret key for hashing the illegal-content list (mode 0600).
+    Keygen {
+        /// Where to write it (keep it outside the artifact folder).
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +86,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn config_or_default(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::embedded_default(),
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
@@ -73,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 upstreams: upstream,
                 http,
+                clock: None,
             };
             runtime.block_on(app::run(config, overrides, shutdown_signal()))?;
             Ok(())
@@ -80,6 +117,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             print!("{}", config.describe());
+            Ok(())
+        }
+        Command::Lists(ListsCommand::Compile { config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let report = lists::compile(&app::compile_options(&config)?)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Lists(ListsCommand::Lookup {
+            name,
+            client,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let blocklists = app::open_lists(&config)?;
+            let manifest = lists::Manifest::load(&config.lists.manifest).ok();
+            let report =
+                hedgerow::lookup::report(&config, &blocklists, manifest.as_ref(), &name, client)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Lists(ListsCommand::Keygen { path }) => {
+            lists::generate_key_file(&path)?;
+            println!("wrote a new key to {}", path.display());
             Ok(())
         }
     }
@@ -91,6 +152,11 @@ async fn shutdown_signal() {
     let mut term = signal(SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }

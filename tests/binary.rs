@@ -113,6 +113,15 @@ fn dig(server: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `body` with a data folder under `dir` and the shipped sample lists compiled on start.
+fn with_lists(dir: &std::path::Path, body: &str) -> String {
+    format!(
+        "[server]\ndata_dir = \"{}\"\n[lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n{body}",
+        dir.display(),
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 const CONFIG: &str =
     "[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"games.test\"]\n";
 
@@ -124,11 +133,7 @@ async fn dig_sees_answers_blocks_and_truncation() {
     let up = Upstream::start().await;
     let dir = scratch_dir("dig");
     let config = dir.join("h.toml");
-    std::fs::write(
-        &config,
-        format!("[server]\ndata_dir = \"{}\"\n{CONFIG}", dir.display()),
-    )
-    .unwrap();
+    std::fs::write(&config, with_lists(&dir, CONFIG)).unwrap();
     let h = serve(&config, up.addr);
     let dns = h.dns;
     tokio::task::spawn_blocking(move || {
@@ -169,11 +174,7 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     let up = Upstream::start().await;
     let dir = scratch_dir("hup");
     let config = dir.join("h.toml");
-    std::fs::write(
-        &config,
-        format!("[server]\ndata_dir = \"{}\"\n{CONFIG}", dir.display()),
-    )
-    .unwrap();
+    std::fs::write(&config, with_lists(&dir, CONFIG)).unwrap();
     let mut h = serve(&config, up.addr);
     let dns = h.dns;
     let blocked = |name: &'static str| async move {
@@ -197,7 +198,7 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     );
 
     // A good file takes effect without a restart.
-    std::fs::write(&config, format!("[server]\ndata_dir = \"{}\"\n[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"school.test\"]\n", dir.display())).unwrap();
+    std::fs::write(&config, with_lists(&dir, "[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"school.test\"]\n")).unwrap();
     h.signal("-HUP");
     h.wait_for_log("configuration reloaded");
     assert!(!blocked("play.games.test.").await);

@@ -405,7 +405,12 @@ async fn metrics_endpoint_serves_prometheus_text() {
     let path = dir.join("h.toml");
     std::fs::write(
         &path,
-        format!("[server]\nlisten = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n{config}"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+             [lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n{config}",
+            dir.display(),
+            env!("CARGO_MANIFEST_DIR")
+        ),
     )
     .unwrap();
     let app = hedgerow::app::Hedgerow::start(

@@ -108,6 +108,8 @@ pub struct ServerConfig {
     pub tcp_idle_timeout: Duration,
     /// On SIGINT/SIGTERM, in-flight queries get this long to finish.
     pub shutdown_grace: Duration,
+    /// The school's time zone, for schedules.
+    pub timezone: crate::schedule::TimeZone,
 }
 
 /// Forwarding settings.
@@ -166,6 +168,28 @@ pub struct ListsConfig {
     pub illegal_key_file: PathBuf,
     /// Refuse a downloaded source that shrank below this fraction of the last good copy.
     pub shrink_threshold: f64,
+    /// A URL-filtering proxy's address, given for hosts that have path-only illegal entries.
+    pub illegal_proxy: Option<IpAddr>,
+}
+
+/// A window in which a group may reach some otherwise blocked categories.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// When.
+    pub window: crate::schedule::Window,
+    /// Category ids unblocked during the window.
+    pub allow_categories: Vec<String>,
+}
+
+/// A known device: its address pins it to a group and gives it a name in logs.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// Name shown in logs and the dashboard.
+    pub name: String,
+    /// Its address.
+    pub ip: IpAddr,
+    /// The group it belongs to, whatever network it is on.
+    pub group: String,
 }
 
 /// A group of clients (pupils, staff, guests, …) and its policy.
@@ -179,6 +203,16 @@ pub struct GroupConfig {
     pub deny: Vec<String>,
     /// Names (and their subdomains) never blocked for this group, except by the illegal tier.
     pub allow: Vec<String>,
+    /// Category ids (from the list manifest) this group blocks.
+    pub block_categories: Vec<String>,
+    /// How blocked names are answered.
+    pub block_answer: crate::pipeline::policy::BlockAnswer,
+    /// Answer the built-in circumvention names locally (Firefox canary, Private Relay, DDR).
+    pub anti_circumvention: bool,
+    /// Remove `ech` from HTTPS/SVCB answers.
+    pub strip_ech: bool,
+    /// Windows in which some categories are not blocked.
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 /// The validated configuration.
@@ -198,6 +232,8 @@ pub struct Config {
     pub lists: ListsConfig,
     /// Client groups, in file order.
     pub groups: Vec<GroupConfig>,
+    /// Known devices.
+    pub devices: Vec<DeviceConfig>,
 }
 
 impl Config {
@@ -262,6 +298,15 @@ impl Config {
             .map(|(_, g)| g)
     }
 
+    fn server_timezone_name(&self) -> String {
+        match self.server.timezone {
+            crate::schedule::TimeZone::EuropeLondon => "Europe/London time".into(),
+            crate::schedule::TimeZone::Fixed(m) => {
+                format!("UTC{:+03}:{:02}", m / 60, (m % 60).abs())
+            }
+        }
+    }
+
     /// A plain-English summary of what each group gets, for `hedgerow check-config`.
     pub fn describe(&self) -> String {
         use std::fmt::Write;
@@ -315,6 +360,24 @@ impl Config {
         for g in &self.groups {
             let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
             let _ = writeln!(out, "\ngroup `{}`: clients in {}", g.name, nets.join(", "));
+            if g.block_categories.is_empty() {
+                let _ = writeln!(out, "  blocks no list categories");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  blocks these list categories (with subdomains): {}",
+                    g.block_categories.join(", ")
+                );
+            }
+            for s in &g.schedules {
+                let _ = writeln!(
+                    out,
+                    "  but allows {} {} ({})",
+                    s.allow_categories.join(", "),
+                    describe_window(&s.window),
+                    self.server_timezone_name()
+                );
+            }
             if g.deny.is_empty() {
                 let _ = writeln!(out, "  blocks no extra names");
             } else {
@@ -331,13 +394,65 @@ impl Config {
                     g.allow.join(", ")
                 );
             }
+            let _ = writeln!(
+                out,
+                "  answers blocked names with {}",
+                match g.block_answer {
+                    crate::pipeline::policy::BlockAnswer::NxDomain =>
+                        "NXDOMAIN (\"no such name\", cached 5 minutes)".to_string(),
+                    crate::pipeline::policy::BlockAnswer::Null => "0.0.0.0 / ::".to_string(),
+                    crate::pipeline::policy::BlockAnswer::Address(ip) =>
+                        format!("the block page at {ip}"),
+                }
+            );
+            if g.anti_circumvention {
+                let _ = writeln!(out, "  stops DNS-over-HTTPS and Private Relay take-over (Firefox canary, mask.icloud.com, _dns.resolver.arpa)");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  does NOT answer the Firefox canary, Private Relay or DDR names locally"
+                );
+            }
+            if g.strip_ech {
+                let _ = writeln!(
+                    out,
+                    "  strips Encrypted Client Hello keys from HTTPS records"
+                );
+            }
         }
+        let illegal = match &self.lists.illegal_list {
+            Some(path) => format!(
+                "{} (stored as keyed hashes; applies to every group and cannot be overridden)",
+                path.display()
+            ),
+            None => {
+                "none configured: rely on your broadband provider's filtering for IWF/CTIRU URLs"
+                    .to_string()
+            }
+        };
+        let _ = writeln!(out, "\nillegal-content list: {illegal}");
         out
     }
 }
 
+fn describe_window(w: &crate::schedule::Window) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let days: Vec<&str> = (0..7)
+        .filter(|d| w.days & (1 << d) != 0)
+        .map(|d| DAYS[d])
+        .collect();
+    format!(
+        "on {} from {:02}:{:02} to {:02}:{:02}",
+        days.join(", "),
+        w.from / 60,
+        w.from % 60,
+        w.to / 60,
+        w.to % 60
+    )
+}
+
 /// Normalises a configured name: lower case, no trailing dot, punycode for IDNs.
-pub(crate) fn normalise_name(name: &str) -> Result<String, String> {
+pub fn normalise_name(name: &str) -> Result<String, String> {
     let trimmed = name.trim().trim_end_matches('.');
     if trimmed.is_empty() {
         return Err("empty name".into());

@@ -11,9 +11,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::{
+    pipeline::policy::BlockAnswer,
+    schedule::{parse_hhmm, Window},
+};
+
 use super::{
-    CacheConfig, Config, ConfigError, GroupConfig, ListsConfig, RateLimitConfig, ServerConfig,
-    UpstreamConfig, UpstreamSettings,
+    CacheConfig, Config, ConfigError, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig,
+    ScheduleConfig, ServerConfig, UpstreamConfig, UpstreamSettings,
 };
 
 /// The whole file. Every section is optional; missing values take documented defaults.
@@ -32,6 +37,16 @@ pub struct RawConfig {
     lists: RawLists,
     #[serde(default, rename = "group")]
     groups: Vec<RawGroup>,
+    #[serde(default, rename = "device")]
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: Spanned<String>,
+    ip: std::net::IpAddr,
+    group: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +57,7 @@ struct RawServer {
     data_dir: PathBuf,
     tcp_idle_timeout_secs: u64,
     shutdown_grace_secs: u64,
+    timezone: Spanned<String>,
 }
 
 impl Default for RawServer {
@@ -52,6 +68,7 @@ impl Default for RawServer {
             data_dir: PathBuf::from("hedgerow-data"),
             tcp_idle_timeout_secs: 10,
             shutdown_grace_secs: 5,
+            timezone: Spanned::new(0..0, "Europe/London".to_string()),
         }
     }
 }
@@ -125,6 +142,7 @@ struct RawLists {
     compile_if_missing: bool,
     illegal_list: Option<PathBuf>,
     illegal_key_file: Option<PathBuf>,
+    illegal_proxy: Option<std::net::IpAddr>,
     shrink_threshold: f64,
 }
 
@@ -137,6 +155,7 @@ impl Default for RawLists {
             compile_if_missing: false,
             illegal_list: None,
             illegal_key_file: None,
+            illegal_proxy: None,
             shrink_threshold: 0.5,
         }
     }
@@ -151,6 +170,29 @@ struct RawGroup {
     deny: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     allow: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    block_categories: Vec<String>,
+    #[serde(default)]
+    block_answer: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    anti_circumvention: bool,
+    #[serde(default)]
+    strip_ech: bool,
+    #[serde(default, rename = "schedule")]
+    schedules: Vec<RawSchedule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    days: Spanned<Vec<String>>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    allow_categories: Vec<String>,
 }
 
 /// 1-based line of a byte offset.
@@ -178,7 +220,13 @@ impl RawConfig {
                 "at least one address is needed".into(),
             ));
         }
+        let timezone = s
+            .timezone
+            .get_ref()
+            .parse()
+            .map_err(|reason| invalid(s.timezone.span(), "server.timezone", reason))?;
         let server = ServerConfig {
+            timezone,
             listen: s.listen,
             http: s.http,
             data_dir: s.data_dir,
@@ -248,6 +296,7 @@ impl RawConfig {
                 .unwrap_or_else(|| server.data_dir.join("illegal.key")),
             manifest: l.manifest,
             compile_if_missing: l.compile_if_missing,
+            illegal_proxy: l.illegal_proxy,
             illegal_list: l.illegal_list,
             shrink_threshold: l.shrink_threshold,
         };
@@ -292,7 +341,49 @@ impl RawConfig {
                     .map(|n| super::normalise_name(n).map_err(|r| invalid(list.span(), key, r)))
                     .collect()
             };
+            let block_answer = match &g.block_answer {
+                None => BlockAnswer::NxDomain,
+                Some(spanned) => match spanned.get_ref().as_str() {
+                    "nxdomain" => BlockAnswer::NxDomain,
+                    "null" => BlockAnswer::Null,
+                    other => BlockAnswer::Address(other.parse().map_err(|_| {
+                        invalid(
+                            spanned.span(),
+                            "group.block_answer",
+                            format!("`{other}`: use \"nxdomain\", \"null\" or a block page's IP address"),
+                        )
+                    })?),
+                },
+            };
+            let mut schedules = Vec::new();
+            for sc in &g.schedules {
+                let days = Window::parse_days(sc.days.get_ref())
+                    .map_err(|r| invalid(sc.days.span(), "group.schedule.days", r))?;
+                let time = |t: &Spanned<String>, key: &str| {
+                    parse_hhmm(t.get_ref()).ok_or_else(|| {
+                        invalid(
+                            t.span(),
+                            key,
+                            format!("`{}` is not a time like 12:30", t.get_ref()),
+                        )
+                    })
+                };
+                schedules.push(ScheduleConfig {
+                    window: Window {
+                        days,
+                        from: time(&sc.from, "group.schedule.from")?,
+                        to: time(&sc.to, "group.schedule.to")?,
+                        zone: timezone,
+                    },
+                    allow_categories: sc.allow_categories.clone(),
+                });
+            }
             groups.push(GroupConfig {
+                block_categories: g.block_categories.clone(),
+                block_answer,
+                anti_circumvention: g.anti_circumvention,
+                strip_ech: g.strip_ech,
+                schedules,
                 deny: names_of(&g.deny, "group.deny")?,
                 allow: names_of(&g.allow, "group.allow")?,
                 name,
@@ -300,7 +391,25 @@ impl RawConfig {
             });
         }
 
+        let mut devices = Vec::new();
+        for d in self.devices {
+            let group = d.group.get_ref();
+            if !names.contains(group) {
+                return Err(invalid(
+                    d.group.span(),
+                    "device.group",
+                    format!("device `{}`: no group named `{group}`", d.name.get_ref()),
+                ));
+            }
+            devices.push(DeviceConfig {
+                name: d.name.get_ref().clone(),
+                ip: d.ip,
+                group: group.clone(),
+            });
+        }
+
         Ok(Config {
+            devices,
             source: path.to_path_buf(),
             server,
             upstream,

@@ -46,11 +46,32 @@ struct Entry {
     ttl: u32,
 }
 
+/// The cached answers themselves, kept across reloads (the stage is rebuilt, this is not).
+pub struct CacheStore {
+    shards: Vec<Mutex<HashMap<Key, Arc<Entry>>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl CacheStore {
+    /// An empty store.
+    pub fn new() -> CacheStore {
+        CacheStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl Default for CacheStore {
+    fn default() -> Self {
+        CacheStore::new()
+    }
+}
+
 /// The cache stage.
 pub struct Cache {
     config: CacheConfig,
-    shards: Vec<Mutex<HashMap<Key, Arc<Entry>>>>,
-    hasher: std::collections::hash_map::RandomState,
+    store: Arc<CacheStore>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,12 +82,11 @@ enum Lookup {
 }
 
 impl Cache {
-    /// An empty cache.
-    pub fn new(config: CacheConfig, metrics: Arc<Metrics>) -> Cache {
+    /// A cache stage over `store`.
+    pub fn new(config: CacheConfig, store: Arc<CacheStore>, metrics: Arc<Metrics>) -> Cache {
         Cache {
             config,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            store,
             metrics,
         }
     }
@@ -82,7 +102,7 @@ impl Cache {
     }
 
     fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Arc<Entry>>> {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+        &self.store.shards[self.store.hasher.hash_one(key) as usize % SHARDS]
     }
 
     fn lookup(&self, key: &Key, now: Instant) -> Lookup {

@@ -5,17 +5,19 @@
 use std::sync::Arc;
 
 use crate::{
-    config::Config,
+    config::{Config, GroupConfig},
+    lists::Blocklists,
     metrics::Metrics,
     pipeline::{
-        cache::Cache,
+        cache::{Cache, CacheStore},
         forward::Forward,
-        identify::{Group, Identify},
+        identify::{Group, GroupNetworks, Identify},
         policy::{GroupPolicy, NameSet, Policy},
         ratelimit::RateLimit,
         record::{QuerySink, Record},
         Pipeline, Stage,
     },
+    schedule::{Clock, Schedule},
 };
 
 /// Stages that could not be built, each error prefixed with its stage's name.
@@ -23,32 +25,94 @@ use crate::{
 #[error("cannot build the pipeline:\n  {}", .0.join("\n  "))]
 pub struct ChainError(pub Vec<String>);
 
-/// What the chain is built from besides the configuration.
+/// What the chain is built from besides the configuration: long-lived parts that survive
+/// reloads.
+#[derive(Clone)]
 pub struct ChainParts {
     /// Shared metric handles.
     pub metrics: Arc<Metrics>,
     /// Where finished queries go (the store), if anywhere.
     pub sink: Option<Arc<dyn QuerySink>>,
+    /// The compiled lists in force.
+    pub lists: Arc<Blocklists>,
+    /// Cached answers (kept across reloads).
+    pub cache: Arc<CacheStore>,
+    /// The clock schedules and grants are judged by.
+    pub clock: Clock,
 }
 
-/// The groups of `config`, with their policies, in file order.
-pub fn groups(config: &Config) -> Vec<(Arc<Group>, Vec<ipnet::IpNet>)> {
-    config
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(index, g)| {
-            let group = Group {
-                index,
-                name: g.name.clone(),
-                policy: GroupPolicy {
-                    deny: NameSet::new(g.deny.iter().cloned()),
-                    allow: NameSet::new(g.allow.iter().cloned()),
-                },
-            };
-            (Arc::new(group), g.networks.clone())
-        })
-        .collect()
+/// One group's policy against the lists in force.
+fn group_policy(g: &GroupConfig, lists: &Blocklists) -> Result<GroupPolicy, String> {
+    let mask = |ids: &[String], key: &str| {
+        ids.iter()
+            .try_fold(0u32, |acc, id| match lists.category_bit(id) {
+                Some(bit) => Ok(acc | bit),
+                None => {
+                    let known: Vec<&str> =
+                        lists.categories().iter().map(|c| c.id.as_str()).collect();
+                    Err(format!(
+                    "group `{}`: {key} names unknown category `{id}` (the lists in force have: {})",
+                    g.name,
+                    known.join(", ")
+                ))
+                }
+            })
+    };
+    let mut schedules = Vec::new();
+    for s in &g.schedules {
+        schedules.push(Schedule {
+            window: s.window.clone(),
+            categories: mask(&s.allow_categories, "a schedule")?,
+        });
+    }
+    Ok(GroupPolicy {
+        deny: NameSet::new(g.deny.iter().cloned()),
+        allow: NameSet::new(g.allow.iter().cloned()),
+        grants: Vec::new(),
+        categories: mask(&g.block_categories, "block_categories")?,
+        schedules,
+        block_answer: g.block_answer,
+        anti_circumvention: g.anti_circumvention,
+        strip_ech: g.strip_ech,
+    })
+}
+
+/// The groups of `config` with their policies against `lists`, and each group's networks
+/// (devices pinned as single-address networks).
+pub fn groups(
+    config: &Config,
+    lists: &Blocklists,
+) -> Result<Vec<GroupNetworks>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (index, g) in config.groups.iter().enumerate() {
+        match group_policy(g, lists) {
+            Ok(policy) => {
+                let mut networks = g.networks.clone();
+                networks.extend(
+                    config
+                        .devices
+                        .iter()
+                        .filter(|d| d.group == g.name)
+                        .map(|d| ipnet::IpNet::from(d.ip)),
+                );
+                out.push((
+                    Arc::new(Group {
+                        index,
+                        name: g.name.clone(),
+                        policy,
+                    }),
+                    networks,
+                ));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Builds the pipeline for `config`.
@@ -57,7 +121,10 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
     let forward = Forward::new(&config.upstream, &parts.metrics)
         .map_err(|e| errors.push(format!("forward: {e}")))
         .ok();
-    let Some(forward) = forward else {
+    let groups = groups(config, &parts.lists)
+        .map_err(|e| errors.extend(e.into_iter().map(|e| format!("policy: {e}"))))
+        .ok();
+    let (Some(forward), Some(groups)) = (forward, groups) else {
         return Err(ChainError(errors));
     };
 
@@ -65,14 +132,23 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         // Outermost, so it sees every answer, including refusals, and times the whole path.
         Arc::new(Record::new(parts.metrics.clone(), parts.sink.clone())),
         // Before anything spends effort: clients outside the school's subnets are REFUSED.
-        Arc::new(Identify::new(&groups(config))),
+        Arc::new(Identify::new(&groups)),
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
         Arc::new(RateLimit::new(config.rate_limit)),
-        // Decides on the name as asked, before any rewrite or cached answer can be served.
-        Arc::new(Policy),
+        // Decides on the name as asked, before any rewrite or cached answer can be served;
+        // it also checks CNAME targets in what comes back from below.
+        Arc::new(Policy::new(
+            parts.lists.clone(),
+            parts.clock.clone(),
+            config.lists.illegal_proxy,
+        )),
         // Just before the forwarder, so only upstream answers are cached and policy changes
         // take effect without a flush.
-        Arc::new(Cache::new(config.cache.clone(), parts.metrics.clone())),
+        Arc::new(Cache::new(
+            config.cache.clone(),
+            parts.cache.clone(),
+            parts.metrics.clone(),
+        )),
         // Last: asks the upstreams.
         Arc::new(forward),
     ];

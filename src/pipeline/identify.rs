@@ -19,6 +19,9 @@ pub struct Group {
     pub policy: GroupPolicy,
 }
 
+/// A group and the networks (and pinned device addresses) that belong to it.
+pub type GroupNetworks = (Arc<Group>, Vec<IpNet>);
+
 /// Maps client addresses to groups; the most specific network wins.
 pub struct Identify {
     /// Sorted most specific first, so the first match is the answer.
@@ -27,7 +30,7 @@ pub struct Identify {
 
 impl Identify {
     /// Builds the lookup from each group's networks.
-    pub fn new(groups: &[(Arc<Group>, Vec<IpNet>)]) -> Identify {
+    pub fn new(groups: &[GroupNetworks]) -> Identify {
         let mut networks: Vec<(IpNet, Arc<Group>)> = groups
             .iter()
             .flat_map(|(g, nets)| nets.iter().map(move |n| (*n, g.clone())))

@@ -293,6 +293,15 @@ pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, Pa
         "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{}\"\n{config}",
         dir.join("data").display()
     );
+    // Unless a test brings its own lists, compile the shipped samples on start.
+    let text = if config.contains("[lists]") {
+        text
+    } else {
+        format!(
+            "{text}\n[lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
     std::fs::write(&path, text).unwrap();
     let overrides = Overrides {
         upstreams: vec![upstream],

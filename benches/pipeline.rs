@@ -1,0 +1,186 @@
+//! One query through the whole pipeline (record → identify → ratelimit → policy → cache →
+//! forward) with a warm cache, and the policy decision alone on real category lists.
+//!
+//! `cargo bench --bench pipeline`. The upstream is a tiny responder on 127.0.0.1:0.
+
+use std::{net::UdpSocket, sync::Arc, time::SystemTime};
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use hedgerow::{
+    config::Config,
+    lists::{Blocklists, BlocklistsBuilder, EntryKind, Severity},
+    metrics::Metrics,
+    pipeline::{
+        cache::CacheStore,
+        chain::{self, ChainParts},
+        policy::{decide, Context, GroupPolicy},
+        Query, Transport,
+    },
+    schedule::system_clock,
+};
+use hickory_proto::{
+    op::Message,
+    rr::{rdata::A, Name, RData, Record, RecordType},
+};
+
+#[path = "../tests/common/shared_data.rs"]
+mod shared_data;
+
+/// Answers every query with one A record (TTL 1 h), forever, on a background thread.
+fn responder() -> std::net::SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
+    let addr = sock.local_addr().expect("responder address");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = q.clone().into_response();
+            if let Some(query) = q.queries.first() {
+                r.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    3600,
+                    RData::A(A::new(192, 0, 2, 1)),
+                ));
+            }
+            if let Ok(bytes) = r.to_vec() {
+                let _ = sock.send_to(&bytes, from);
+            }
+        }
+    });
+    addr
+}
+
+fn pipeline_bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = responder();
+    let config = Config::from_toml_str(
+        &format!(
+            "[upstream]\nservers = [\"{upstream}\"]\n[rate_limit]\nqps = 0\n\
+             [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\ndeny = [\"tiktok.com\"]\n"
+        ),
+        "bench.toml",
+    )
+    .unwrap();
+    let parts = ChainParts {
+        metrics: Arc::new(Metrics::new(&["pupils".into()]).unwrap()),
+        sink: None,
+        lists: Arc::new(Blocklists::empty()),
+        cache: Arc::new(CacheStore::new()),
+        clock: system_clock(),
+    };
+    let pipeline = rt
+        .block_on(async { chain::build(&config, &parts) })
+        .unwrap();
+    let query = Query::new(
+        "127.0.0.1".parse().unwrap(),
+        Transport::Udp,
+        Name::from_ascii("www.example.com.").unwrap(),
+        RecordType::A,
+    );
+    // Warm the cache.
+    let warm = rt.block_on(pipeline.resolve(&mut query.clone()));
+    assert_eq!(warm.answers.len(), 1);
+    c.bench_function("pipeline/cached_answer", |b| {
+        b.iter(|| {
+            let mut q = query.clone();
+            black_box(rt.block_on(pipeline.resolve(&mut q)))
+        })
+    });
+    let mut blocked = query.clone();
+    blocked.key = "www.tiktok.com".into();
+    c.bench_function("pipeline/blocked_by_deny", |b| {
+        b.iter(|| {
+            let mut q = blocked.clone();
+            black_box(rt.block_on(pipeline.resolve(&mut q)))
+        })
+    });
+}
+
+/// Ten groups, each blocking a different mix of categories, over real lists when present.
+fn decision_bench(c: &mut Criterion) {
+    let mut b = BlocklistsBuilder::new();
+    let mut names = Vec::new();
+    let mut masks = Vec::new();
+    if let Some(data) = shared_data::shared_data() {
+        for (cat, file) in [
+            ("gambling", "blocklists/ut1/gambling/domains"),
+            ("games", "blocklists/ut1/games/domains"),
+            ("vpn", "blocklists/ut1/vpn/domains"),
+            ("dating", "blocklists/ut1/dating/domains"),
+            ("hacking", "blocklists/ut1/hacking/domains"),
+            ("drugs", "blocklists/ut1/drogue/domains"),
+            ("hate", "blocklists/ut1/agressif/domains"),
+            ("piracy", "blocklists/ut1/warez/domains"),
+            ("phishing", "blocklists/ut1/phishing/domains"),
+            ("social", "blocklists/ut1/social_networks/domains"),
+        ] {
+            let mask = b.category(cat, cat, Severity::Medium).unwrap();
+            masks.push(mask);
+            let text = std::fs::read_to_string(data.join(file)).unwrap_or_default();
+            for line in text.lines() {
+                if b.add(mask, line.trim(), EntryKind::Subtree).is_ok() && names.len() < 50_000 {
+                    names.push(format!("www.{}", line.trim()));
+                }
+            }
+        }
+    } else {
+        let mask = b.category("games", "Games", Severity::Low).unwrap();
+        masks.push(mask);
+        for i in 0..100_000 {
+            let n = format!("game{i}.example");
+            b.add(mask, &n, EntryKind::Subtree).unwrap();
+            names.push(format!("www.{n}"));
+        }
+    }
+    let lists = b.build().unwrap();
+    let policies: Vec<GroupPolicy> = (0..10)
+        .map(|g| GroupPolicy {
+            categories: masks
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i + g) % 3 != 0)
+                .fold(0, |a, (_, m)| a | m),
+            anti_circumvention: true,
+            ..Default::default()
+        })
+        .collect();
+    let misses: Vec<String> = (0..1000)
+        .map(|i| format!("cdn{i}.allowed-site.co.uk"))
+        .collect();
+    let now = SystemTime::now();
+    let mut i = 0usize;
+    c.bench_function("policy/decide_listed_name_10_groups", |bch| {
+        bch.iter(|| {
+            i = i.wrapping_add(1);
+            let cx = Context {
+                group: "g",
+                policy: &policies[i % 10],
+                lists: &lists,
+                now,
+                illegal_proxy: None,
+            };
+            black_box(decide(&cx, &names[i % names.len()]))
+        })
+    });
+    c.bench_function("policy/decide_unlisted_name_10_groups", |bch| {
+        bch.iter(|| {
+            i = i.wrapping_add(1);
+            let cx = Context {
+                group: "g",
+                policy: &policies[i % 10],
+                lists: &lists,
+                now,
+                illegal_proxy: None,
+            };
+            black_box(decide(&cx, &misses[i % misses.len()]))
+        })
+    });
+}
+
+criterion_group!(benches, pipeline_bench, decision_bench);
+criterion_main!(benches);

@@ -1,0 +1,410 @@
+//! The compiled artifact folder: file names, `meta.toml`, checksums and the atomic swap.
+//!
+//! ```text
+//! compiled/
+//!   categories.fst   label-reversed name → u64 (low 32 bits subtree categories, high 32 exact)
+//!   allow.fst        same keys, value = category bits an `@@` exception exempts
+//!   illegal.bin      keyed hashes only (present when an illegal-content list is configured)
+//!   meta.toml        format version, build time, checksums, counts, category table
+//! ```
+//!
+//! A compile writes a sibling `.NAME.tmp-PID` folder, fsyncs it, moves the live folder to
+//! `NAME.old`, renames the new one into place and removes `NAME.old`. A crash leaves either the
+//! old or the new folder complete; [`crate::lists::Blocklists::open`] also falls back to
+//! `NAME.old` if it finds only that.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::ListError;
+use super::manifest::Severity;
+
+/// Version of the artifact layout; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// The category transducer.
+pub const CATEGORIES_FST: &str = "categories.fst";
+/// The allow (exception) transducer.
+pub const ALLOW_FST: &str = "allow.fst";
+/// The illegal-content tier.
+pub const ILLEGAL_BIN: &str = "illegal.bin";
+/// The metadata file.
+pub const META_TOML: &str = "meta.toml";
+
+/// Contents of `meta.toml`: what the server needs for metrics, and what `open` verifies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Build time, seconds since the Unix epoch.
+    pub built_unix: u64,
+    /// Build time, RFC 3339 UTC.
+    pub built: String,
+    /// Version of Hedgerow that compiled it.
+    pub hedgerow_version: String,
+    /// Keys in `categories.fst`.
+    pub names: u64,
+    /// Keys in `allow.fst`.
+    pub allow_names: u64,
+    /// SHA-256 and size of each artifact file (not of `meta.toml` itself).
+    pub files: BTreeMap<String, FileSum>,
+    /// One row per category, in bit order.
+    #[serde(default, rename = "category")]
+    pub categories: Vec<CategoryMeta>,
+    /// One row per list source that was read.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceMeta>,
+    /// Counts for the illegal-content tier (never entries).
+    #[serde(default)]
+    pub illegal: Option<IllegalMeta>,
+}
+
+/// Checksum of one artifact file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSum {
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// A category as recorded in `meta.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CategoryMeta {
+    /// Manifest id.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// UK Safer Internet Centre wording.
+    pub uk_definition: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Bit index (0..32) in the transducer values.
+    pub bit: u8,
+    /// Names in `categories.fst` carrying this category (after merging and pruning).
+    pub entries: u64,
+    /// Entries read from the sources.
+    pub input_entries: u64,
+    /// Entries repeated within the category.
+    pub duplicates: u64,
+    /// Entries dropped because a listed parent already covers them.
+    pub redundant: u64,
+    /// Names in `allow.fst` exempting this category.
+    pub allow_entries: u64,
+    /// Lines rejected across the category's sources.
+    pub rejected_lines: u64,
+    /// Lines skipped with a warning.
+    pub skipped_lines: u64,
+}
+
+/// A source as recorded in `meta.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceMeta {
+    /// Category id.
+    pub category: String,
+    /// Path (relative to the manifest) or URL.
+    pub location: String,
+    /// SHA-256 of the bytes read.
+    pub sha256: String,
+    /// Lines read.
+    pub lines: u64,
+    /// Block entries read.
+    pub entries: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+}
+
+/// Illegal-content tier counts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct IllegalMeta {
+    /// Lines read.
+    pub lines: u64,
+    /// Whole hosts/domains, enforced at DNS level.
+    pub domains: u64,
+    /// URLs with a path: not enforceable by DNS.
+    pub path_only: u64,
+    /// Unusable lines.
+    pub rejected: u64,
+}
+
+impl Meta {
+    /// `(category id, names)` pairs for a metrics gauge.
+    pub fn category_counts(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.categories.iter().map(|c| (c.id.as_str(), c.entries))
+    }
+
+    /// Build time as a [`SystemTime`].
+    pub fn built_at(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(self.built_unix)
+    }
+
+    pub(crate) fn read(dir: &Path) -> Result<Meta, ListError> {
+        let path = dir.join(META_TOML);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ListError::NoArtifact {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(ListError::io(path, e)),
+        };
+        // Read the version alone first so an incompatible layout gets the right message.
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version =
+            toml::from_str(&text).map_err(|e| ListError::corrupt(&path, e.to_string()))?;
+        if v.format_version != FORMAT_VERSION {
+            return Err(ListError::Version {
+                path,
+                found: v.format_version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        toml::from_str(&text).map_err(|e| ListError::corrupt(&path, e.to_string()))
+    }
+}
+
+/// Lower-case hex of a byte slice.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// SHA-256 of a byte slice as hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed).
+pub(crate) fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// A writer that hashes what passes through it.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+    pub fn finish(self) -> (W, FileSum) {
+        (
+            self.inner,
+            FileSum {
+                sha256: hex(&self.hasher.finalize()),
+                bytes: self.bytes,
+            },
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes what passes through it (source checksums without a second read).
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    pub fn hex(self) -> String {
+        hex(&self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A temporary folder beside the target that becomes the target on [`Staging::commit`], and is
+/// removed if dropped uncommitted.
+pub(crate) struct Staging {
+    tmp: PathBuf,
+    target: PathBuf,
+    files: BTreeMap<String, FileSum>,
+    committed: bool,
+}
+
+impl Staging {
+    pub fn begin(target: &Path) -> Result<Staging, ListError> {
+        let name = target
+            .file_name()
+            .ok_or_else(|| ListError::corrupt(target, "artifact path has no folder name"))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = parent_of(target);
+        fs::create_dir_all(&parent).map_err(|e| ListError::io(&parent, e))?;
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| ListError::io(&tmp, e))?;
+        }
+        fs::create_dir(&tmp).map_err(|e| ListError::io(&tmp, e))?;
+        Ok(Staging {
+            tmp,
+            target: target.to_path_buf(),
+            files: BTreeMap::new(),
+            committed: false,
+        })
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.tmp.join(file)
+    }
+
+    /// Creates `file`, lets `write` fill it through a hashing buffered writer, fsyncs it and
+    /// records its checksum.
+    pub fn write_file(
+        &mut self,
+        file: &str,
+        write: impl FnOnce(&mut HashingWriter<io::BufWriter<File>>) -> Result<(), ListError>,
+    ) -> Result<(), ListError> {
+        let path = self.path(file);
+        let f = File::create(&path).map_err(|e| ListError::io(&path, e))?;
+        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f));
+        write(&mut w)?;
+        let (buf, sum) = w.finish();
+        let f = buf
+            .into_inner()
+            .map_err(|e| ListError::io(&path, e.into_error()))?;
+        f.sync_all().map_err(|e| ListError::io(&path, e))?;
+        self.files.insert(file.to_string(), sum);
+        Ok(())
+    }
+
+    pub fn files(&self) -> &BTreeMap<String, FileSum> {
+        &self.files
+    }
+
+    /// Total bytes of the files written so far.
+    pub fn bytes(&self) -> u64 {
+        self.files.values().map(|f| f.bytes).sum()
+    }
+
+    /// Makes the staged folder the live one.
+    pub fn commit(mut self) -> Result<(), ListError> {
+        sync_dir(&self.tmp)?;
+        let old = old_path(&self.target);
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| ListError::io(&old, e))?;
+        }
+        let had_previous = self.target.exists();
+        if had_previous {
+            fs::rename(&self.target, &old).map_err(|e| ListError::io(&self.target, e))?;
+        }
+        fs::rename(&self.tmp, &self.target).map_err(|e| ListError::io(&self.target, e))?;
+        self.committed = true;
+        sync_dir(&parent_of(&self.target))?;
+        if had_previous {
+            // Readers that mmapped the old files keep them: unlinking does not unmap.
+            fs::remove_dir_all(&old).map_err(|e| ListError::io(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// `DIR.old`, where the previous artifact waits during a swap.
+pub(crate) fn old_path(target: &Path) -> PathBuf {
+    let mut s = target.as_os_str().to_os_string();
+    s.push(".old");
+    PathBuf::from(s)
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ListError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ListError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_785_000_000), "2026-07-25T17:20:00Z");
+    }
+
+    #[test]
+    fn hex_and_sha() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

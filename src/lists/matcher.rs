@@ -1,0 +1,764 @@
+//! Lookups: [`SuffixMap`] (one transducer) and [`Blocklists`] (an opened artifact snapshot).
+//!
+//! A lookup walks the query name's labels from the right (`com`, `.`, `example`, `.`, `ads`)
+//! down the raw transducer, summing outputs, and reports every label boundary where the node is
+//! final. That is one pass, no allocation, and it finds every listed ancestor of the name.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use fst::raw::Output;
+use memmap2::Mmap;
+
+use super::artifact::{self, CategoryMeta, Meta, ALLOW_FST, CATEGORIES_FST, ILLEGAL_BIN};
+use super::error::ListError;
+use super::illegal::{IllegalHit, IllegalKey, IllegalSet};
+use super::keys::{KeySet, MergeStats};
+use super::manifest::{Severity, MAX_CATEGORIES};
+use super::parse::{normalize_name, EntryKind};
+
+/// One listed suffix of a query name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hit {
+    /// Labels in the matched suffix (`example.com` = 2).
+    pub depth: u8,
+    /// Category bits that apply: subtree bits, plus exact bits when the suffix is the whole name.
+    pub bits: u32,
+}
+
+/// A transducer from label-reversed names to category bits, with the suffix walk.
+#[derive(Clone)]
+pub struct SuffixMap<D> {
+    map: fst::Map<D>,
+}
+
+impl<D> fmt::Debug for SuffixMap<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SuffixMap").finish_non_exhaustive()
+    }
+}
+
+impl SuffixMap<Vec<u8>> {
+    /// Builds a map in memory from `(name, kind, bits)`. Names are normalised (case, trailing
+    /// dot, IDN); an invalid name is an error naming it. Used for configuration allow/deny lists
+    /// and tests.
+    ///
+    /// ```
+    /// use hedgerow::lists::{EntryKind, SuffixMap};
+    /// let m = SuffixMap::from_entries([("Example.com.", EntryKind::Subtree, 1)]).unwrap();
+    /// assert_eq!(m.deepest("a.b.example.com", 1).unwrap().depth, 2);
+    /// ```
+    pub fn from_entries<I, S>(entries: I) -> Result<Self, ListError>
+    where
+        I: IntoIterator<Item = (S, EntryKind, u32)>,
+        S: AsRef<str>,
+    {
+        let mut keys = KeySet::new();
+        for (name, kind, bits) in entries {
+            let name = name.as_ref();
+            let norm = normalize_name(name).map_err(|r| ListError::InvalidName {
+                name: name.to_string(),
+                reason: r.to_string(),
+            })?;
+            keys.push(&norm, kind, bits)
+                .map_err(|_| ListError::InvalidName {
+                    name: name.to_string(),
+                    reason: "too many names for one map".into(),
+                })?;
+        }
+        Self::from_keys(keys, &mut MergeStats::default())
+    }
+
+    pub(crate) fn from_keys(keys: KeySet, stats: &mut MergeStats) -> Result<Self, ListError> {
+        let map = keys.build_memory(stats).map_err(|e| ListError::Fst {
+            path: PathBuf::from("<memory>"),
+            source: e,
+        })?;
+        Ok(SuffixMap { map })
+    }
+
+    /// An empty map.
+    pub fn empty() -> Self {
+        SuffixMap {
+            map: fst::Map::default(),
+        }
+    }
+}
+
+impl<D: AsRef<[u8]>> SuffixMap<D> {
+    /// Wraps an existing `fst::Map` whose keys are label-reversed names.
+    pub fn new(map: fst::Map<D>) -> Self {
+        SuffixMap { map }
+    }
+
+    /// Opens serialized transducer bytes (checks the fst header and checksum-free structure).
+    pub fn from_bytes(bytes: D) -> Result<Self, fst::Error> {
+        Ok(SuffixMap {
+            map: fst::Map::new(bytes)?,
+        })
+    }
+
+    /// The underlying map.
+    pub fn as_map(&self) -> &fst::Map<D> {
+        &self.map
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Calls `f` for every listed suffix of `name`, shallowest first. `name` should be ASCII
+    /// lower case without a trailing dot; upper case and one trailing dot are tolerated (DNS
+    /// 0x20 randomisation). Names longer than 253 bytes match nothing.
+    #[inline]
+    pub fn walk(&self, name: &str, mut f: impl FnMut(Hit)) {
+        let bytes = name.as_bytes();
+        let bytes = bytes.strip_suffix(b".").unwrap_or(bytes);
+        if bytes.is_empty() || bytes.len() > 253 {
+            return;
+        }
+        let fst = self.map.as_fst();
+        let mut node = fst.root();
+        let mut out = Output::zero();
+        let mut end = bytes.len();
+        let mut depth: u8 = 0;
+        loop {
+            let start = match bytes[..end].iter().rposition(|&b| b == b'.') {
+                Some(dot) => dot + 1,
+                None => 0,
+            };
+            if depth > 0 {
+                match node.find_input(b'.') {
+                    Some(i) => {
+                        let t = node.transition(i);
+                        out = out.cat(t.out);
+                        node = fst.node(t.addr);
+                    }
+                    None => return,
+                }
+            }
+            for &b in &bytes[start..end] {
+                match node.find_input(b.to_ascii_lowercase()) {
+                    Some(i) => {
+                        let t = node.transition(i);
+                        out = out.cat(t.out);
+                        node = fst.node(t.addr);
+                    }
+                    None => return,
+                }
+            }
+            depth += 1;
+            if node.is_final() {
+                let v = out.cat(node.final_output()).value();
+                let mut bits = v as u32;
+                if start == 0 {
+                    bits |= (v >> 32) as u32;
+                }
+                if bits != 0 {
+                    f(Hit { depth, bits });
+                }
+            }
+            if start == 0 {
+                return;
+            }
+            end = start - 1;
+        }
+    }
+
+    /// The most specific listed suffix whose bits intersect `mask`, with `bits` masked.
+    #[inline]
+    pub fn deepest(&self, name: &str, mask: u32) -> Option<Hit> {
+        let mut best = None;
+        self.walk(name, |h| {
+            let bits = h.bits & mask;
+            if bits != 0 {
+                best = Some(Hit {
+                    depth: h.depth,
+                    bits,
+                });
+            }
+        });
+        best
+    }
+}
+
+/// The last `depth` labels of `name`, lower-cased without a trailing dot (the listed suffix a
+/// [`Hit`] refers to), for explanations and logs.
+pub fn matched_suffix(name: &str, depth: u8) -> String {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let mut start = name.len();
+    for _ in 0..depth {
+        match name[..start].rfind('.') {
+            Some(dot) if start > 0 => start = dot,
+            _ => {
+                start = 0;
+                break;
+            }
+        }
+    }
+    let s = if start == 0 || start >= name.len() {
+        name
+    } else {
+        &name[start + 1..]
+    };
+    s.to_ascii_lowercase()
+}
+
+/// A category of the compiled lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryInfo {
+    /// Manifest id, used by configuration.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Bit index; the mask is `1 << bit`.
+    pub bit: u8,
+}
+
+impl CategoryInfo {
+    /// `1 << bit`.
+    pub fn mask(&self) -> u32 {
+        1u32 << self.bit
+    }
+}
+
+/// Bytes behind a transducer: a read-only mapping or an owned buffer.
+enum Backing {
+    Mmap(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Backing {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Backing::Mmap(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
+/// An immutable snapshot of the compiled lists. Cheap to share behind an `Arc`; a reload opens
+/// a new one and swaps it in.
+pub struct Blocklists {
+    blocks: SuffixMap<Backing>,
+    allow: SuffixMap<Backing>,
+    illegal: Option<IllegalSet>,
+    categories: Vec<CategoryInfo>,
+    meta: Meta,
+    dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for Blocklists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocklists")
+            .field("dir", &self.dir)
+            .field("names", &self.blocks.len())
+            .field("allow_names", &self.allow.len())
+            .field("categories", &self.categories.len())
+            .field("illegal_tier", &self.illegal.is_some())
+            .finish()
+    }
+}
+
+impl Blocklists {
+    /// No categories, no entries: every lookup misses. For a server started before the first
+    /// compile.
+    pub fn empty() -> Blocklists {
+        Blocklists::in_memory(Vec::new(), SuffixMap::empty(), SuffixMap::empty())
+    }
+
+    /// A snapshot from in-memory maps (tests, benches). `categories` must use distinct bits.
+    pub fn in_memory(
+        categories: Vec<CategoryInfo>,
+        blocks: SuffixMap<Vec<u8>>,
+        allow: SuffixMap<Vec<u8>>,
+    ) -> Blocklists {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let meta = Meta {
+            format_version: artifact::FORMAT_VERSION,
+            built_unix: now,
+            built: artifact::rfc3339(now),
+            hedgerow_version: env!("CARGO_PKG_VERSION").to_string(),
+            names: blocks.len() as u64,
+            allow_names: allow.len() as u64,
+            files: Default::default(),
+            categories: categories
+                .iter()
+                .map(|c| CategoryMeta {
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                    uk_definition: String::new(),
+                    severity: c.severity,
+                    bit: c.bit,
+                    entries: 0,
+                    input_entries: 0,
+                    duplicates: 0,
+                    redundant: 0,
+                    allow_entries: 0,
+                    rejected_lines: 0,
+                    skipped_lines: 0,
+                })
+                .collect(),
+            sources: Vec::new(),
+            illegal: None,
+        };
+        Blocklists {
+            blocks: SuffixMap::new(into_owned(blocks.map)),
+            allow: SuffixMap::new(into_owned(allow.map)),
+            illegal: None,
+            categories,
+            meta,
+            dir: None,
+        }
+    }
+
+    /// Adds an illegal-content tier built in memory (tests).
+    pub fn with_illegal(mut self, set: IllegalSet) -> Blocklists {
+        self.illegal = Some(set);
+        self
+    }
+
+    /// Opens a compiled artifact folder: reads `meta.toml`, memory-maps each file, and checks
+    /// every file against the SHA-256 recorded in `meta.toml` before use.
+    ///
+    /// `illegal_key` must be given exactly when the artifact has an illegal-content tier (a
+    /// mismatch either way is an error, so a misconfiguration cannot silently drop the tier).
+    pub fn open(
+        dir: impl AsRef<Path>,
+        illegal_key: Option<&Path>,
+    ) -> Result<Blocklists, ListError> {
+        let mut dir = dir.as_ref().to_path_buf();
+        if !dir.join(artifact::META_TOML).exists() {
+            // A crash between the two renames of a swap leaves only DIR.old.
+            let old = artifact::old_path(&dir);
+            if old.join(artifact::META_TOML).exists() {
+                tracing::warn!(dir = %dir.display(), "artifact missing; using {}", old.display());
+                dir = old;
+            }
+        }
+        let meta = Meta::read(&dir)?;
+        let load = |name: &str| -> Result<Mmap, ListError> {
+            let path = dir.join(name);
+            let sum = meta
+                .files
+                .get(name)
+                .ok_or_else(|| ListError::corrupt(&path, "not listed in meta.toml"))?;
+            let file = File::open(&path).map_err(|e| ListError::io(&path, e))?;
+            // SAFETY: artifact files are never modified in place: a compile writes a new folder
+            // and renames it, so the mapping cannot change under us (the usual mmap caveat).
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| ListError::io(&path, e))?;
+            if map.len() as u64 != sum.bytes {
+                return Err(ListError::corrupt(
+                    &path,
+                    format!("{} bytes, meta.toml says {}", map.len(), sum.bytes),
+                ));
+            }
+            if artifact::sha256_hex(&map) != sum.sha256 {
+                return Err(ListError::corrupt(
+                    &path,
+                    "SHA-256 does not match meta.toml",
+                ));
+            }
+            Ok(map)
+        };
+        let open_fst = |name: &str| -> Result<SuffixMap<Backing>, ListError> {
+            let map = load(name)?;
+            SuffixMap::from_bytes(Backing::Mmap(map))
+                .map_err(|e| ListError::corrupt(dir.join(name), e.to_string()))
+        };
+        let blocks = open_fst(CATEGORIES_FST)?;
+        let allow = open_fst(ALLOW_FST)?;
+        let illegal = match (meta.files.contains_key(ILLEGAL_BIN), illegal_key) {
+            (true, Some(key_path)) => {
+                let key = IllegalKey::load(key_path)?;
+                let bytes = load(ILLEGAL_BIN)?;
+                Some(IllegalSet::from_bytes(bytes, key, &dir.join(ILLEGAL_BIN))?)
+            }
+            (true, None) => {
+                return Err(ListError::Illegal {
+                    path: dir.join(ILLEGAL_BIN),
+                    reason: "the artifact has an illegal-content tier but no key file was configured: set the key path".into(),
+                })
+            }
+            (false, Some(_)) => {
+                return Err(ListError::Illegal {
+                    path: dir.join(ILLEGAL_BIN),
+                    reason: "a key is configured but the artifact has no illegal-content tier: compile with the illegal-content list".into(),
+                })
+            }
+            (false, None) => None,
+        };
+        let mut categories = Vec::with_capacity(meta.categories.len());
+        for c in &meta.categories {
+            if usize::from(c.bit) >= MAX_CATEGORIES {
+                return Err(ListError::corrupt(
+                    dir.join(artifact::META_TOML),
+                    format!("category `{}` has bit {}", c.id, c.bit),
+                ));
+            }
+            categories.push(CategoryInfo {
+                id: c.id.clone(),
+                title: c.title.clone(),
+                severity: c.severity,
+                bit: c.bit,
+            });
+        }
+        Ok(Blocklists {
+            blocks,
+            allow,
+            illegal,
+            categories,
+            meta,
+            dir: Some(dir),
+        })
+    }
+
+    /// The categories, in bit order.
+    pub fn categories(&self) -> &[CategoryInfo] {
+        &self.categories
+    }
+
+    /// The mask (`1 << bit`) of the category with this id.
+    pub fn category_bit(&self, id: &str) -> Option<u32> {
+        self.categories
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.mask())
+    }
+
+    /// The combined mask of several category ids; an unknown id is an error listing the known
+    /// ones (for configuration validation).
+    pub fn mask_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Result<u32, ListError> {
+        let mut mask = 0;
+        for id in ids {
+            mask |= self
+                .category_bit(id)
+                .ok_or_else(|| ListError::UnknownCategory {
+                    id: id.to_string(),
+                    known: self
+                        .categories
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+        }
+        Ok(mask)
+    }
+
+    /// The categories set in `bits`.
+    pub fn categories_in(&self, bits: u32) -> impl Iterator<Item = &CategoryInfo> + '_ {
+        self.categories.iter().filter(move |c| bits & c.mask() != 0)
+    }
+
+    /// The most specific block-list match for `name` among the categories in `mask`.
+    #[inline]
+    pub fn lookup(&self, name: &str, mask: u32) -> Option<Hit> {
+        self.blocks.deepest(name, mask)
+    }
+
+    /// The most specific list-level exception (`@@` entry) for `name` in `mask`.
+    #[inline]
+    pub fn allow_lookup(&self, name: &str, mask: u32) -> Option<Hit> {
+        if self.allow.is_empty() {
+            return None;
+        }
+        self.allow.deepest(name, mask)
+    }
+
+    /// Whether `name` is covered by the illegal-content tier.
+    #[inline]
+    pub fn illegal(&self, name: &str) -> Option<IllegalHit> {
+        self.illegal.as_ref().and_then(|s| s.lookup(name))
+    }
+
+    /// Whether an illegal-content tier is loaded.
+    pub fn has_illegal_tier(&self) -> bool {
+        self.illegal.is_some()
+    }
+
+    /// Every block-list hit for `name` (all categories), shallowest first.
+    pub fn walk(&self, name: &str, f: impl FnMut(Hit)) {
+        self.blocks.walk(name, f)
+    }
+
+    /// Every allow-list hit for `name`, shallowest first.
+    pub fn walk_allow(&self, name: &str, f: impl FnMut(Hit)) {
+        self.allow.walk(name, f)
+    }
+
+    /// Build time, counts and checksums (for metrics and `hedgerow lists status`).
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The folder this snapshot was opened from (`None` for in-memory snapshots).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The listed suffix of `name` a hit at `depth` refers to.
+    pub fn matched_key(&self, name: &str, depth: u8) -> String {
+        matched_suffix(name, depth)
+    }
+}
+
+fn into_owned(map: fst::Map<Vec<u8>>) -> fst::Map<Backing> {
+    let bytes = map.into_fst().into_inner();
+    // Re-wrapping bytes that were a valid map a moment ago cannot fail.
+    fst::Map::new(Backing::Owned(bytes)).unwrap_or_else(|_| unreachable!("valid fst bytes"))
+}
+
+/// Builds a [`Blocklists`] in memory, category by category (tests, benches, tools).
+///
+/// ```
+/// use hedgerow::lists::{BlocklistsBuilder, EntryKind, Severity};
+/// let mut b = BlocklistsBuilder::new();
+/// let games = b.category("games", "Games", Severity::Low).unwrap();
+/// b.add(games, "roblox.com", EntryKind::Subtree).unwrap();
+/// let lists = b.build().unwrap();
+/// assert_eq!(lists.lookup("www.roblox.com", games).unwrap().depth, 2);
+/// ```
+#[derive(Default)]
+pub struct BlocklistsBuilder {
+    categories: Vec<CategoryInfo>,
+    blocks: KeySet,
+    allow: KeySet,
+}
+
+impl fmt::Debug for BlocklistsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlocklistsBuilder")
+            .field("categories", &self.categories)
+            .field("entries", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl BlocklistsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a category and returns its mask.
+    pub fn category(
+        &mut self,
+        id: &str,
+        title: &str,
+        severity: Severity,
+    ) -> Result<u32, ListError> {
+        if self.categories.len() >= MAX_CATEGORIES {
+            return Err(ListError::Manifest {
+                path: PathBuf::from("<memory>"),
+                reason: format!("more than {MAX_CATEGORIES} categories"),
+            });
+        }
+        let bit = self.categories.len() as u8;
+        self.categories.push(CategoryInfo {
+            id: id.to_string(),
+            title: title.to_string(),
+            severity,
+            bit,
+        });
+        Ok(1 << bit)
+    }
+
+    fn push(keys: &mut KeySet, mask: u32, name: &str, kind: EntryKind) -> Result<(), ListError> {
+        let norm = normalize_name(name).map_err(|r| ListError::InvalidName {
+            name: name.to_string(),
+            reason: r.to_string(),
+        })?;
+        keys.push(&norm, kind, mask)
+            .map_err(|_| ListError::InvalidName {
+                name: name.to_string(),
+                reason: "too many names".into(),
+            })
+    }
+
+    /// Adds a block entry for the categories in `mask`.
+    pub fn add(&mut self, mask: u32, name: &str, kind: EntryKind) -> Result<(), ListError> {
+        Self::push(&mut self.blocks, mask, name, kind)
+    }
+
+    /// Adds an exception for the categories in `mask`.
+    pub fn allow(&mut self, mask: u32, name: &str, kind: EntryKind) -> Result<(), ListError> {
+        Self::push(&mut self.allow, mask, name, kind)
+    }
+
+    /// Builds the snapshot.
+    pub fn build(self) -> Result<Blocklists, ListError> {
+        let mut stats = MergeStats::default();
+        let blocks = SuffixMap::from_keys(self.blocks, &mut stats)?;
+        let mut allow_stats = MergeStats::default();
+        let allow = SuffixMap::from_keys(self.allow, &mut allow_stats)?;
+        let mut lists = Blocklists::in_memory(self.categories, blocks, allow);
+        for c in &mut lists.meta.categories {
+            let s = stats.bits[usize::from(c.bit)];
+            c.entries = s.kept;
+            c.input_entries = s.input;
+            c.duplicates = s.duplicates;
+            c.redundant = s.redundant;
+            c.allow_entries = allow_stats.bits[usize::from(c.bit)].kept;
+        }
+        Ok(lists)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EntryKind::*;
+
+    fn map(entries: &[(&str, EntryKind, u32)]) -> SuffixMap<Vec<u8>> {
+        SuffixMap::from_entries(entries.iter().copied()).unwrap()
+    }
+
+    fn hits(m: &SuffixMap<Vec<u8>>, name: &str) -> Vec<(u8, u32)> {
+        let mut v = Vec::new();
+        m.walk(name, |h| v.push((h.depth, h.bits)));
+        v
+    }
+
+    #[test]
+    fn subtree_and_exact() {
+        let m = map(&[
+            ("example.com", Subtree, 1),
+            ("www.example.com", Exact, 2),
+            ("a.b.example.com", Subtree, 4),
+        ]);
+        assert_eq!(hits(&m, "example.com"), [(2, 1)]);
+        assert_eq!(hits(&m, "x.example.com"), [(2, 1)]);
+        assert_eq!(hits(&m, "www.example.com"), [(2, 1), (3, 2)]);
+        // Exact bits do not apply below the exact name.
+        assert_eq!(hits(&m, "x.www.example.com"), [(2, 1)]);
+        assert_eq!(hits(&m, "z.a.b.example.com"), [(2, 1), (4, 4)]);
+        assert_eq!(hits(&m, "com"), []);
+        assert_eq!(hits(&m, "b.example.com"), [(2, 1)]);
+        assert_eq!(
+            m.deepest("z.a.b.example.com", 1),
+            Some(Hit { depth: 2, bits: 1 })
+        );
+        assert_eq!(
+            m.deepest("z.a.b.example.com", 7),
+            Some(Hit { depth: 4, bits: 4 })
+        );
+        assert_eq!(
+            m.deepest("www.example.com", 2),
+            Some(Hit { depth: 3, bits: 2 })
+        );
+        assert_eq!(m.deepest("www.example.com", 8), None);
+    }
+
+    #[test]
+    fn string_prefix_is_not_label_prefix() {
+        let m = map(&[("example.co", Subtree, 1), ("ample.com", Subtree, 2)]);
+        assert_eq!(hits(&m, "example.com"), []);
+        assert_eq!(hits(&m, "www.example.com"), []);
+        assert_eq!(hits(&m, "example.co"), [(2, 1)]);
+        assert_eq!(hits(&m, "example.co.uk"), []);
+        let m = map(&[("example.com", Subtree, 1)]);
+        assert_eq!(hits(&m, "example.com.au"), []);
+        assert_eq!(hits(&m, "myexample.com"), []);
+        assert_eq!(hits(&m, "my-example.com"), []);
+        assert_eq!(hits(&m, "example-x.com"), []);
+    }
+
+    #[test]
+    fn case_and_trailing_dot_tolerated() {
+        let m = map(&[("example.com", Subtree, 1)]);
+        assert_eq!(hits(&m, "WwW.ExAmPlE.CoM."), [(2, 1)]);
+        assert_eq!(hits(&m, ""), []);
+        assert_eq!(hits(&m, "."), []);
+        assert_eq!(hits(&m, "a..example.com"), [(2, 1)]);
+    }
+
+    #[test]
+    fn depths_1_to_20_and_253_chars() {
+        let m = map(&[("d.c.b.a", Subtree, 1), ("x.y", Subtree, 2)]);
+        for n in 1..=20usize {
+            let labels: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
+            let name = format!("{}.d.c.b.a", labels.join("."));
+            assert_eq!(hits(&m, &name), [(4, 1)], "{n} extra labels");
+            assert_eq!(m.deepest(&name, 1).unwrap().depth, 4);
+        }
+        let single = SuffixMap::from_entries([("ab.cd", Subtree, 1)]).unwrap();
+        assert_eq!(hits(&single, "cd"), []);
+        // Names of exactly 253 characters: as a key and as a query under a key.
+        let label63 = "a".repeat(63);
+        let long = format!("{label63}.{label63}.{label63}.{}", "b".repeat(61));
+        assert_eq!(long.len(), 253);
+        let m = map(&[(long.as_str(), Exact, 1), (&long[64..], Subtree, 2)]);
+        assert_eq!(hits(&m, &long), [(3, 2), (4, 1)]);
+        assert_eq!(hits(&m, &format!("x.{long}")), []);
+        // 127 one-letter labels = 253 characters.
+        let many = vec!["a"; 127].join(".");
+        assert_eq!(many.len(), 253);
+        let m = map(&[("a.a", Subtree, 1)]);
+        assert_eq!(m.deepest(&many, 1), Some(Hit { depth: 2, bits: 1 }));
+    }
+
+    #[test]
+    fn matched_suffixes() {
+        assert_eq!(matched_suffix("a.b.Example.com.", 2), "example.com");
+        assert_eq!(matched_suffix("a.b.example.com", 4), "a.b.example.com");
+        assert_eq!(matched_suffix("a.b.example.com", 9), "a.b.example.com");
+        assert_eq!(matched_suffix("example.com", 1), "com");
+    }
+
+    #[test]
+    fn blocklists_builder_and_masks() {
+        let mut b = BlocklistsBuilder::new();
+        let porn = b
+            .category("pornography", "Pornography", Severity::High)
+            .unwrap();
+        let games = b.category("games", "Games", Severity::Low).unwrap();
+        b.add(porn, "pornhub.com", Subtree).unwrap();
+        b.add(games, "roblox.com", Subtree).unwrap();
+        b.add(games | porn, "both.example", Subtree).unwrap();
+        b.allow(games, "education.roblox.com", Subtree).unwrap();
+        let l = b.build().unwrap();
+        assert_eq!(l.category_bit("games"), Some(games));
+        assert_eq!(l.mask_of(["games", "pornography"]).unwrap(), games | porn);
+        assert!(l
+            .mask_of(["nope"])
+            .unwrap_err()
+            .to_string()
+            .contains("pornography, games"));
+        assert_eq!(l.lookup("www.pornhub.com", porn).unwrap().depth, 2);
+        assert_eq!(l.lookup("www.pornhub.com", games), None);
+        assert_eq!(l.lookup("x.both.example", games).unwrap().bits, games);
+        assert_eq!(
+            l.allow_lookup("a.education.roblox.com", games)
+                .unwrap()
+                .depth,
+            3
+        );
+        assert_eq!(l.allow_lookup("roblox.com", games), None);
+        assert_eq!(
+            l.meta().category_counts().collect::<Vec<_>>(),
+            [("pornography", 2), ("games", 2)]
+        );
+        assert!(l.illegal("anything.example").is_none());
+        let e = Blocklists::empty();
+        assert_eq!(e.lookup("pornhub.com", u32::MAX), None);
+        assert!(e.categories().is_empty());
+    }
+
+    #[test]
+    fn invalid_config_names_are_errors() {
+        let err = SuffixMap::from_entries([("not a name", Subtree, 1)]).unwrap_err();
+        assert!(err.to_string().contains("not a name"));
+    }
+}
