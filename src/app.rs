@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
 use crate::{
+    audit::{AuditLog, AuditRecord},
     config::{Config, ConfigError},
     lists::{compile, Blocklists, CompileOptions, IllegalSource, ListError, Manifest},
     metrics::{Metrics, MetricsError},
@@ -78,6 +79,9 @@ pub struct Hedgerow {
     metrics: Arc<Metrics>,
     parts: Mutex<ChainParts>,
     lists_stamp: Mutex<Option<SystemTime>>,
+    /// The configuration in force (for the audit diff on reload).
+    config: Mutex<Config>,
+    audit: AuditLog,
     pipeline: Arc<ArcSwap<Pipeline>>,
     inflight: Arc<InFlight>,
     server: hickory_server::Server<Handler>,
@@ -106,6 +110,18 @@ impl Hedgerow {
         };
         let pipeline = chain::build(&config, &parts)?;
         let lists_stamp = Mutex::new(artifact_stamp(&config.lists.artifact_dir));
+        let audit = AuditLog::in_dir(&config.server.data_dir);
+        audit.append(&[AuditRecord {
+            at: crate::audit::now(),
+            actor: actor(&config),
+            change: format!(
+                "policy in force at start-up: {} group(s); lists built {} ({} names)",
+                config.groups.len(),
+                parts.lists.meta().built,
+                parts.lists.meta().names
+            ),
+            reason: "Hedgerow started".into(),
+        }]);
         let pipeline = Arc::new(ArcSwap::from_pointee(pipeline));
         let inflight = Arc::new(InFlight::default());
 
@@ -145,6 +161,8 @@ impl Hedgerow {
             metrics,
             parts: Mutex::new(parts),
             lists_stamp,
+            config: Mutex::new(config),
+            audit,
             pipeline,
             inflight,
             server,
@@ -172,7 +190,11 @@ impl Hedgerow {
     /// error the pipeline in force stays, and the error says why. Listener addresses need a
     /// restart to change.
     pub fn reload(&self) -> Result<(), AppError> {
-        let result = self.rebuild(true);
+        self.reload_because("reload requested (SIGHUP)")
+    }
+
+    fn reload_because(&self, reason: &str) -> Result<(), AppError> {
+        let result = self.rebuild(true, reason);
         match result {
             Ok(pipeline) => {
                 self.pipeline.store(Arc::new(pipeline));
@@ -191,7 +213,7 @@ impl Hedgerow {
         }
     }
 
-    fn rebuild(&self, reopen_lists: bool) -> Result<Pipeline, AppError> {
+    fn rebuild(&self, reopen_lists: bool, reason: &str) -> Result<Pipeline, AppError> {
         let config = load(self.config_path.as_deref(), &self.overrides)?;
         if config.server.listen.len() != self.dns_addrs.len() {
             tracing::warn!("listen addresses changed: restart Hedgerow to apply them");
@@ -212,7 +234,30 @@ impl Hedgerow {
             self.metrics.list_reloads.with_label_values(&["ok"]).inc();
             publish_list_metrics(&self.metrics, &parts.lists);
         }
+        let mut records: Vec<AuditRecord> = crate::audit::diff(&lock(&self.config), &config)
+            .into_iter()
+            .map(|change| AuditRecord {
+                at: crate::audit::now(),
+                actor: actor(&config),
+                change,
+                reason: reason.to_string(),
+            })
+            .collect();
+        let (old_meta, new_meta) = (lock(&self.parts).lists.meta().clone(), parts.lists.meta());
+        if old_meta.built_unix != new_meta.built_unix || old_meta.names != new_meta.names {
+            records.push(AuditRecord {
+                at: crate::audit::now(),
+                actor: format!("compiled lists in {}", config.lists.artifact_dir.display()),
+                change: format!(
+                    "lists in force: built {} with {} names (was built {} with {})",
+                    new_meta.built, new_meta.names, old_meta.built, old_meta.names
+                ),
+                reason: reason.to_string(),
+            });
+        }
+        self.audit.append(&records);
         *lock(&self.parts) = parts;
+        *lock(&self.config) = config;
         Ok(pipeline)
     }
 
@@ -229,7 +274,7 @@ impl Hedgerow {
         tracing::info!(dir = %dir.display(), "compiled lists changed on disk: reloading");
         // Record the stamp first so a broken artifact is reported once, not every poll.
         *lock(&self.lists_stamp) = stamp;
-        let _ = self.reload();
+        let _ = self.reload_because("compiled lists changed on disk");
     }
 
     /// Stops accepting queries, lets those in flight finish (up to `grace`), and stops.
@@ -277,6 +322,11 @@ impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.count.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Who changes the policy when a configuration is loaded.
+fn actor(config: &Config) -> String {
+    format!("configuration file {}", config.source.display())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -21,6 +21,7 @@
 //! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod http;
 pub mod lists;

@@ -203,6 +203,25 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     h.wait_for_log("configuration reloaded");
     assert!(!blocked("play.games.test.").await);
     assert!(blocked("school.test.").await);
+    // Both changes are in the audit trail, with what triggered them.
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("group `pupils` deny: added school.test"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("group `pupils` deny: removed games.test"),
+        "{audit}"
+    );
+    assert!(audit.contains("reload requested (SIGHUP)"), "{audit}");
+    assert!(
+        audit
+            .lines()
+            .next()
+            .unwrap()
+            .contains("policy in force at start-up"),
+        "{audit}"
+    );
 
     h.signal("-TERM");
     let status = tokio::task::spawn_blocking(move || {

@@ -1,13 +1,14 @@
-//! Compile → open → look up, on the shipped sample manifest and on small generated manifests:
-//! artifact layout, checksum verification, atomic replacement and the illegal-content tier.
+//! Compile → open → look up → explain, on the shipped sample manifest and on small generated
+//! manifests: artifact layout, checksum verification, atomic replacement, the illegal-content
+//! tier and explanations.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hedgerow::lists::{
-    compile, generate_key_file, Blocklists, CompileOptions, IllegalKind, IllegalSource, ListError,
-    Manifest,
+    compile, explain, generate_key_file, Blocklists, CompileOptions, EntryKind, IllegalKind,
+    IllegalSource, ListError, Manifest,
 };
 
 /// A fresh folder under the system temp dir, removed on drop.
@@ -329,4 +330,117 @@ fn illegal_tier_is_hashed_enforced_and_withheld() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at least 32"), "{err}");
+}
+
+#[test]
+fn explain_quotes_source_lines() {
+    let tmp = TempDir::new("explain");
+    let out = tmp.path().join("compiled");
+    let manifest = sample_manifest();
+    compile_to(manifest.clone(), &out);
+    let lists = Blocklists::open(&out, None).unwrap();
+
+    let e = explain(&lists, &manifest, "www.pornhub.com", u32::MAX).unwrap();
+    assert_eq!(e.blocks.len(), 1);
+    let b = &e.blocks[0];
+    assert_eq!(
+        (b.matched.as_str(), b.categories.as_slice()),
+        ("pornhub.com", &["pornography".to_string()][..])
+    );
+    assert_eq!(b.origins.len(), 1);
+    let o = &b.origins[0];
+    assert_eq!(
+        (o.source.as_str(), o.line, o.text.as_str(), o.kind),
+        (
+            "samples/pornography.hosts",
+            5,
+            "0.0.0.0 pornhub.com",
+            EntryKind::Subtree
+        )
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.contains("samples/pornography.hosts:5: 0.0.0.0 pornhub.com"),
+        "{shown}"
+    );
+
+    // Block and exception together: Minecraft blocked, Minecraft Education excepted.
+    let games = lists.category_bit("games").unwrap();
+    let e = explain(&lists, &manifest, "login.education.minecraft.net", games).unwrap();
+    assert_eq!(e.blocks[0].matched, "minecraft.net");
+    assert_eq!(
+        (
+            e.blocks[0].origins[0].source.as_str(),
+            e.blocks[0].origins[0].line
+        ),
+        ("samples/games.txt", 4)
+    );
+    assert_eq!(e.exceptions[0].matched, "education.minecraft.net");
+    assert_eq!(
+        e.exceptions[0].origins[0].text,
+        "@@||education.minecraft.net^"
+    );
+
+    // A child of a name that was pruned as redundant is explained by the listed parent.
+    let e = explain(&lists, &manifest, "mozilla.cloudflare-dns.com", u32::MAX).unwrap();
+    assert_eq!(e.blocks[0].matched, "cloudflare-dns.com");
+    // Outside the mask, or not listed.
+    let e = explain(&lists, &manifest, "www.pornhub.com", games).unwrap();
+    assert!(e.blocks.is_empty());
+    assert!(e.to_string().contains("not listed"));
+    assert!(e.stale_sources.is_empty());
+}
+
+#[test]
+fn explain_flags_changed_sources_and_withholds_illegal_entries() {
+    let tmp = TempDir::new("explain2");
+    let dir = tmp.path().join("lists");
+    fs::create_dir_all(&dir).unwrap();
+    let manifest_path = dir.join("lists.toml");
+    fs::write(
+        &manifest_path,
+        "[[category]]\nid = \"gambling\"\ntitle = \"Gambling\"\nuk_definition = \"Enables gambling\"\nseverity = \"medium\"\n\
+         [[category.source]]\npath = \"g.txt\"\nformat = \"auto\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("g.txt"),
+        "# gambling\nbet365.com\n0.0.0.0 bet365.com skybet.com\n",
+    )
+    .unwrap();
+    let key = tmp.path().join("k");
+    generate_key_file(&key).unwrap();
+    let ill = tmp.path().join("ill.txt");
+    fs::write(&ill, "http://csam-test-1.invalid/\n").unwrap();
+    let out = tmp.path().join("compiled");
+    let manifest = Manifest::load(&manifest_path).unwrap();
+    compile(&CompileOptions {
+        manifest: manifest.clone(),
+        out_dir: out.clone(),
+        illegal: Some(IllegalSource {
+            list: ill,
+            key: key.clone(),
+        }),
+    })
+    .unwrap();
+    let lists = Blocklists::open(&out, Some(&key)).unwrap();
+
+    let e = explain(&lists, &manifest, "sports.bet365.com", u32::MAX).unwrap();
+    let lines: Vec<u64> = e.blocks[0].origins.iter().map(|o| o.line).collect();
+    assert_eq!(lines, [2, 3], "both lines listing bet365.com are quoted");
+
+    fs::write(dir.join("g.txt"), "bet365.com\n").unwrap();
+    let e = explain(&lists, &manifest, "bet365.com", u32::MAX).unwrap();
+    assert_eq!(e.stale_sources, ["g.txt"]);
+    assert!(e.to_string().contains("changed since"));
+
+    let e = explain(&lists, &manifest, "www.csam-test-1.invalid", u32::MAX).unwrap();
+    assert!(e.illegal.is_some());
+    let shown = format!("{e} {e:?}");
+    assert_eq!(
+        e.to_string(),
+        "www.csam-test-1.invalid: blocked by the illegal-content list (entry withheld)\n"
+    );
+    assert!(!shown.contains("csam-test-1.invalid`"), "{shown}");
+    assert!(e.blocks.is_empty());
 }

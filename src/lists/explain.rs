@@ -85,7 +85,10 @@ impl fmt::Display for Explanation {
                     writeln!(f, "    {}:{}: {}", o.source, o.line, o.text.trim())?;
                 }
                 if h.origins.is_empty() {
-                    writeln!(f, "    (no source line found: recompile, the sources changed)")?;
+                    writeln!(
+                        f,
+                        "    (no source line found: recompile, the sources changed)"
+                    )?;
                 }
             }
         }
@@ -124,10 +127,20 @@ pub fn explain(
             if bits == 0 {
                 continue;
             }
-            let hit = Hit { depth: h.depth, bits };
+            let hit = Hit {
+                depth: h.depth,
+                bits,
+            };
             let matched = matched_suffix(name, h.depth);
             let categories: Vec<String> = lists.categories_in(bits).map(|c| c.id.clone()).collect();
-            let origins = find_origins(lists, manifest, &categories, &matched, allow, &mut exp.stale_sources)?;
+            let origins = find_origins(
+                lists,
+                manifest,
+                &categories,
+                &matched,
+                allow,
+                &mut exp.stale_sources,
+            )?;
             let explained = ExplainedHit {
                 hit,
                 matched,

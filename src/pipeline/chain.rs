@@ -79,10 +79,7 @@ fn group_policy(g: &GroupConfig, lists: &Blocklists) -> Result<GroupPolicy, Stri
 
 /// The groups of `config` with their policies against `lists`, and each group's networks
 /// (devices pinned as single-address networks).
-pub fn groups(
-    config: &Config,
-    lists: &Blocklists,
-) -> Result<Vec<GroupNetworks>, Vec<String>> {
+pub fn groups(config: &Config, lists: &Blocklists) -> Result<Vec<GroupNetworks>, Vec<String>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (index, g) in config.groups.iter().enumerate() {

@@ -17,6 +17,7 @@ pub mod identify;
 pub mod policy;
 pub mod ratelimit;
 pub mod record;
+pub mod safesearch;
 
 use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc, time::Instant};
 

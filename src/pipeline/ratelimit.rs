@@ -41,6 +41,9 @@ impl RateLimit {
 
     /// Takes one token for `client`; false when the client is over its limit.
     pub fn admit(&self, client: IpAddr, now: Instant) -> bool {
+        if self.qps == 0.0 {
+            return true;
+        }
         let shard = match client {
             IpAddr::V4(v4) => v4.octets()[3] as usize,
             IpAddr::V6(v6) => v6.octets()[15] as usize,
@@ -103,5 +106,12 @@ mod tests {
         // 100 ms at 10 qps refills one token.
         assert!(rl.admit(ip, t0 + Duration::from_millis(100)));
         assert!(!rl.admit(ip, t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn zero_qps_means_no_limit() {
+        let rl = RateLimit::new(RateLimitConfig { qps: 0, burst: 0 });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!((0..10_000).all(|_| rl.admit(ip, Instant::now())));
     }
 }

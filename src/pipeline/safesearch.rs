@@ -23,7 +23,7 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     net::Ipv4Addr,
-    sync::LazyLock,
+    sync::{Arc, LazyLock},
 };
 
 use hickory_proto::{
@@ -36,7 +36,8 @@ use hickory_proto::{
 use serde::Deserialize;
 
 use crate::pipeline::{
-    policy::{nxdomain, BLOCK_TTL},
+    identify::Group,
+    policy::{block_answer, nxdomain, Block, LocalAnswer, BLOCK_TTL},
     Answer, Disposition, Next, Query, Stage, StageFuture,
 };
 
@@ -261,7 +262,7 @@ impl Engine {
 }
 
 /// What a rewritten name is answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     /// A CNAME to this fully qualified name, followed by its records.
     Cname(&'static str),
@@ -344,16 +345,16 @@ const GOOGLE_TLDS: &[&str] = &[
     "cl", "cm", "cn", "com.co", "co.cr", "com.cu", "cv", "com.cy", "cz", "de", "dj", "dk", "dm",
     "com.do", "dz", "com.ec", "ee", "com.eg", "es", "com.et", "fi", "com.fj", "fm", "fr", "ga",
     "ge", "gg", "com.gh", "com.gi", "gl", "gm", "gr", "com.gt", "gy", "com.hk", "hn", "hr", "ht",
-    "hu", "co.id", "ie", "co.il", "im", "co.in", "iq", "is", "it", "je", "com.jm", "jo",
-    "co.jp", "co.ke", "com.kh", "ki", "kg", "co.kr", "com.kw", "kz", "la", "com.lb", "li", "lk",
-    "co.ls", "lt", "lu", "lv", "com.ly", "co.ma", "md", "me", "mg", "mk", "ml", "com.mm", "mn",
-    "ms", "com.mt", "mu", "mv", "mw", "com.mx", "com.my", "co.mz", "com.na", "com.ng", "com.ni",
-    "ne", "nl", "no", "com.np", "nr", "nu", "co.nz", "com.om", "com.pa", "com.pe", "com.pg",
-    "com.ph", "com.pk", "pl", "pn", "com.pr", "ps", "pt", "com.py", "com.qa", "ro", "ru", "rw",
-    "com.sa", "com.sb", "sc", "se", "com.sg", "sh", "si", "sk", "com.sl", "sn", "so", "sm", "sr",
-    "st", "com.sv", "td", "tg", "co.th", "com.tj", "tl", "tm", "tn", "to", "com.tr", "tt",
-    "com.tw", "co.tz", "com.ua", "co.ug", "co.uk", "com.uy", "co.uz", "com.vc", "co.ve", "vg",
-    "co.vi", "com.vn", "vu", "ws", "rs", "co.za", "co.zm", "co.zw", "cat",
+    "hu", "co.id", "ie", "co.il", "im", "co.in", "iq", "is", "it", "je", "com.jm", "jo", "co.jp",
+    "co.ke", "com.kh", "ki", "kg", "co.kr", "com.kw", "kz", "la", "com.lb", "li", "lk", "co.ls",
+    "lt", "lu", "lv", "com.ly", "co.ma", "md", "me", "mg", "mk", "ml", "com.mm", "mn", "ms",
+    "com.mt", "mu", "mv", "mw", "com.mx", "com.my", "co.mz", "com.na", "com.ng", "com.ni", "ne",
+    "nl", "no", "com.np", "nr", "nu", "co.nz", "com.om", "com.pa", "com.pe", "com.pg", "com.ph",
+    "com.pk", "pl", "pn", "com.pr", "ps", "pt", "com.py", "com.qa", "ro", "ru", "rw", "com.sa",
+    "com.sb", "sc", "se", "com.sg", "sh", "si", "sk", "com.sl", "sn", "so", "sm", "sr", "st",
+    "com.sv", "td", "tg", "co.th", "com.tj", "tl", "tm", "tn", "to", "com.tr", "tt", "com.tw",
+    "co.tz", "com.ua", "co.ug", "co.uk", "com.uy", "co.uz", "com.vc", "co.ve", "vg", "co.vi",
+    "com.vn", "vu", "ws", "rs", "co.za", "co.zm", "co.zw", "cat", "co", "com.nf", "gp", "tk",
 ];
 
 /// Bing: Microsoft documents `www.bing.com`; the bare name and Edge's sidebar/Copilot host
@@ -402,6 +403,12 @@ const YANDEX: &[&str] = &[
     "yandex.md",
     "yandex.tj",
     "yandex.tm",
+    "yandex.com.ru",
+    "yandex.de",
+    "yandex.fi",
+    "yandex.net",
+    "yandex.org",
+    "yandex.pl",
     "xn--d1acpjx3f.xn--p1ai",
 ];
 
@@ -600,8 +607,8 @@ impl SafeSearch {
         SafeSearch { groups }
     }
 
-    /// The decision for `query`, and the group's name when it is not a pass.
-    fn plan(&self, query: &Query) -> Option<(Decision, String)> {
+    /// The decision for `query`, and its group when it is not a pass.
+    fn plan(&self, query: &Query) -> Option<(Decision, Arc<Group>)> {
         if query.qclass != DNSClass::IN {
             return None;
         }
@@ -613,7 +620,8 @@ impl SafeSearch {
             Decision::Unenforceable { .. } if group.policy.allow.deepest(&query.key).is_some() => {
                 None
             }
-            decision => Some((decision, group.name.clone())),
+            // The Arc (one refcount bump, hit path only) frees `query` for `next`.
+            decision => Some((decision, query.group.clone()?)),
         }
     }
 }
@@ -627,18 +635,28 @@ impl Stage for SafeSearch {
         let Some((decision, group)) = self.plan(query) else {
             return next.run(query);
         };
+        let group_name = &group.name;
         match decision {
             Decision::Pass => next.run(query),
             Decision::Unenforceable { engine, entry } => {
-                let detail = format!("group {group}: {engine} cannot lock SafeSearch ({entry})");
-                let answer = nxdomain(query).with_reason(LABEL_UNENFORCEABLE, detail);
+                // Answered exactly like a policy block (the group's block answer: NXDOMAIN
+                // with SOA unless the school chose a block page).
+                let block = Block {
+                    label: LABEL_UNENFORCEABLE,
+                    categories: 0,
+                    detail: format!(
+                        "group {group_name}: {engine} cannot lock SafeSearch ({entry})"
+                    ),
+                    answer: LocalAnswer::Group,
+                };
+                let answer = block_answer(query, &block, group.policy.block_answer);
                 Box::pin(async move { answer })
             }
             Decision::Rewrite {
                 engine,
                 target: Target::Address(ip),
             } => {
-                let detail = format!("group {group}: {engine} SafeSearch → {ip}");
+                let detail = format!("group {group_name}: {engine} SafeSearch → {ip}");
                 let answer = address_answer(query, ip).with_reason(LABEL, detail);
                 Box::pin(async move { answer })
             }
@@ -652,7 +670,7 @@ impl Stage for SafeSearch {
                     "SafeSearch"
                 };
                 let detail = format!(
-                    "group {group}: {engine} {what} → {}",
+                    "group {group_name}: {engine} {what} → {}",
                     target.trim_end_matches('.')
                 );
                 Box::pin(cname_answer(query, next, target, detail))
@@ -685,15 +703,15 @@ async fn cname_answer(
         let mut sub = query.for_name(target_name.clone());
         let resolved = next.run(&mut sub).await;
         if resolved.disposition == Disposition::ServFail
-            || !matches!(resolved.rcode, ResponseCode::NoError | ResponseCode::NXDomain)
+            || !matches!(
+                resolved.rcode,
+                ResponseCode::NoError | ResponseCode::NXDomain
+            )
         {
             // Never fall back to the unrestricted name.
             return Answer::servfail().with_reason(
                 LABEL,
-                format!(
-                    "{detail}: the target did not resolve ({})",
-                    resolved.rcode
-                ),
+                format!("{detail}: the target did not resolve ({})", resolved.rcode),
             );
         }
         let target_ttl = if resolved.answers.is_empty() {
@@ -752,7 +770,6 @@ mod tests {
 
     use super::*;
     use crate::pipeline::{
-        identify::Group,
         policy::{GroupPolicy, NameSet},
         Pipeline, Transport,
     };
@@ -839,8 +856,8 @@ mod tests {
                     index,
                     name: ["pupils", "staff", "guests"][index].to_string(),
                     policy: GroupPolicy {
-                        deny: NameSet::default(),
                         allow: NameSet::new(["kagi.com".to_string()]),
+                        ..GroupPolicy::default()
                     },
                 })
             })
@@ -929,7 +946,10 @@ mod tests {
         let nodata = ask(&s, 0, "pixabay.com.", RecordType::AAAA).await;
         assert_eq!(nodata.rcode, ResponseCode::NoError);
         assert_eq!(nodata.answers.len(), 1);
-        assert_eq!(cname_of(&nodata), ("pixabay.com.".into(), "safesearch.pixabay.com.".into(), 60));
+        assert_eq!(
+            cname_of(&nodata),
+            ("pixabay.com.".into(), "safesearch.pixabay.com.".into(), 60)
+        );
         assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
         assert_eq!(
             s.upstream.asked(),
@@ -944,7 +964,12 @@ mod tests {
     #[tokio::test]
     async fn other_types_get_the_cname_alone() {
         let s = setup(vec![SafeSearchConfig::strict()]);
-        for qtype in [RecordType::TXT, RecordType::MX, RecordType::CNAME, RecordType::ANY] {
+        for qtype in [
+            RecordType::TXT,
+            RecordType::MX,
+            RecordType::CNAME,
+            RecordType::ANY,
+        ] {
             let a = ask(&s, 0, "www.ecosia.org.", qtype).await;
             assert_eq!(a.rcode, ResponseCode::NoError);
             assert_eq!(a.answers.len(), 1);
@@ -963,10 +988,14 @@ mod tests {
     #[tokio::test]
     async fn yandex_gets_the_family_address_and_nodata() {
         let s = setup(vec![SafeSearchConfig::strict()]);
-        for name in ["yandex.ru.", "www.Yandex.com.tr.", "xn--d1acpjx3f.xn--p1ai."] {
+        for name in [
+            "yandex.ru.",
+            "www.Yandex.com.tr.",
+            "xn--d1acpjx3f.xn--p1ai.",
+        ] {
             let a = ask(&s, 0, name, RecordType::A).await;
             assert_eq!(a_of(&a), [YANDEX_FAMILY]);
-            assert_eq!(a.answers[0].name.to_string(), name);
+            assert_eq!(a.answers[0].name.to_ascii(), name);
             assert_eq!(a.answers[0].ttl, REWRITE_TTL);
             assert_eq!(
                 a.reason.unwrap().detail,
@@ -989,7 +1018,11 @@ mod tests {
             youtube: YouTubeMode::Moderate,
             ..SafeSearchConfig::default()
         };
-        let s = setup(vec![SafeSearchConfig::strict(), staff, SafeSearchConfig::default()]);
+        let s = setup(vec![
+            SafeSearchConfig::strict(),
+            staff,
+            SafeSearchConfig::default(),
+        ]);
         for name in YOUTUBE {
             let fqdn = format!("{name}.");
             let pupils = ask(&s, 0, &fqdn, RecordType::A).await;

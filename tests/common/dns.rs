@@ -17,7 +17,11 @@ use hedgerow::app::{Hedgerow, Overrides};
 use hickory_proto::{
     op::{Edns, Message, Metadata, ResponseCode},
     rr::{
-        rdata::{null::NULL, A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT},
+        rdata::{
+            null::NULL,
+            svcb::{Alpn, EchConfigList, SvcParamKey, SvcParamValue},
+            A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT,
+        },
         Name, RData, Record, RecordType,
     },
 };
@@ -156,6 +160,30 @@ pub fn zone() -> HashMap<(String, RecordType), Vec<Record>> {
         300,
         RData::CNAME(CNAME(name("www.example.test."))),
     );
+    // An allowed name that leads into a blocked one (CNAME cloaking).
+    add(
+        "cloak.example.test.",
+        300,
+        RData::CNAME(CNAME(name("play.games.test."))),
+    );
+    add(
+        "ech.example.test.",
+        300,
+        RData::HTTPS(HTTPS(SVCB::new(
+            1,
+            Name::root(),
+            vec![
+                (
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+                ),
+                (
+                    SvcParamKey::EchConfigList,
+                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 4, 1, 2, 3, 4])),
+                ),
+            ],
+        ))),
+    );
     z
 }
 
@@ -287,6 +315,15 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 
 /// Starts Hedgerow in-process on 127.0.0.1:0 with `config` (TOML), forwarding to `upstream`.
 pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, PathBuf) {
+    start_hedgerow_with(config, upstream, Overrides::default()).await
+}
+
+/// As [`start_hedgerow`], with more overrides (an injected clock, say).
+pub async fn start_hedgerow_with(
+    config: &str,
+    upstream: SocketAddr,
+    overrides: Overrides,
+) -> (Hedgerow, PathBuf) {
     let dir = scratch_dir("cfg");
     let path = dir.join("hedgerow.toml");
     let text = format!(
@@ -305,7 +342,7 @@ pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, Pa
     std::fs::write(&path, text).unwrap();
     let overrides = Overrides {
         upstreams: vec![upstream],
-        ..Default::default()
+        ..overrides
     };
     let app = Hedgerow::start(Some(path.clone()), overrides)
         .await

@@ -1,0 +1,219 @@
+//! Swapping compiled lists under load, rejecting a corrupt artifact, and refusing to start
+//! unfiltered.
+
+mod common;
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use common::dns::{ask, scratch_dir, start_hedgerow, Upstream};
+use hedgerow::{
+    app::{compile_options, Hedgerow, Overrides},
+    config::Config,
+    lists,
+};
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+
+fn write_lists(dir: &Path, games: &str) {
+    std::fs::write(dir.join("games.txt"), games).unwrap();
+    std::fs::write(
+        dir.join("lists.toml"),
+        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
+         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n",
+    )
+    .unwrap();
+}
+
+fn config_text(dir: &Path) -> String {
+    format!(
+        "[rate_limit]\nqps = 0\n[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n\
+         [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\nblock_categories = [\"games\"]\n",
+        dir.join("lists.toml").display()
+    )
+}
+
+fn recompile(config_path: &Path) {
+    let config = Config::from_file(config_path).unwrap();
+    lists::compile(&compile_options(&config).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_swap_under_load_without_a_failed_query() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("swap");
+    write_lists(&dir, "games.test\n");
+    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let dns = app.dns_addrs()[0];
+    assert_eq!(
+        ask(dns, "games.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let m = common::dns::udp_query(
+                    dns,
+                    "www.example.test.",
+                    RecordType::A,
+                    Default::default(),
+                )
+                .await;
+                match m {
+                    Some(m) if m.metadata.response_code == ResponseCode::NoError => {
+                        answered.fetch_add(1, Ordering::SeqCst)
+                    }
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        }));
+    }
+    // Swap five times while the load runs: games.test and school.test alternate.
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = if round % 2 == 0 {
+            "school.test\n"
+        } else {
+            "games.test\n"
+        };
+        write_lists(&dir, list);
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || recompile(&cfg))
+            .await
+            .unwrap();
+        // mtime granularity: make sure the watcher sees a change.
+        app.reload_lists_if_changed();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.await.unwrap();
+    }
+    let (ok, bad) = (
+        answered.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
+    );
+    assert!(ok > 100, "only {ok} queries answered");
+    assert_eq!(
+        bad, 0,
+        "{bad} queries failed during the swaps ({ok} answered)"
+    );
+    // The last compile listed school.test only.
+    assert_eq!(
+        ask(dns, "school.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    assert_eq!(up.seen.count("games.test", RecordType::A), 0);
+    ask(dns, "games.test.", RecordType::A).await;
+    assert_eq!(
+        up.seen.count("games.test", RecordType::A),
+        1,
+        "games.test is no longer listed"
+    );
+    let metrics = app.metrics().encode();
+    assert!(
+        metrics.contains("hedgerow_list_reloads_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("corrupt");
+    write_lists(&dir, "games.test\n");
+    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let dns = app.dns_addrs()[0];
+    let artifact = cfg.parent().unwrap().join("data/lists");
+    // A damaged artifact arrives (a botched copy from another machine, a bad disk): same
+    // size, flipped bytes, renamed into place over the good one.
+    let replace_with = |damage: &dyn Fn(&mut Vec<u8>)| {
+        let staging = artifact.with_extension("incoming");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).unwrap();
+        for entry in std::fs::read_dir(&artifact).unwrap() {
+            let entry = entry.unwrap();
+            let mut bytes = std::fs::read(entry.path()).unwrap();
+            if entry.file_name() == "categories.fst" {
+                damage(&mut bytes);
+            }
+            std::fs::write(staging.join(entry.file_name()), bytes).unwrap();
+        }
+        let old = artifact.with_extension("previous");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&artifact, &old).unwrap();
+        std::fs::rename(&staging, &artifact).unwrap();
+    };
+    replace_with(&|b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0xff;
+    });
+    let err = app.reload().unwrap_err().to_string();
+    assert!(err.contains("categories.fst"), "{err}");
+    assert_eq!(
+        ask(dns, "play.games.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain,
+        "old lists still in force"
+    );
+    assert!(app
+        .metrics()
+        .encode()
+        .contains("hedgerow_list_reloads_total{outcome=\"error\"} 1"));
+    // Truncated.
+    replace_with(&|b| b.truncate(10));
+    let err = app.reload().unwrap_err().to_string();
+    assert!(err.contains("categories.fst"), "{err}");
+    assert_eq!(
+        ask(dns, "play.games.test.", RecordType::A)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    let m = ask(dns, "www.example.test.", RecordType::A).await;
+    assert_eq!(common::dns::a_records(&m), [Ipv4Addr::new(192, 0, 2, 10)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_artifact_means_no_start_and_says_what_to_run() {
+    let dir = scratch_dir("nostart");
+    write_lists(&dir, "games.test\n");
+    let path = dir.join("h.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{}\"\n[upstream]\nservers = [\"127.0.0.1:9\"]\n[lists]\nmanifest = \"{}\"\n",
+            dir.join("data").display(),
+            dir.join("lists.toml").display()
+        ),
+    )
+    .unwrap();
+    let err = match Hedgerow::start(Some(path), Overrides::default()).await {
+        Ok(_) => panic!("started without lists"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("no compiled lists") && err.contains("hedgerow lists compile"),
+        "{err}"
+    );
+}
