@@ -60,7 +60,7 @@ fn generate(path: &Path, n: usize, seed: u64) {
     let mut s = String::new();
     for _ in 0..n {
         s.clear();
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             rng.label(&mut s);
             s.push('.');
         }

@@ -26,7 +26,7 @@ use crate::{
         Pipeline,
     },
     schedule::{system_clock, Clock},
-    server::{Handler, ListenError, Sockets},
+    server::{Handler, ListenError, Listeners, Sockets},
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -84,7 +84,7 @@ pub struct Hedgerow {
     audit: AuditLog,
     pipeline: Arc<ArcSwap<Pipeline>>,
     inflight: Arc<InFlight>,
-    server: hickory_server::Server<Handler>,
+    server: Option<Listeners>,
     http: Option<(SocketAddr, JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
     dns_addrs: Vec<SocketAddr>,
 }
@@ -165,7 +165,7 @@ impl Hedgerow {
             audit,
             pipeline,
             inflight,
-            server,
+            server: Some(server),
             http,
             dns_addrs,
         })
@@ -293,8 +293,9 @@ impl Hedgerow {
                 "grace period over; abandoning queries still in flight"
             );
         }
-        self.server.shutdown_token().cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.server.block_until_done()).await;
+        if let Some(listeners) = self.server.take() {
+            listeners.stop().await;
+        }
         if let Some((_, task, stop)) = self.http.take() {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;

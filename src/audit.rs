@@ -149,6 +149,9 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
                 if n.anti_circumvention { "on" } else { "OFF" }
             ));
         }
+        if o.safesearch != n.safesearch {
+            out.push(format!("group `{}` {}", n.name, n.safesearch.describe()));
+        }
         if o.strip_ech != n.strip_ech {
             out.push(format!("group `{}` ECH stripping: {}", n.name, n.strip_ech));
         }

@@ -6,7 +6,7 @@ use std::{fmt::Write, net::IpAddr, time::SystemTime};
 
 use crate::{
     config::Config,
-    lists::{Blocklists, Manifest},
+    lists::{explain, Blocklists, Manifest},
     pipeline::{
         chain,
         identify::Identify,
@@ -66,8 +66,12 @@ pub fn report(
             Decision::Block(block) => {
                 let _ = writeln!(out, "  {}: BLOCKED — {}", g.name, block.detail);
                 if block.label == "category" {
-                    if let Some(_manifest) = manifest {
-                        // TODO(lists helper): source file and line via lists::explain.
+                    // Which source file and line put the name on the list.
+                    let explained = manifest.map(|m| explain(lists, m, &key, block.categories));
+                    if let Some(Ok(explanation)) = explained {
+                        for line in explanation.to_string().lines() {
+                            let _ = writeln!(out, "      {line}");
+                        }
                     }
                 }
             }

@@ -30,6 +30,9 @@ enum Command {
         /// Dashboard and /metrics address; overrides the file.
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// Worker threads (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Validate a configuration file and print what each group will get.
     CheckConfig {
@@ -45,6 +48,13 @@ enum Command {
 enum ListsCommand {
     /// Compile every category of the manifest into the artifact folder.
     Compile {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Download the manifest's `url` sources (conditional requests; the last good copy is kept
+    /// when a download fails or shrinks suspiciously), then compile.
+    Update {
         /// Configuration file (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -100,8 +110,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             upstream,
             http,
+            threads,
         } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = threads {
+                builder.worker_threads(n.max(1));
+            }
+            let runtime = builder
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
@@ -123,6 +138,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config_or_default(config.as_ref())?;
             let report = lists::compile(&app::compile_options(&config)?)?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Lists(ListsCommand::Update { config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let mut options = lists::UpdateOptions::new(
+                lists::Manifest::load(&config.lists.manifest)?
+                    .with_cache_dir(&config.lists.download_dir),
+            );
+            options.shrink_threshold = config.lists.shrink_threshold;
+            let report = lists::update(&options)?;
+            print!("{report}");
+            let compiled = lists::compile(&app::compile_options(&config)?)?;
+            print!("{compiled}");
+            anyhow::ensure!(
+                report.failed() == 0,
+                "some sources could not be updated (their last good copies were compiled)"
+            );
             Ok(())
         }
         Command::Lists(ListsCommand::Lookup {

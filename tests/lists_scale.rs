@@ -50,7 +50,7 @@ fn compile_five_million_names() {
         let mut s = String::with_capacity(64);
         for i in 0..n / 4 {
             s.clear();
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 s.push_str(["www", "cdn", "img", "m", "static"][(rng.next() % 5) as usize]);
                 s.push('.');
             }
@@ -61,7 +61,7 @@ fn compile_five_million_names() {
             s.push('.');
             s.push_str(TLDS[(rng.next() % TLDS.len() as u64) as usize]);
             writeln!(w, "{s}").unwrap();
-            if i % 100_000 == 0 {
+            if i.is_multiple_of(100_000) {
                 probes.push((s.clone(), 1u32 << cat));
             }
         }

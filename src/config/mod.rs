@@ -213,6 +213,8 @@ pub struct GroupConfig {
     pub strip_ech: bool,
     /// Windows in which some categories are not blocked.
     pub schedules: Vec<ScheduleConfig>,
+    /// SafeSearch and YouTube Restricted Mode (`[group.safesearch]`; absent: off).
+    pub safesearch: crate::pipeline::safesearch::SafeSearchConfig,
 }
 
 /// The validated configuration.

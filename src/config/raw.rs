@@ -180,6 +180,8 @@ struct RawGroup {
     strip_ech: bool,
     #[serde(default, rename = "schedule")]
     schedules: Vec<RawSchedule>,
+    #[serde(default)]
+    safesearch: crate::pipeline::safesearch::SafeSearchConfig,
 }
 
 fn yes() -> bool {
@@ -380,6 +382,7 @@ impl RawConfig {
             }
             groups.push(GroupConfig {
                 block_categories: g.block_categories.clone(),
+                safesearch: g.safesearch.clone(),
                 block_answer,
                 anti_circumvention: g.anti_circumvention,
                 strip_ech: g.strip_ech,

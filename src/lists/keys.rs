@@ -24,20 +24,11 @@ pub(crate) struct BitStats {
 }
 
 /// Counts from one build.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct MergeStats {
     pub bits: [BitStats; 32],
     /// Keys written.
     pub keys: u64,
-}
-
-impl Default for MergeStats {
-    fn default() -> Self {
-        MergeStats {
-            bits: [BitStats::default(); 32],
-            keys: 0,
-        }
-    }
 }
 
 #[derive(Clone, Copy)]

@@ -211,6 +211,29 @@ pub fn matched_suffix(name: &str, depth: u8) -> String {
     s.to_ascii_lowercase()
 }
 
+/// Maps a private copy of `path`: the copy is unlinked as soon as it is open, so nothing
+/// else can write to, or truncate, the pages the DNS path reads. Mapping the artifact file
+/// itself would let an in-place overwrite (a `cp` over it, a bad sync tool) change a live
+/// transducer under a lookup, and a truncation would kill the process with SIGBUS. The copy
+/// sits beside the original (same filesystem: a reflink where supported, never tmpfs RAM),
+/// and the checksum is verified on the copy, i.e. on exactly the bytes served.
+fn private_map(path: &Path) -> std::io::Result<Mmap> {
+    static SNAPSHOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SNAPSHOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = path.with_file_name(format!(".{name}.in-use-{}-{n}", std::process::id()));
+    std::fs::copy(path, &copy)?;
+    let file = File::open(&copy);
+    let _ = std::fs::remove_file(&copy);
+    let file = file?;
+    // SAFETY: the file is unlinked and only this process holds it, read-only, so the mapping
+    // cannot change under us.
+    unsafe { Mmap::map(&file) }
+}
+
 /// A category of the compiled lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CategoryInfo {
@@ -354,10 +377,7 @@ impl Blocklists {
                 .files
                 .get(name)
                 .ok_or_else(|| ListError::corrupt(&path, "not listed in meta.toml"))?;
-            let file = File::open(&path).map_err(|e| ListError::io(&path, e))?;
-            // SAFETY: artifact files are never modified in place: a compile writes a new folder
-            // and renames it, so the mapping cannot change under us (the usual mmap caveat).
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| ListError::io(&path, e))?;
+            let map = private_map(&path).map_err(|e| ListError::io(&path, e))?;
             if map.len() as u64 != sum.bytes {
                 return Err(ListError::corrupt(
                     &path,
@@ -754,6 +774,13 @@ mod tests {
         let e = Blocklists::empty();
         assert_eq!(e.lookup("pornhub.com", u32::MAX), None);
         assert!(e.categories().is_empty());
+    }
+
+    #[test]
+    fn snapshots_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Blocklists>();
+        assert_send_sync::<SuffixMap<Vec<u8>>>();
     }
 
     #[test]

@@ -55,6 +55,8 @@
 //! # Ok::<(), hedgerow::lists::ListError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod artifact;
 pub mod compile;
 pub mod error;

@@ -984,10 +984,9 @@ fn push_ascii(name: &[u8], out: &mut String) -> Result<(), Reason> {
 mod tests {
     use super::*;
 
-    fn parse(
-        format: Format,
-        text: &str,
-    ) -> Vec<(LineClass, Vec<(String, EntryKind)>, Option<Reason>)> {
+    type Line = (LineClass, Vec<(String, EntryKind)>, Option<Reason>);
+
+    fn parse(format: Format, text: &str) -> Vec<Line> {
         let mut out = Vec::new();
         parse_reader(text.as_bytes(), format, |l| {
             out.push((
@@ -1000,7 +999,7 @@ mod tests {
         out
     }
 
-    fn one(format: Format, line: &str) -> (LineClass, Vec<(String, EntryKind)>, Option<Reason>) {
+    fn one(format: Format, line: &str) -> Line {
         let mut v = parse(format, line);
         assert_eq!(v.len(), 1, "{line}");
         v.remove(0)
@@ -1060,8 +1059,11 @@ mod tests {
         // 253 characters exactly is allowed.
         let name = format!("{}.{}.{}.{}", label63, label63, label63, "b".repeat(61));
         assert_eq!(name.len(), 253);
-        assert_eq!(names(Format::Auto, &name), [name.clone()]);
-        assert_eq!(names(Format::Auto, &format!("{name}.")), [name.clone()]);
+        assert_eq!(names(Format::Auto, &name), std::slice::from_ref(&name));
+        assert_eq!(
+            names(Format::Auto, &format!("{name}.")),
+            std::slice::from_ref(&name)
+        );
         assert_eq!(
             one(Format::Auto, &format!("x{name}")).2,
             Some(Reason::NameTooLong)

@@ -15,6 +15,7 @@ use crate::{
         policy::{GroupPolicy, NameSet, Policy},
         ratelimit::RateLimit,
         record::{QuerySink, Record},
+        safesearch::SafeSearch,
         Pipeline, Stage,
     },
     schedule::{Clock, Schedule},
@@ -138,6 +139,17 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
             parts.lists.clone(),
             parts.clock.clone(),
             config.lists.illegal_proxy,
+        )),
+        // After policy (which decides on the name as asked, and vets CNAME targets on the way
+        // back) and before the cache, so the cache stores the targets, never a rewrite, and a
+        // change to a group's SafeSearch takes effect without a flush.
+        Arc::new(SafeSearch::new(
+            config
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(index, g)| (index, g.safesearch.clone()))
+                .collect(),
         )),
         // Just before the forwarder, so only upstream answers are cached and policy changes
         // take effect without a flush.

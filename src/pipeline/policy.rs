@@ -357,14 +357,22 @@ fn address(query: &Query, ips: &[IpAddr]) -> Answer {
     answer
 }
 
-fn block_soa(owner: &Name) -> Record {
-    let mname = Name::from_ascii("hedgerow.invalid.").unwrap_or_else(|_| Name::root());
-    let rname = Name::from_ascii("blocked.hedgerow.invalid.").unwrap_or_else(|_| Name::root());
-    Record::from_rdata(
-        owner.clone(),
+/// The SOA of block answers, built once: its names never change.
+static BLOCK_SOA: std::sync::LazyLock<RData> = std::sync::LazyLock::new(|| {
+    let name = |s| Name::from_ascii(s).unwrap_or_else(|_| Name::root());
+    RData::SOA(SOA::new(
+        name("hedgerow.invalid."),
+        name("blocked.hedgerow.invalid."),
+        1,
+        3600,
+        600,
+        86_400,
         BLOCK_TTL,
-        RData::SOA(SOA::new(mname, rname, 1, 3600, 600, 86_400, BLOCK_TTL)),
-    )
+    ))
+});
+
+fn block_soa(owner: &Name) -> Record {
+    Record::from_rdata(owner.clone(), BLOCK_TTL, BLOCK_SOA.clone())
 }
 
 /// The policy stage.

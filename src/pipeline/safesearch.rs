@@ -43,11 +43,11 @@ use crate::pipeline::{
 
 /// Longest TTL of a rewrite (the CNAME, Yandex's address and synthesized NODATA).
 ///
-/// The same as [`BLOCK_TTL`]: it bounds how long a client keeps the rewrite after the school
-/// changes a group's settings (turning SafeSearch *off* takes effect within five minutes,
-/// exactly like removing a block), and it matches the 300 s Google and Bing give their own
-/// names, so clients re-ask no more often than they would without Hedgerow. The CNAME never
-/// outlives the target records it is sent with (see [`SafeSearch`]).
+/// The same as [`BLOCK_TTL`]: it bounds how long a device keeps a rewrite after the school
+/// changes a group's settings (turning SafeSearch off takes effect within five minutes, like
+/// removing a block), and it is the TTL Google itself gives `www.google.com`, so devices re-ask
+/// no more often than without Hedgerow. A CNAME never outlives the target records it is sent
+/// with (see [`SafeSearch`]), so a device never holds a rewrite pointing at expired data.
 pub const REWRITE_TTL: u32 = BLOCK_TTL;
 
 /// The address Yandex documents for its family (safe) search.
@@ -98,8 +98,9 @@ pub struct SafeSearchConfig {
     pub pixabay: bool,
     /// YouTube Restricted Mode.
     pub youtube: YouTubeMode,
-    /// Block search engines that offer no way to lock SafeSearch (NXDOMAIN, like a policy
-    /// block; an explicit `allow` entry for the group still lets one through).
+    /// Block search engines that offer no way to lock SafeSearch, answered like the group's
+    /// policy blocks (NXDOMAIN unless it uses a block page); the group's `allow` entries
+    /// still let a named engine through.
     pub block_unenforceable: bool,
 }
 
@@ -118,7 +119,8 @@ impl SafeSearchConfig {
         }
     }
 
-    /// True when this group gets no rewrites and no blocks (the stage passes it straight on).
+    /// True when this group gets no rewrites and no blocks (the stage passes its queries
+    /// straight on, without even looking the name up).
     pub fn is_off(&self) -> bool {
         *self == SafeSearchConfig::default()
     }
@@ -362,9 +364,10 @@ const GOOGLE_TLDS: &[&str] = &[
 const BING: &[&str] = &["www.bing.com", "bing.com", "edgeservices.bing.com"];
 
 /// DuckDuckGo documents the first three. `html.` and `lite.` are its no-JavaScript front
-/// ends, which would otherwise be a one-word bypass; sending them to the safe servers fails
-/// closed (at worst the pupil gets the safe main site). `safe.duckduckgo.com` is the target
-/// and must never be rewritten.
+/// ends, which would otherwise be a one-word bypass (safe search there is only a URL
+/// parameter); sending them to the safe servers fails closed: at worst those pages stop
+/// working and the pupil uses the main site, which is locked. `safe.duckduckgo.com` is the
+/// target and must never be rewritten.
 const DUCKDUCKGO: &[&str] = &[
     "duckduckgo.com",
     "www.duckduckgo.com",
@@ -373,7 +376,7 @@ const DUCKDUCKGO: &[&str] = &[
     "lite.duckduckgo.com",
 ];
 
-/// Ecosia: the search lives on `www.`; the bare name only redirects there.
+/// Ecosia: the search lives on `www.` (the bare name redirects there).
 const ECOSIA: &[&str] = &["www.ecosia.org"];
 
 /// Pixabay: the site lives on the bare name (`www.` redirects to it).
@@ -586,7 +589,9 @@ impl Table {
 ///   type through would hand out data for the unrestricted name.
 /// - Yandex: A → [`YANDEX_FAMILY`]; every other type NODATA (no AAAA or HTTPS hints that would
 ///   reach the unrestricted servers).
-/// - unenforceable engine: NXDOMAIN with SOA, as policy blocks are.
+/// - unenforceable engine: the group's block answer (NXDOMAIN with SOA by default), built by
+///   policy's [`block_answer`] so it matches every other block, labelled
+///   `safesearch_unenforceable`.
 pub struct SafeSearch {
     /// Indexed by group index; groups beyond the end are off.
     groups: Vec<SafeSearchConfig>,
@@ -614,6 +619,9 @@ impl SafeSearch {
         }
         let group = query.group.as_deref()?;
         let config = self.groups.get(group.index)?;
+        if config.is_off() {
+            return None;
+        }
         match decide(config, &query.key) {
             Decision::Pass => None,
             // An explicit allow entry is the school saying "this one is fine for this group".
@@ -1193,6 +1201,28 @@ mod tests {
                 assert_eq!(decide(&all, key), Decision::Pass, "{key}");
             }
         }
+    }
+
+    #[test]
+    fn rewrites_are_exact_and_blocks_cover_subdomains() {
+        let strict = SafeSearchConfig::strict();
+        let unenforceable = |key| matches!(decide(&strict, key), Decision::Unenforceable { .. });
+        let rewritten = |key| matches!(decide(&strict, key), Decision::Rewrite { .. });
+        // One bucket (`co.uk`) holds Google's exact names and Mojeek's subtree.
+        assert!(rewritten("www.google.co.uk") && rewritten("google.co.uk"));
+        assert!(!rewritten("x.www.google.co.uk") && !rewritten("maps.google.co.uk"));
+        assert!(unenforceable("mojeek.co.uk") && unenforceable("www.mojeek.co.uk"));
+        assert_eq!(decide(&strict, "bbc.co.uk"), Decision::Pass);
+        assert_eq!(decide(&strict, "co.uk"), Decision::Pass);
+        // Label boundaries, not string suffixes.
+        assert_eq!(decide(&strict, "notsearch.yahoo.com"), Decision::Pass);
+        assert_eq!(
+            decide(&strict, "search.yahoo.com.evil.test"),
+            Decision::Pass
+        );
+        assert!(unenforceable("a.b.search.yahoo.com"));
+        assert_eq!(decide(&strict, ""), Decision::Pass);
+        assert_eq!(decide(&strict, "com"), Decision::Pass);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use hickory_server::{
     Server,
 };
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::InFlight,
@@ -45,7 +46,10 @@ pub enum ListenError {
     },
 }
 
+mod udp;
+
 /// hickory's request handler, bridging into the pipeline in force.
+#[derive(Clone)]
 pub struct Handler {
     pipeline: Arc<ArcSwap<Pipeline>>,
     inflight: Arc<InFlight>,
@@ -229,15 +233,52 @@ impl Sockets {
             .collect()
     }
 
-    /// Starts serving `handler` on every socket.
-    pub fn serve(self, handler: Handler, tcp_idle_timeout: Duration) -> Server<Handler> {
-        let mut server = Server::new(handler);
-        for s in self.udp {
-            server.register_socket(s);
+    /// Starts serving `handler` on every socket: UDP with our own loop (see [`udp`]), TCP
+    /// with hickory-server (pipelining, idle timeouts, framing).
+    pub fn serve(self, handler: Handler, tcp_idle_timeout: Duration) -> Listeners {
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(handler.clone());
+        let mut udp = Vec::new();
+        for socket in self.udp {
+            let socket = Arc::new(socket);
+            // One receive loop per worker thread, all on the same socket.
+            for _ in 0..std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4)
+            {
+                udp.push(tokio::spawn(udp::serve(
+                    socket.clone(),
+                    shared.clone(),
+                    shutdown.clone(),
+                )));
+            }
         }
+        let mut tcp = Server::new(handler);
         for l in self.tcp {
-            server.register_listener(l, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+            tcp.register_listener(l, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
         }
-        server
+        Listeners { tcp, udp, shutdown }
+    }
+}
+
+/// Running DNS listeners.
+pub struct Listeners {
+    tcp: Server<Handler>,
+    udp: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: CancellationToken,
+}
+
+impl Listeners {
+    /// Stops accepting, then waits (up to a second) for the listener tasks to end.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.tcp.shutdown_token().cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = self.tcp.block_until_done().await;
+            for task in self.udp {
+                let _ = task.await;
+            }
+        })
+        .await;
     }
 }
