@@ -90,10 +90,22 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("hedgerow: {error:#}");
+            eprintln!("hedgerow: {}", describe(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, skipping a cause its parent's message already quotes.
+fn describe(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }
 
 fn config_or_default(path: Option<&PathBuf>) -> anyhow::Result<Config> {

@@ -274,3 +274,48 @@ fn check_config_explains_groups_and_rejects_bad_files() {
         "{err}"
     );
 }
+
+#[test]
+fn lists_lookup_explains_which_file_and_line() {
+    let dir = scratch_dir("lookup");
+    let config = dir.join("h.toml");
+    std::fs::write(
+        &config,
+        with_lists(
+            &dir,
+            "[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"games\"]\n\
+             [[group]]\nname = \"staff\"\nnetworks = [\"10.1.0.0/16\"]\n",
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+            .args(["lists", "lookup"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let all = run(&["www.roblox.com"]);
+    assert!(
+        all.contains("pupils: BLOCKED") && all.contains("category games"),
+        "{all}"
+    );
+    assert!(all.contains("staff: allowed"), "{all}");
+    assert!(
+        all.contains("samples/games.txt:"),
+        "names the source file and line: {all}"
+    );
+    let one = run(&["www.roblox.com", "--client", "10.1.2.3"]);
+    assert!(
+        one.contains("staff: allowed") && !one.contains("pupils"),
+        "{one}"
+    );
+}

@@ -8,6 +8,8 @@
 //! * the map counts distinct names; a hosts line can carry several names and lists repeat names,
 //!   so `entries` (names produced) can exceed `distinct`.
 
+use hedgerow::pipeline::policy::{decide, Context, Decision, GroupPolicy};
+
 #[path = "common/shared_data.rs"]
 mod shared_data;
 
@@ -565,6 +567,54 @@ fn real_multi_category_compile_matches_workload_truth() {
         Some(4)
     );
     assert!(blocked > 3_000, "{blocked}");
+
+    // The same workload through the policy decision a pupils' group gets when it blocks every
+    // safeguarding category (not advertising `ads_malware`, nor `other`): false positives and
+    // false negatives against the truth.
+    let school = |c: &str| !matches!(c, "ads_malware" | "other" | "allowlist" | "-");
+    let policy = GroupPolicy {
+        categories: lists
+            .categories()
+            .iter()
+            .filter(|c| school(&c.id))
+            .fold(0, |m, c| m | c.mask()),
+        anti_circumvention: true,
+        ..Default::default()
+    };
+    let cx = Context {
+        group: "pupils",
+        policy: &policy,
+        lists: &lists,
+        now: std::time::SystemTime::now(),
+        illegal_proxy: None,
+    };
+    let (mut tp, mut tn, mut fp, mut fneg) = (0, 0, 0, 0);
+    let mut wrong = Vec::new();
+    for row in truth.lines().skip(1) {
+        let f: Vec<&str> = row.split('\t').collect();
+        let (qname, kind, matched) = (f[1], f[3], f[7]);
+        let expected = matched.split(';').any(school);
+        let key = qname.trim_end_matches('.').to_ascii_lowercase();
+        let got = matches!(decide(&cx, &key), Decision::Block(_));
+        match (expected, got) {
+            (true, true) => tp += 1,
+            (false, false) => tn += 1,
+            (false, true) => {
+                fp += 1;
+                wrong.push(format!("FP {kind} {qname} ({matched})"));
+            }
+            (true, false) => {
+                fneg += 1;
+                wrong.push(format!("FN {kind} {qname} ({matched})"));
+            }
+        }
+    }
+    println!(
+        "policy on sample-20k: {tp} blocked as listed, {tn} allowed as unlisted, \
+         {fp} false positives, {fneg} false negatives"
+    );
+    assert_eq!((fp, fneg), (0, 0), "{wrong:#?}");
+    assert_eq!(tp + tn, 20_000);
 
     // Spot checks: listed name, subdomain, parent not blocked, mixed case.
     let porn = lists.category_bit("pornography").unwrap();

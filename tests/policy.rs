@@ -77,6 +77,11 @@ block_categories = [\"games\", \"pornography\"]
 block_answer = \"192.0.2.99\"
 anti_circumvention = false
 strip_ech = true
+
+[[device]]
+name = \"library-pc-6\"
+ip = \"127.0.0.6\"
+group = \"staff\"
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +100,15 @@ async fn same_name_blocked_for_pupils_and_allowed_for_staff() {
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "{qtype}");
     }
     let m = q(dns, STAFF, "play.games.test.", RecordType::A).await;
+    assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 51)]);
+    // A device pinned to staff by its address.
+    let m = q(
+        dns,
+        Ipv4Addr::new(127, 0, 0, 6),
+        "play.games.test.",
+        RecordType::A,
+    )
+    .await;
     assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 51)]);
     let metrics = app.metrics().encode();
     assert!(

@@ -444,3 +444,75 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listener_and_clients() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but ::1 cannot be bound"
+        );
+        eprintln!("skipped: IPv6 loopback is not available on this machine");
+        return;
+    }
+    let up = Upstream::start().await;
+    let dir = common::dns::scratch_dir("v6");
+    let path = dir.join("h.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"[::1]:0\"]\ndata_dir = \"{}\"\n[lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n\
+             [[group]]\nname = \"v6\"\nnetworks = [\"::1/128\"]\n",
+            dir.display(),
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let app = hedgerow::app::Hedgerow::start(
+        Some(path),
+        hedgerow::app::Overrides {
+            upstreams: vec![up.addr],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dns = app.dns_addrs()[0];
+    assert!(dns.is_ipv6());
+    let from_v6 = Ask {
+        from: "::1".parse().unwrap(),
+        ..Ask::default()
+    };
+    let m = udp_query(dns, "www.example.test.", RecordType::A, from_v6)
+        .await
+        .unwrap();
+    assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 10)]);
+    let m = tcp_query(dns, "www.example.test.", RecordType::AAAA).await;
+    assert_eq!(m.answers.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_queries_in_flight_finish() {
+    let up = Upstream::start().await;
+    let (app, _) = start_hedgerow(LOCAL, up.addr).await;
+    let dns = app.dns_addrs()[0];
+    up.delay_ms.store(400, Ordering::SeqCst);
+    let pending = tokio::spawn(async move { ask(dns, "www.example.test.", RecordType::A).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    app.shutdown(Duration::from_secs(3)).await;
+    let m = pending.await.unwrap();
+    assert_eq!(
+        a_records(&m),
+        [Ipv4Addr::new(192, 0, 2, 10)],
+        "the query in flight was answered"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "drained in {:?}",
+        start.elapsed()
+    );
+    // And the listener is gone afterwards.
+    let after = udp_query(dns, "www.example.test.", RecordType::A, Ask::default()).await;
+    assert!(after.is_none());
+}
