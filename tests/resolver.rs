@@ -120,12 +120,9 @@ async fn cache_answers_repeats_with_decreasing_ttl() {
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(up.seen.count("nothing.example.test", RecordType::A), 1);
 
-    let metrics = app.metrics().encode();
-    assert!(
-        metrics.contains(
-            "hedgerow_queries_total{disposition=\"cached\",group=\"local\",qtype=\"A\"} 3"
-        ),
-        "{metrics}"
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_queries_total{disposition=\"cached\",group=\"local\",qtype=\"A\"} 3",
     );
 }
 
@@ -148,12 +145,9 @@ async fn clients_outside_every_group_are_refused() {
         0,
         "nothing forwarded for outsiders"
     );
-    let metrics = app.metrics().encode();
-    assert!(
-        metrics.contains(
-            "hedgerow_queries_total{disposition=\"refused\",group=\"none\",qtype=\"A\"} 1"
-        ),
-        "{metrics}"
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_queries_total{disposition=\"refused\",group=\"none\",qtype=\"A\"} 1",
     );
 }
 
@@ -204,10 +198,9 @@ async fn upstream_down_gives_servfail_within_the_deadline() {
     // And the server keeps answering.
     let m = ask(dns, "www.example.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    let metrics = app.metrics().encode();
-    assert!(
-        metrics.contains("hedgerow_upstream_responses_total{outcome=\"timeout\""),
-        "{metrics}"
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_upstream_responses_total{outcome=\"timeout\"",
     );
 }
 
@@ -275,10 +268,7 @@ async fn rate_limit_refuses_a_flooding_client_only() {
         .await
         .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert!(app
-        .metrics()
-        .encode()
-        .contains("disposition=\"rate_limited\""));
+    common::dns::assert_metric(&app, "disposition=\"rate_limited\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,10 +307,10 @@ async fn group_deny_blocks_subdomains_and_allow_wins_when_more_specific() {
         .await
         .unwrap();
     assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 51)]);
-    assert!(app
-        .metrics()
-        .encode()
-        .contains("hedgerow_blocked_total{group=\"pupils\",reason=\"deny\"} 4"));
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_blocked_total{group=\"pupils\",reason=\"deny\"} 4",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

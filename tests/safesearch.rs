@@ -1,8 +1,8 @@
 //! SafeSearch over real sockets with real clients (`dig` and Python's dnspython), plus the
 //! rewrite tables checked against the public rule sets in `../shared/data`.
 //!
-//! Hedgerow runs in-process on 127.0.0.1:0 in front of a small authoritative upstream defined
-//! here, which serves A, AAAA and HTTPS for every SafeSearch target (192.0.2.0/24,
+//! Hedgerow runs in-process on 127.0.0.1:0 in front of the shared test upstream, given the zone
+//! defined here: it serves A, AAAA and HTTPS for every SafeSearch target (192.0.2.0/24,
 //! 2001:db8::/64) and for the unrestricted names (198.51.100.0/24, 2001:db8:1::/64), so any
 //! unrestricted address in an answer is a bypass.
 //!
@@ -12,33 +12,25 @@
 mod common;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     io::Read,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::dns::{a_records, start_hedgerow, udp_query, Ask};
+use common::dns::{a_records, start_hedgerow, udp_query, Ask, Upstream, Zone};
 use hedgerow::pipeline::safesearch::{decide, Decision, SafeSearchConfig, Target, YouTubeMode};
 use hickory_proto::{
-    op::{Edns, Message, Metadata, ResponseCode},
+    op::{Message, ResponseCode},
     rr::{
         rdata::{
             svcb::{Alpn, IpHint, SvcParamKey, SvcParamValue, SVCB},
-            A, AAAA, HTTPS, SOA,
+            A, AAAA, HTTPS,
         },
         Name, RData, Record, RecordType,
     },
 };
-use hickory_server::{
-    net::runtime::Time,
-    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::MessageResponseBuilder,
-    Server,
-};
-use tokio::net::UdpSocket;
 
 // ---------------------------------------------------------------------------------------
 // The upstream.
@@ -132,8 +124,6 @@ fn https(v4: Ipv4Addr) -> RData {
     )))
 }
 
-type Zone = HashMap<(String, RecordType), Vec<Record>>;
-
 fn zone() -> Zone {
     let mut z = Zone::new();
     let mut add = |name: &str, v4: Ipv4Addr, v6: Ipv6Addr| {
@@ -153,121 +143,8 @@ fn zone() -> Zone {
     z
 }
 
-/// What the upstream was asked, and names it answers SERVFAIL for.
-#[derive(Default)]
-struct Control {
-    seen: Mutex<HashMap<(String, RecordType), usize>>,
-    servfail: Mutex<HashSet<String>>,
-}
-
-impl Control {
-    fn count(&self, name: &str, qtype: RecordType) -> usize {
-        let seen = self.seen.lock().unwrap();
-        seen.get(&(name.to_string(), qtype)).copied().unwrap_or(0)
-    }
-
-    fn asked_for(&self, name: &str) -> bool {
-        self.seen.lock().unwrap().keys().any(|(n, _)| n == name)
-    }
-}
-
-#[derive(Clone)]
-struct Handler {
-    zone: Arc<Zone>,
-    control: Arc<Control>,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
-        let q = &request.queries.queries()[0];
-        let qname = q.name().to_ascii().trim_end_matches('.').to_lowercase();
-        let qtype = q.query_type();
-        *self
-            .control
-            .seen
-            .lock()
-            .unwrap()
-            .entry((qname.clone(), qtype))
-            .or_default() += 1;
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = true;
-        let answers = self
-            .zone
-            .get(&(qname.clone(), qtype))
-            .cloned()
-            .unwrap_or_default();
-        if self.control.servfail.lock().unwrap().contains(&qname) {
-            metadata.response_code = ResponseCode::ServFail;
-        } else if !self.zone.keys().any(|(n, _)| n == &qname) {
-            metadata.response_code = ResponseCode::NXDomain;
-        }
-        let soa = Record::from_rdata(
-            fqdn("test"),
-            60,
-            RData::SOA(SOA::new(
-                fqdn("ns.test"),
-                fqdn("admin.test"),
-                1,
-                3600,
-                600,
-                86400,
-                60,
-            )),
-        );
-        let soa = if answers.is_empty() {
-            vec![soa]
-        } else {
-            vec![]
-        };
-        let answers = if metadata.response_code == ResponseCode::ServFail {
-            Vec::new()
-        } else {
-            answers
-        };
-        let mut edns = Edns::new();
-        edns.set_max_payload(1232);
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if request.edns.is_some() {
-            builder.edns(&edns);
-        }
-        let msg = builder.build(
-            metadata,
-            answers.iter(),
-            std::iter::empty(),
-            soa.iter(),
-            std::iter::empty(),
-        );
-        response.send_response(msg).await.unwrap()
-    }
-}
-
-struct Upstream {
-    addr: SocketAddr,
-    control: Arc<Control>,
-    _server: Server<Handler>,
-}
-
 async fn upstream() -> Upstream {
-    let control = Arc::new(Control::default());
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let mut server = Server::new(Handler {
-        zone: Arc::new(zone()),
-        control: control.clone(),
-    });
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 16);
-    Upstream {
-        addr,
-        control,
-        _server: server,
-    }
+    Upstream::with_zone(zone()).await
 }
 
 const CONFIG: &str = r#"
@@ -784,11 +661,7 @@ async fn unenforceable_engines_are_blocked_for_pupils_only() {
         assert_eq!(v4(&m), HashSet::from([plain_v4(plain_n(name))]), "{name}");
     }
     // The block is logged with its own label.
-    let metrics = app.metrics().encode();
-    assert!(
-        metrics.contains("safesearch_unenforceable"),
-        "blocked metric labelled safesearch_unenforceable"
-    );
+    common::dns::assert_metric(&app, "reason=\"safesearch_unenforceable\"");
 
     if dig_available() {
         let replies = dig(
@@ -810,7 +683,7 @@ async fn unenforceable_engines_are_blocked_for_pupils_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_failure_is_servfail_never_the_unrestricted_name() {
     let up = upstream().await;
-    up.control
+    up.seen
         .servfail
         .lock()
         .unwrap()
@@ -823,9 +696,9 @@ async fn target_failure_is_servfail_never_the_unrestricted_name() {
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{qtype}");
         assert!(m.answers.is_empty());
     }
-    assert!(up.control.count("strict.bing.com", RecordType::A) >= 1);
+    assert!(up.seen.count("strict.bing.com", RecordType::A) >= 1);
     assert!(
-        !up.control.asked_for("www.bing.com"),
+        !up.seen.asked_for("www.bing.com"),
         "the unrestricted name was never asked upstream"
     );
 }
@@ -847,13 +720,12 @@ async fn the_cache_holds_the_target_not_the_rewrite() {
         assert_eq!(m.answers[0].name.to_ascii(), name, "owner as asked");
     }
     assert_eq!(
-        up.control
-            .count("forcesafesearch.google.com", RecordType::A),
+        up.seen.count("forcesafesearch.google.com", RecordType::A),
         1,
         "one upstream query serves every Google name"
     );
     for name in ["www.google.com", "google.com", "www.google.co.uk"] {
-        assert!(!up.control.asked_for(name), "{name} asked upstream");
+        assert!(!up.seen.asked_for(name), "{name} asked upstream");
     }
     // A group without SafeSearch asking the target directly shares the cached entry.
     let ask = Ask {
@@ -865,8 +737,7 @@ async fn the_cache_holds_the_target_not_the_rewrite() {
         .unwrap();
     assert_eq!(v4(&m), HashSet::from([target_v4(60)]));
     assert_eq!(
-        up.control
-            .count("forcesafesearch.google.com", RecordType::A),
+        up.seen.count("forcesafesearch.google.com", RecordType::A),
         1
     );
 }

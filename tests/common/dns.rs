@@ -36,19 +36,30 @@ use tokio::{
     net::{TcpStream, UdpSocket},
 };
 
-/// What the upstream saw.
+/// Records by lower-case owner name (no trailing dot) and type.
+pub type Zone = HashMap<(String, RecordType), Vec<Record>>;
+
+/// What the upstream saw, and names it must fail.
 #[derive(Default)]
 pub struct Seen {
     /// Queries per lower-case name and type.
     pub counts: Mutex<HashMap<(String, RecordType), usize>>,
     /// Whether the last query had the DO bit.
     pub last_do: AtomicBool,
+    /// Names answered SERVFAIL.
+    pub servfail: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Seen {
     pub fn count(&self, name: &str, qtype: RecordType) -> usize {
         let key = (name.trim_end_matches('.').to_lowercase(), qtype);
         self.counts.lock().unwrap().get(&key).copied().unwrap_or(0)
+    }
+
+    /// Whether `name` was asked with any type.
+    pub fn asked_for(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_lowercase();
+        self.counts.lock().unwrap().keys().any(|(n, _)| *n == name)
     }
 }
 
@@ -63,7 +74,7 @@ pub struct Upstream {
 
 #[derive(Clone)]
 pub struct UpstreamHandler {
-    zone: Arc<HashMap<(String, RecordType), Vec<Record>>>,
+    zone: Arc<Zone>,
     seen: Arc<Seen>,
     delay_ms: Arc<AtomicU64>,
 }
@@ -74,8 +85,8 @@ fn name(s: &str) -> Name {
 }
 
 /// The records the test upstream serves.
-pub fn zone() -> HashMap<(String, RecordType), Vec<Record>> {
-    let mut z: HashMap<(String, RecordType), Vec<Record>> = HashMap::new();
+pub fn zone() -> Zone {
+    let mut z = Zone::new();
     let mut add = |owner: &str, ttl: u32, data: RData| {
         let key = (owner.trim_end_matches('.').to_string(), data.record_type());
         z.entry(key)
@@ -233,6 +244,10 @@ impl RequestHandler for UpstreamHandler {
                 answers.extend(sig.iter().cloned());
             }
         }
+        if self.seen.servfail.lock().unwrap().contains(&qname) {
+            metadata.response_code = ResponseCode::ServFail;
+            answers.clear();
+        }
         let exists = self
             .zone
             .keys()
@@ -255,7 +270,7 @@ impl RequestHandler for UpstreamHandler {
         } else {
             vec![]
         };
-        if !exists {
+        if !exists && metadata.response_code == ResponseCode::NoError {
             metadata.response_code = ResponseCode::NXDomain;
         }
         let mut edns = Edns::new();
@@ -278,10 +293,15 @@ impl RequestHandler for UpstreamHandler {
 impl Upstream {
     /// Starts the upstream on 127.0.0.1 port 0 (UDP and TCP on the same port).
     pub async fn start() -> Upstream {
+        Upstream::with_zone(zone()).await
+    }
+
+    /// As [`Upstream::start`], serving `zone` instead.
+    pub async fn with_zone(zone: Zone) -> Upstream {
         let seen = Arc::new(Seen::default());
         let delay_ms = Arc::new(AtomicU64::new(0));
         let handler = UpstreamHandler {
-            zone: Arc::new(zone()),
+            zone: Arc::new(zone),
             seen: seen.clone(),
             delay_ms: delay_ms.clone(),
         };
@@ -428,6 +448,12 @@ pub async fn tcp_query(server: SocketAddr, qname: &str, qtype: RecordType) -> Me
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
     stream.read_exact(&mut buf).await.unwrap();
     Message::from_vec(&buf).unwrap()
+}
+
+/// Asserts that `/metrics` has a line containing `text` (a name, labels and value).
+pub fn assert_metric(app: &Hedgerow, text: &str) {
+    let metrics = app.metrics().encode();
+    assert!(metrics.contains(text), "no `{text}` in:\n{metrics}");
 }
 
 /// The A addresses in an answer.
