@@ -72,6 +72,7 @@ fn pipeline_bench(c: &mut Criterion) {
         lists: Arc::new(Blocklists::empty()),
         cache: Arc::new(CacheStore::new()),
         clock: system_clock(),
+        neighbours: Default::default(),
     };
     let pipeline = rt
         .block_on(async { chain::build(&config, &parts) })

@@ -20,6 +20,7 @@ use crate::{
     config::{Config, ConfigError},
     lists::{compile, Blocklists, CompileOptions, IllegalSource, ListError, Manifest},
     metrics::{Metrics, MetricsError},
+    neighbours::Neighbours,
     pipeline::{
         cache::CacheStore,
         chain::{self, ChainError, ChainParts},
@@ -31,6 +32,8 @@ use crate::{
 
 /// How often the artifact folder is checked for a newly compiled list.
 const LIST_POLL: Duration = Duration::from_secs(2);
+/// How often the neighbour table is re-read for devices pinned by MAC address.
+const NEIGHBOUR_POLL: Duration = Duration::from_secs(10);
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,7 @@ impl Hedgerow {
             lists,
             cache: Arc::new(CacheStore::new()),
             clock: overrides.clock.clone().unwrap_or_else(system_clock),
+            neighbours: Neighbours::default(),
         };
         let pipeline = chain::build(&config, &parts)?;
         let lists_stamp = Mutex::new(artifact_stamp(&config.lists.artifact_dir));
@@ -261,6 +265,20 @@ impl Hedgerow {
         Ok(pipeline)
     }
 
+    /// Re-reads the neighbour table when a device is pinned by MAC address (off the DNS
+    /// path, on a blocking thread).
+    pub async fn refresh_neighbours(&self) {
+        let pinned = lock(&self.config).devices.iter().any(|d| d.mac.is_some());
+        if !pinned {
+            return;
+        }
+        let path = std::path::Path::new(crate::neighbours::PROC_ARP);
+        if let Ok(table) = tokio::task::spawn_blocking(move || crate::neighbours::read(path)).await
+        {
+            lock(&self.parts).neighbours.store(Arc::new(table));
+        }
+    }
+
     /// Reloads when the compiled artifact on disk has changed since it was opened.
     pub fn reload_lists_if_changed(&self) {
         let dir = match load(self.config_path.as_deref(), &self.overrides) {
@@ -404,11 +422,13 @@ pub async fn run(
     let app = Hedgerow::start(config_path, overrides).await?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut watch = tokio::time::interval(LIST_POLL);
+    let mut arp = tokio::time::interval(NEIGHBOUR_POLL);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = watch.tick() => app.reload_lists_if_changed(),
+            _ = arp.tick() => app.refresh_neighbours().await,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading");
                 let _ = app.reload();

@@ -27,6 +27,7 @@ pub mod http;
 pub mod lists;
 pub mod lookup;
 pub mod metrics;
+pub mod neighbours;
 pub mod pipeline;
 pub mod schedule;
 pub mod server;

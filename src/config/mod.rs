@@ -186,8 +186,10 @@ pub struct ScheduleConfig {
 pub struct DeviceConfig {
     /// Name shown in logs and the dashboard.
     pub name: String,
-    /// Its address.
-    pub ip: IpAddr,
+    /// Its address, if pinned by address.
+    pub ip: Option<IpAddr>,
+    /// Its hardware address, if pinned by MAC (IPv4 clients on the server's own LAN segment).
+    pub mac: Option<crate::neighbours::Mac>,
     /// The group it belongs to, whatever network it is on.
     pub group: String,
 }
@@ -422,6 +424,21 @@ impl Config {
                 );
             }
         }
+        for d in &self.devices {
+            let by = match (d.ip, d.mac) {
+                (Some(ip), _) => format!("address {ip}"),
+                (None, Some(m)) => format!(
+                    "MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    m[0], m[1], m[2], m[3], m[4], m[5]
+                ),
+                (None, None) => continue,
+            };
+            let _ = writeln!(
+                out,
+                "\ndevice `{}` ({by}) is always in group `{}`",
+                d.name, d.group
+            );
+        }
         let illegal = match &self.lists.illegal_list {
             Some(path) => format!(
                 "{} (stored as keyed hashes; applies to every group and cannot be overridden)",
@@ -519,6 +536,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("s.toml:4: `group.deny`"), "{err}");
+    }
+
+    #[test]
+    fn devices_need_a_known_group_and_a_valid_address() {
+        let base = "[[group]]\nname = \"staff\"\nnetworks = [\"10.0.0.0/8\"]\n";
+        let ok = format!(
+            "{base}[[device]]\nname = \"pc\"\nmac = \"AA-bb-cc-dd-ee-ff\"\ngroup = \"staff\"\n"
+        );
+        let c = Config::from_toml_str(&ok, "s.toml").unwrap();
+        assert_eq!(c.devices[0].mac, Some([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]));
+        let bad_mac =
+            format!("{base}[[device]]\nname = \"pc\"\nmac = \"aa:bb\"\ngroup = \"staff\"\n");
+        let err = Config::from_toml_str(&bad_mac, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.toml:6: `device.mac`"), "{err}");
+        let neither = format!("{base}[[device]]\nname = \"pc\"\ngroup = \"staff\"\n");
+        assert!(Config::from_toml_str(&neither, "s.toml").is_err());
+        let unknown =
+            format!("{base}[[device]]\nname = \"pc\"\nip = \"10.0.0.1\"\ngroup = \"pupils\"\n");
+        let err = Config::from_toml_str(&unknown, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no group named `pupils`"), "{err}");
     }
 
     #[test]

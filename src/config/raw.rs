@@ -45,7 +45,10 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     name: Spanned<String>,
-    ip: std::net::IpAddr,
+    #[serde(default)]
+    ip: Option<std::net::IpAddr>,
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
     group: Spanned<String>,
 }
 
@@ -404,9 +407,30 @@ impl RawConfig {
                     format!("device `{}`: no group named `{group}`", d.name.get_ref()),
                 ));
             }
+            let mac = match &d.mac {
+                Some(m) => Some(crate::neighbours::parse_mac(m.get_ref()).ok_or_else(|| {
+                    invalid(
+                        m.span(),
+                        "device.mac",
+                        format!(
+                            "`{}` is not a MAC address like aa:bb:cc:dd:ee:ff",
+                            m.get_ref()
+                        ),
+                    )
+                })?),
+                None => None,
+            };
+            if d.ip.is_none() && mac.is_none() {
+                return Err(invalid(
+                    d.name.span(),
+                    "device",
+                    format!("device `{}` needs an `ip` or a `mac`", d.name.get_ref()),
+                ));
+            }
             devices.push(DeviceConfig {
                 name: d.name.get_ref().clone(),
                 ip: d.ip,
+                mac,
                 group: group.clone(),
             });
         }

@@ -2,12 +2,13 @@
 //! configuration, construction errors are collected per stage, and the order below is the
 //! order every query takes.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     config::{Config, GroupConfig},
     lists::Blocklists,
     metrics::Metrics,
+    neighbours::{Mac, Neighbours},
     pipeline::{
         cache::{Cache, CacheStore},
         forward::Forward,
@@ -40,6 +41,20 @@ pub struct ChainParts {
     pub cache: Arc<CacheStore>,
     /// The clock schedules and grants are judged by.
     pub clock: Clock,
+    /// The neighbour table, for devices pinned by MAC address.
+    pub neighbours: Neighbours,
+}
+
+/// Devices pinned by MAC address, with their groups.
+fn mac_devices(config: &Config, groups: &[GroupNetworks]) -> HashMap<Mac, Arc<Group>> {
+    config
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let group = groups.iter().find(|(g, _)| g.name == d.group)?;
+            Some((d.mac?, group.0.clone()))
+        })
+        .collect()
 }
 
 /// One group's policy against the lists in force.
@@ -92,7 +107,7 @@ pub fn groups(config: &Config, lists: &Blocklists) -> Result<Vec<GroupNetworks>,
                         .devices
                         .iter()
                         .filter(|d| d.group == g.name)
-                        .map(|d| ipnet::IpNet::from(d.ip)),
+                        .filter_map(|d| d.ip.map(ipnet::IpNet::from)),
                 );
                 out.push((
                     Arc::new(Group {
@@ -130,7 +145,10 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         // Outermost, so it sees every answer, including refusals, and times the whole path.
         Arc::new(Record::new(parts.metrics.clone(), parts.sink.clone())),
         // Before anything spends effort: clients outside the school's subnets are REFUSED.
-        Arc::new(Identify::new(&groups)),
+        Arc::new(
+            Identify::new(&groups)
+                .with_macs(mac_devices(config, &groups), parts.neighbours.clone()),
+        ),
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
         Arc::new(RateLimit::new(config.rate_limit)),
         // Decides on the name as asked, before any rewrite or cached answer can be served;

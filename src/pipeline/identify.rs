@@ -1,12 +1,15 @@
 //! Client identification: source address → group. Clients outside every group are REFUSED,
 //! which is what keeps Hedgerow from ever being an open resolver.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use hickory_proto::op::ResponseCode;
 use ipnet::IpNet;
 
-use crate::pipeline::{policy::GroupPolicy, Answer, Disposition, Next, Query, Stage, StageFuture};
+use crate::{
+    neighbours::{Mac, Neighbours},
+    pipeline::{policy::GroupPolicy, Answer, Disposition, Next, Query, Stage, StageFuture},
+};
 
 /// A group of clients and the policy that applies to them.
 #[derive(Debug)]
@@ -22,10 +25,14 @@ pub struct Group {
 /// A group and the networks (and pinned device addresses) that belong to it.
 pub type GroupNetworks = (Arc<Group>, Vec<IpNet>);
 
-/// Maps client addresses to groups; the most specific network wins.
+/// Maps client addresses to groups: a device pinned by MAC address first, then the most
+/// specific network.
 pub struct Identify {
     /// Sorted most specific first, so the first match is the answer.
     networks: Vec<(IpNet, Arc<Group>)>,
+    /// Devices pinned by MAC address (usually none: then no neighbour lookup at all).
+    macs: HashMap<Mac, Arc<Group>>,
+    neighbours: Option<Neighbours>,
 }
 
 impl Identify {
@@ -36,7 +43,20 @@ impl Identify {
             .flat_map(|(g, nets)| nets.iter().map(move |n| (*n, g.clone())))
             .collect();
         networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
-        Identify { networks }
+        Identify {
+            networks,
+            macs: HashMap::new(),
+            neighbours: None,
+        }
+    }
+
+    /// Adds devices pinned by MAC address, resolved through `neighbours`.
+    pub fn with_macs(mut self, macs: HashMap<Mac, Arc<Group>>, neighbours: Neighbours) -> Identify {
+        if !macs.is_empty() {
+            self.macs = macs;
+            self.neighbours = Some(neighbours);
+        }
+        self
     }
 
     /// The group for `ip`, if any.
@@ -46,6 +66,15 @@ impl Identify {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
+        if let Some(neighbours) = &self.neighbours {
+            let by_mac = neighbours
+                .load()
+                .get(&ip)
+                .and_then(|mac| self.macs.get(mac));
+            if by_mac.is_some() {
+                return by_mac;
+            }
+        }
         self.networks
             .iter()
             .find(|(n, _)| n.contains(&ip))
@@ -69,5 +98,36 @@ impl Stage for Identify {
                     .with_reason("no_group", "client is outside every configured group")
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(index: usize, name: &str) -> Arc<Group> {
+        Arc::new(Group {
+            index,
+            name: name.into(),
+            policy: GroupPolicy::default(),
+        })
+    }
+
+    #[test]
+    fn mac_pinned_device_beats_its_network() {
+        let (pupils, staff) = (group(0, "pupils"), group(1, "staff"));
+        let neighbours: Neighbours = Default::default();
+        let laptop = [2, 0, 0, 0, 0, 7];
+        let identify = Identify::new(&[
+            (pupils, vec!["10.0.0.0/8".parse().unwrap()]),
+            (staff.clone(), vec![]),
+        ])
+        .with_macs(HashMap::from([(laptop, staff)]), neighbours.clone());
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(identify.group_for(ip).unwrap().name, "pupils");
+        neighbours.store(Arc::new(HashMap::from([(ip, laptop)])));
+        assert_eq!(identify.group_for(ip).unwrap().name, "staff");
+        // A MAC device elsewhere does not make an outsider an insider.
+        assert!(identify.group_for("192.0.2.1".parse().unwrap()).is_none());
     }
 }
