@@ -67,7 +67,7 @@ fn pipeline_bench(c: &mut Criterion) {
     )
     .unwrap();
     let parts = ChainParts {
-        metrics: Arc::new(Metrics::new(&["pupils".into()]).unwrap()),
+        metrics: Arc::new(Metrics::new().unwrap()),
         sink: None,
         lists: Arc::new(Blocklists::empty()),
         cache: Arc::new(CacheStore::new()),

@@ -100,8 +100,7 @@ impl Hedgerow {
         overrides: Overrides,
     ) -> Result<Hedgerow, AppError> {
         let config = load(config_path.as_deref(), &overrides)?;
-        let group_names: Vec<String> = config.groups.iter().map(|g| g.name.clone()).collect();
-        let metrics = Arc::new(Metrics::new(&group_names)?);
+        let metrics = Arc::new(Metrics::new()?);
         let lists = Arc::new(open_lists(&config)?);
         publish_list_metrics(&metrics, &lists);
         let parts = ChainParts {

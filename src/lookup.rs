@@ -37,7 +37,10 @@ pub fn report(
     client: Option<IpAddr>,
 ) -> Result<String, LookupError> {
     let key = crate::config::normalise_name(name).map_err(|_| LookupError::BadName(name.into()))?;
-    let groups = chain::groups(config, lists).map_err(LookupError::Policy)?;
+    // Counters of a one-off registry: a lookup answers no query.
+    let metrics =
+        crate::metrics::Metrics::new().map_err(|e| LookupError::Policy(vec![e.to_string()]))?;
+    let groups = chain::groups(config, lists, &metrics).map_err(LookupError::Policy)?;
     let selected: Vec<_> = match client {
         Some(ip) => {
             let identify = Identify::new(&groups);

@@ -38,12 +38,48 @@ pub const NO_GROUP: &str = "none";
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
+/// Reasons a query is blocked (the `reason` label of `blocked_total`), registered up front
+/// for every group so the hot path only increments.
+pub const BLOCK_REASONS: [&str; 6] = [
+    "illegal",
+    "illegal_proxy",
+    "circumvention",
+    "deny",
+    "category",
+    "safesearch_unenforceable",
+];
+
+/// One group's pre-registered counters. Built by name when the pipeline is assembled, so a
+/// reload that adds, removes or reorders groups keeps every label right.
+#[derive(Debug, Clone)]
+pub struct GroupMetrics {
+    /// `[qtype][disposition]`.
+    queries: Vec<IntCounter>,
+    /// Parallel to [`BLOCK_REASONS`].
+    blocked: Vec<IntCounter>,
+    name: String,
+    blocked_vec: IntCounterVec,
+}
+
+impl GroupMetrics {
+    /// Counts a blocked query under `reason`.
+    pub fn blocked(&self, reason: &str) {
+        match BLOCK_REASONS.iter().position(|r| *r == reason) {
+            Some(i) => self.blocked[i].inc(),
+            None => self
+                .blocked_vec
+                .with_label_values(&[self.name.as_str(), reason])
+                .inc(),
+        }
+    }
+}
+
 /// Every metric Hedgerow exports.
 pub struct Metrics {
     registry: Registry,
-    /// `[group][qtype][disposition]`; the last group index is [`NO_GROUP`].
-    queries: Vec<IntCounter>,
-    groups: usize,
+    queries_vec: IntCounterVec,
+    /// For clients outside every group.
+    no_group: GroupMetrics,
     latency: Vec<Histogram>,
     /// Upstream outcomes by upstream address.
     pub upstream: IntCounterVec,
@@ -53,8 +89,7 @@ pub struct Metrics {
     cache_misses: IntCounter,
     /// Fraction of cache lookups that hit, since start (updated at each scrape).
     cache_hit_ratio: prometheus::Gauge,
-    /// Blocked queries by group and low-cardinality reason/category.
-    pub blocked: IntCounterVec,
+    blocked: IntCounterVec,
     /// Entries per category in the compiled lists in force.
     pub list_entries: IntGaugeVec,
     /// Unix time the lists in force were built.
@@ -70,8 +105,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric for the given group names.
-    pub fn new(group_names: &[String]) -> Result<Metrics, MetricsError> {
+    /// Registers every metric. Group counters are made per group with [`Metrics::group`].
+    pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new_custom(Some("hedgerow".into()), None)?;
         let queries_vec = IntCounterVec::new(
             Opts::new(
@@ -81,20 +116,6 @@ impl Metrics {
             &["group", "qtype", "disposition"],
         )?;
         registry.register(Box::new(queries_vec.clone()))?;
-        let mut groups: Vec<&str> = group_names.iter().map(String::as_str).collect();
-        groups.push(NO_GROUP);
-        let mut queries = Vec::new();
-        for g in &groups {
-            for qtype in QTYPES
-                .iter()
-                .map(|t| t.to_string())
-                .chain(["other".to_string()])
-            {
-                for d in Disposition::ALL {
-                    queries.push(queries_vec.with_label_values(&[g, qtype.as_str(), d.label()]));
-                }
-            }
-        }
         let latency_vec = prometheus::HistogramVec::new(
             HistogramOpts::new(
                 "query_duration_seconds",
@@ -159,10 +180,11 @@ impl Metrics {
             "Query-log events dropped because the writer fell behind",
         )?;
         registry.register(Box::new(log_dropped.clone()))?;
+        let no_group = Self::group_handles(&queries_vec, &blocked, NO_GROUP);
         Ok(Metrics {
             registry,
-            queries,
-            groups: groups.len(),
+            queries_vec,
+            no_group,
             latency,
             upstream,
             cache_entries,
@@ -180,25 +202,48 @@ impl Metrics {
         })
     }
 
-    /// Counts one answered query. `group` is the group's index, `None` for no group.
+    fn group_handles(queries: &IntCounterVec, blocked: &IntCounterVec, name: &str) -> GroupMetrics {
+        let mut q = Vec::new();
+        for qtype in QTYPES
+            .iter()
+            .map(|t| t.to_string())
+            .chain(["other".to_string()])
+        {
+            for d in Disposition::ALL {
+                q.push(queries.with_label_values(&[name, qtype.as_str(), d.label()]));
+            }
+        }
+        GroupMetrics {
+            queries: q,
+            blocked: BLOCK_REASONS
+                .iter()
+                .map(|r| blocked.with_label_values(&[name, r]))
+                .collect(),
+            name: name.to_string(),
+            blocked_vec: blocked.clone(),
+        }
+    }
+
+    /// The counters of the group called `name` (registered on first use, shared after).
+    pub fn group(&self, name: &str) -> GroupMetrics {
+        Self::group_handles(&self.queries_vec, &self.blocked, name)
+    }
+
+    /// Counts one answered query for `group` (`None`: a client outside every group).
     pub fn observe_query(
         &self,
-        group: Option<usize>,
+        group: Option<&GroupMetrics>,
         qtype: RecordType,
         disposition: Disposition,
         seconds: f64,
     ) {
-        let g = group.unwrap_or(self.groups - 1).min(self.groups - 1);
+        let g = group.unwrap_or(&self.no_group);
         let t = QTYPES
             .iter()
             .position(|&t| t == qtype)
             .unwrap_or(QTYPES.len());
         let d = disposition as usize;
-        let per_group = (QTYPES.len() + 1) * Disposition::ALL.len();
-        if let Some(c) = self
-            .queries
-            .get(g * per_group + t * Disposition::ALL.len() + d)
-        {
+        if let Some(c) = g.queries.get(t * Disposition::ALL.len() + d) {
             c.inc();
         }
         if let Some(h) = self.latency.get(d) {
@@ -242,10 +287,18 @@ mod tests {
 
     #[test]
     fn counts_by_group_type_and_disposition() {
-        let m = Metrics::new(&["pupils".into(), "staff".into()]).unwrap();
-        m.observe_query(Some(1), RecordType::AAAA, Disposition::Blocked, 0.0001);
+        let m = Metrics::new().unwrap();
+        let (pupils, staff) = (m.group("pupils"), m.group("staff"));
+        m.observe_query(Some(&staff), RecordType::AAAA, Disposition::Blocked, 0.0001);
         m.observe_query(None, RecordType::A, Disposition::Refused, 0.0001);
-        m.observe_query(Some(0), RecordType::NULL, Disposition::Forwarded, 0.01);
+        m.observe_query(
+            Some(&pupils),
+            RecordType::NULL,
+            Disposition::Forwarded,
+            0.01,
+        );
+        staff.blocked("deny");
+        staff.blocked("something_new");
         let text = m.encode();
         assert!(text.contains(
             "hedgerow_queries_total{disposition=\"blocked\",group=\"staff\",qtype=\"AAAA\"} 1"
@@ -256,5 +309,7 @@ mod tests {
         assert!(text.contains(
             "hedgerow_queries_total{disposition=\"forwarded\",group=\"pupils\",qtype=\"other\"} 1"
         ));
+        assert!(text.contains("hedgerow_blocked_total{group=\"staff\",reason=\"deny\"} 1"));
+        assert!(text.contains("hedgerow_blocked_total{group=\"staff\",reason=\"something_new\"} 1"));
     }
 }

@@ -210,3 +210,31 @@ async fn no_artifact_means_no_start_and_says_what_to_run() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_groups_across_a_reload() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("relabel");
+    write_lists(&dir, "games.test\n");
+    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let dns = app.dns_addrs()[0];
+    ask(dns, "www.example.test.", RecordType::A).await;
+    // A new group takes over the client's address, and the old one moves down the file.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (head, _) = text.split_once("[[group]]").unwrap();
+    let text = format!(
+        "{head}[[group]]\nname = \"staff\"\nnetworks = [\"127.0.0.1/32\"]\n\
+         [[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"games\"]\n"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    app.reload().unwrap();
+    ask(dns, "www.example.test.", RecordType::A).await;
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_queries_total{disposition=\"forwarded\",group=\"pupils\",qtype=\"A\"} 1",
+    );
+    common::dns::assert_metric(
+        &app,
+        "hedgerow_queries_total{disposition=\"cached\",group=\"staff\",qtype=\"A\"} 1",
+    );
+}

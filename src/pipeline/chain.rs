@@ -95,7 +95,11 @@ fn group_policy(g: &GroupConfig, lists: &Blocklists) -> Result<GroupPolicy, Stri
 
 /// The groups of `config` with their policies against `lists`, and each group's networks
 /// (devices pinned as single-address networks).
-pub fn groups(config: &Config, lists: &Blocklists) -> Result<Vec<GroupNetworks>, Vec<String>> {
+pub fn groups(
+    config: &Config,
+    lists: &Blocklists,
+    metrics: &Metrics,
+) -> Result<Vec<GroupNetworks>, Vec<String>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (index, g) in config.groups.iter().enumerate() {
@@ -114,6 +118,7 @@ pub fn groups(config: &Config, lists: &Blocklists) -> Result<Vec<GroupNetworks>,
                         index,
                         name: g.name.clone(),
                         policy,
+                        metrics: metrics.group(&g.name),
                     }),
                     networks,
                 ));
@@ -134,7 +139,7 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
     let forward = Forward::new(&config.upstream, &parts.metrics)
         .map_err(|e| errors.push(format!("forward: {e}")))
         .ok();
-    let groups = groups(config, &parts.lists)
+    let groups = groups(config, &parts.lists, &parts.metrics)
         .map_err(|e| errors.extend(e.into_iter().map(|e| format!("policy: {e}"))))
         .ok();
     let (Some(forward), Some(groups)) = (forward, groups) else {

@@ -20,6 +20,8 @@ pub struct Group {
     pub name: String,
     /// What the group may and may not reach.
     pub policy: GroupPolicy,
+    /// Its counters.
+    pub metrics: crate::metrics::GroupMetrics,
 }
 
 /// A group and the networks (and pinned device addresses) that belong to it.
@@ -110,6 +112,7 @@ mod tests {
             index,
             name: name.into(),
             policy: GroupPolicy::default(),
+            metrics: crate::metrics::Metrics::new().unwrap().group(name),
         })
     }
 

@@ -37,15 +37,12 @@ impl Stage for Record {
         Box::pin(async move {
             let answer = next.run(query).await;
             let elapsed = query.received.elapsed().as_secs_f64();
-            let group = query.group.as_ref().map(|g| g.index);
+            let group = query.group.as_ref().map(|g| &g.metrics);
             self.metrics
                 .observe_query(group, query.qtype, answer.disposition, elapsed);
-            if let (Some(reason), Some(g)) = (&answer.reason, &query.group) {
+            if let (Some(reason), Some(g)) = (&answer.reason, group) {
                 if answer.disposition == crate::pipeline::Disposition::Blocked {
-                    self.metrics
-                        .blocked
-                        .with_label_values(&[g.name.as_str(), reason.label])
-                        .inc();
+                    g.blocked(reason.label);
                 }
             }
             if let Some(sink) = &self.sink {

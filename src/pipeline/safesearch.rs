@@ -867,6 +867,7 @@ mod tests {
                         allow: NameSet::new(["kagi.com".to_string()]),
                         ..GroupPolicy::default()
                     },
+                    metrics: crate::metrics::Metrics::new().unwrap().group("test"),
                 })
             })
             .collect();
