@@ -20,7 +20,7 @@ use hickory_proto::{
 use crate::{
     config::CacheConfig,
     metrics::Metrics,
-    pipeline::{Answer, Disposition, Next, Query, Records, Stage, StageFuture},
+    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
 };
 
 const SHARDS: usize = 32;
@@ -38,21 +38,13 @@ struct Key {
 
 struct Entry {
     rcode: ResponseCode,
-    answers: Records,
-    authorities: Records,
-    additionals: Records,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
     authentic_data: bool,
     stored: Instant,
     ttl: u32,
-    /// The sections as served at one age (whole seconds, or [`STALE_VIEW`]): every hit within
-    /// the same second shares them instead of copying records to lower their TTLs.
-    view: Mutex<Option<(u64, Sections)>>,
 }
-
-type Sections = (Records, Records, Records);
-
-/// `view` key for stale answers (their TTL is fixed).
-const STALE_VIEW: u64 = u64::MAX;
 
 /// The cached answers themselves, kept across reloads (the stage is rebuilt, this is not).
 pub struct CacheStore {
@@ -131,64 +123,33 @@ impl Cache {
                     .saturating_sub(age)
                     .max(1)
             };
-            return Lookup::Fresh(Self::answer(
-                &entry,
-                u64::from(age),
-                ttl,
-                Disposition::Cached,
-            ));
+            return Lookup::Fresh(Self::answer(&entry, ttl, Disposition::Cached));
         }
         if self.config.serve_stale
             && age < u64::from(entry.ttl) + self.config.stale_max_age.as_secs()
         {
-            return Lookup::Stale(Self::answer(
-                &entry,
-                STALE_VIEW,
-                |_| STALE_TTL,
-                Disposition::Stale,
-            ));
+            return Lookup::Stale(Self::answer(&entry, |_| STALE_TTL, Disposition::Stale));
         }
         Lookup::Miss
     }
 
-    /// The entry's sections with TTLs for `age`, shared with other hits at the same age.
-    fn answer(
-        entry: &Entry,
-        age: u64,
-        ttl: impl Fn(&Record) -> u32,
-        disposition: Disposition,
-    ) -> Answer {
-        let cached = entry.view.lock().ok().and_then(|view| match &*view {
-            Some((at, sections)) if *at == age => Some(sections.clone()),
-            _ => None,
-        });
-        let (answers, authorities, additionals) = cached.unwrap_or_else(|| {
-            let copy = |records: &Records| -> Records {
-                records
-                    .iter()
-                    .map(|r| {
-                        let mut r = r.clone();
-                        r.ttl = ttl(&r);
-                        r
-                    })
-                    .collect::<Vec<_>>()
-                    .into()
-            };
-            let sections = (
-                copy(&entry.answers),
-                copy(&entry.authorities),
-                copy(&entry.additionals),
-            );
-            if let Ok(mut view) = entry.view.lock() {
-                *view = Some((age, sections.clone()));
-            }
-            sections
-        });
+    /// A copy of the entry with each record's TTL from `ttl`.
+    fn answer(entry: &Entry, ttl: impl Fn(&Record) -> u32, disposition: Disposition) -> Answer {
+        let copy = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = ttl(&r);
+                    r
+                })
+                .collect()
+        };
         Answer {
             rcode: entry.rcode,
-            answers,
-            authorities,
-            additionals,
+            answers: copy(&entry.answers),
+            authorities: copy(&entry.authorities),
+            additionals: copy(&entry.additionals),
             authentic_data: entry.authentic_data,
             disposition,
             reason: None,
@@ -227,7 +188,6 @@ impl Cache {
             authentic_data: answer.authentic_data,
             stored: now,
             ttl,
-            view: Mutex::new(None),
         });
         let Ok(mut map) = self.shard(&key).lock() else {
             return;

@@ -187,7 +187,7 @@ impl Forward {
                         Answer::empty(no_records.response_code, Disposition::Forwarded);
                     answer.authorities = no_records
                         .authorities
-                        .map(|a| a.to_vec().into())
+                        .map(|a| a.to_vec())
                         .unwrap_or_default();
                     return answer;
                 }
@@ -222,9 +222,9 @@ impl Forward {
         Answer {
             rcode: message.metadata.response_code,
             authentic_data: message.metadata.authentic_data,
-            answers: message.answers.into(),
-            authorities: message.authorities.into(),
-            additionals: message.additionals.into(),
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
             disposition: Disposition::Forwarded,
             reason: None,
         }

@@ -171,70 +171,17 @@ pub struct Reason {
     pub detail: String,
 }
 
-/// One section of an answer. Shared, not copied: the cache hands the same records to every
-/// client that asks within the same second, and a stage that edits a section gets its own
-/// copy first (copy on write).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Records(Arc<Vec<Record>>);
-
-impl Records {
-    /// Appends a record.
-    pub fn push(&mut self, record: Record) {
-        Arc::make_mut(&mut self.0).push(record);
-    }
-
-    /// Inserts a record at `index`.
-    pub fn insert(&mut self, index: usize, record: Record) {
-        Arc::make_mut(&mut self.0).insert(index, record);
-    }
-
-    /// Removes every record.
-    pub fn clear(&mut self) {
-        if !self.0.is_empty() {
-            *self = Records::default();
-        }
-    }
-
-    /// Mutable access to the records (copies them if they are shared).
-    pub fn make_mut(&mut self) -> &mut Vec<Record> {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl std::ops::Deref for Records {
-    type Target = [Record];
-
-    fn deref(&self) -> &[Record] {
-        &self.0
-    }
-}
-
-impl From<Vec<Record>> for Records {
-    fn from(records: Vec<Record>) -> Records {
-        Records(Arc::new(records))
-    }
-}
-
-impl<'a> IntoIterator for &'a Records {
-    type Item = &'a Record;
-    type IntoIter = std::slice::Iter<'a, Record>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
 /// The answer a stage produced.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// Response code.
     pub rcode: ResponseCode,
     /// Answer section.
-    pub answers: Records,
+    pub answers: Vec<Record>,
     /// Authority section.
-    pub authorities: Records,
+    pub authorities: Vec<Record>,
     /// Additional section (never the OPT record; the listener adds its own).
-    pub additionals: Records,
+    pub additionals: Vec<Record>,
     /// The upstream vouched for the data (AD bit), passed through.
     pub authentic_data: bool,
     /// How it was made.
@@ -248,9 +195,9 @@ impl Answer {
     pub fn empty(rcode: ResponseCode, disposition: Disposition) -> Answer {
         Answer {
             rcode,
-            answers: Records::default(),
-            authorities: Records::default(),
-            additionals: Records::default(),
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
             authentic_data: false,
             disposition,
             reason: None,

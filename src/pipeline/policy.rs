@@ -430,7 +430,7 @@ impl Stage for Policy {
                 }
             }
             if group.policy.strip_ech {
-                strip_ech(answer.answers.make_mut());
+                strip_ech(&mut answer.answers);
             }
             answer
         })
