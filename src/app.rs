@@ -197,7 +197,7 @@ impl Hedgerow {
     }
 
     fn reload_because(&self, reason: &str) -> Result<(), AppError> {
-        let result = self.rebuild(true, reason);
+        let result = self.rebuild(reason);
         match result {
             Ok(pipeline) => {
                 self.pipeline.store(Arc::new(pipeline));
@@ -216,27 +216,23 @@ impl Hedgerow {
         }
     }
 
-    fn rebuild(&self, reopen_lists: bool, reason: &str) -> Result<Pipeline, AppError> {
+    fn rebuild(&self, reason: &str) -> Result<Pipeline, AppError> {
         let config = load(self.config_path.as_deref(), &self.overrides)?;
         if config.server.listen.len() != self.dns_addrs.len() {
             tracing::warn!("listen addresses changed: restart Hedgerow to apply them");
         }
         let mut parts = lock(&self.parts).clone();
-        if reopen_lists {
-            let stamp = artifact_stamp(&config.lists.artifact_dir);
-            parts.lists = Arc::new(open_lists(&config).inspect_err(|_| {
-                self.metrics
-                    .list_reloads
-                    .with_label_values(&["error"])
-                    .inc();
-            })?);
-            *lock(&self.lists_stamp) = stamp;
-        }
+        let stamp = artifact_stamp(&config.lists.artifact_dir);
+        parts.lists = Arc::new(open_lists(&config).inspect_err(|_| {
+            self.metrics
+                .list_reloads
+                .with_label_values(&["error"])
+                .inc();
+        })?);
+        *lock(&self.lists_stamp) = stamp;
         let pipeline = chain::build(&config, &parts)?;
-        if reopen_lists {
-            self.metrics.list_reloads.with_label_values(&["ok"]).inc();
-            publish_list_metrics(&self.metrics, &parts.lists);
-        }
+        self.metrics.list_reloads.with_label_values(&["ok"]).inc();
+        publish_list_metrics(&self.metrics, &parts.lists);
         let mut records: Vec<AuditRecord> = crate::audit::diff(&lock(&self.config), &config)
             .into_iter()
             .map(|change| AuditRecord {
@@ -280,10 +276,7 @@ impl Hedgerow {
 
     /// Reloads when the compiled artifact on disk has changed since it was opened.
     pub fn reload_lists_if_changed(&self) {
-        let dir = match load(self.config_path.as_deref(), &self.overrides) {
-            Ok(config) => config.lists.artifact_dir,
-            Err(_) => return,
-        };
+        let dir = lock(&self.config).lists.artifact_dir.clone();
         let stamp = artifact_stamp(&dir);
         if stamp.is_none() || stamp == *lock(&self.lists_stamp) {
             return;

@@ -169,6 +169,9 @@ pub struct Reason {
     pub label: &'static str,
     /// Full explanation: group, rule, category, source.
     pub detail: String,
+    /// Safeguarding severity when the attempt is a breach for the DSL (illegal content: high;
+    /// circumvention: medium; a category: its manifest severity); `None` otherwise.
+    pub severity: Option<crate::lists::Severity>,
 }
 
 /// The answer a stage produced.
@@ -214,6 +217,7 @@ impl Answer {
         self.reason = Some(Reason {
             label,
             detail: detail.into(),
+            severity: None,
         });
         self
     }

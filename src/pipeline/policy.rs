@@ -27,7 +27,7 @@ use hickory_proto::{
 };
 
 use crate::{
-    lists::{Blocklists, IllegalKind},
+    lists::{Blocklists, IllegalKind, Severity},
     pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
     schedule::{Clock, Schedule},
 };
@@ -147,6 +147,8 @@ pub struct Block {
     pub label: &'static str,
     /// Category bits involved (0 when a deny entry or built-in rule decided).
     pub categories: u32,
+    /// Safeguarding severity of the attempt, if it is a breach.
+    pub severity: Option<Severity>,
     /// Full explanation: group, rule, category. Never names an illegal-tier entry.
     pub detail: String,
     /// How to answer.
@@ -218,6 +220,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
                 return Decision::Block(Block {
                     label: "illegal",
                     categories: 0,
+                    severity: Some(Severity::High),
                     detail: hit.to_string(),
                     answer: LocalAnswer::NxDomain,
                 })
@@ -226,6 +229,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
                 return Decision::Block(Block {
                     label: "illegal_proxy",
                     categories: 0,
+                    severity: Some(Severity::High),
                     detail: format!("{hit}: host sent to the URL-filtering proxy"),
                     answer: LocalAnswer::Proxy(proxy),
                 })
@@ -239,6 +243,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
             return Decision::Block(Block {
                 label: "circumvention",
                 categories: 0,
+                severity: Some(Severity::Medium),
                 detail: format!(
                     "group `{}`: built-in anti-circumvention rule `{name}` ({what})",
                     cx.group
@@ -264,6 +269,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
             return Decision::Block(Block {
                 label: "deny",
                 categories: 0,
+                severity: None,
                 detail: format!("group `{}`: deny entry `{entry}`", cx.group),
                 answer: LocalAnswer::Group,
             })
@@ -278,6 +284,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
             let exception = cx.lists.allow_lookup(key, hit.bits);
             let excepted = exception.is_some_and(|e| e.depth >= hit.depth);
             if usize::from(hit.depth) > allow_depth && !excepted {
+                let severity = cx.lists.categories_in(hit.bits).map(|c| c.severity).min(); // High < Medium < Low: the most serious category
                 let names: Vec<&str> = cx
                     .lists
                     .categories_in(hit.bits)
@@ -286,6 +293,7 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
                 return Decision::Block(Block {
                     label: "category",
                     categories: hit.bits,
+                    severity,
                     detail: format!(
                         "group `{}`: category {} (list entry `{}`)",
                         cx.group,
@@ -324,7 +332,11 @@ pub fn block_answer(query: &Query, block: &Block, group: BlockAnswer) -> Answer 
         }
     };
     answer.disposition = Disposition::Blocked;
-    answer.with_reason(block.label, block.detail.clone())
+    let mut answer = answer.with_reason(block.label, block.detail.clone());
+    if let Some(reason) = &mut answer.reason {
+        reason.severity = block.severity;
+    }
+    answer
 }
 
 /// NXDOMAIN with an SOA whose minimum is the block TTL, so resolvers cache the block.
@@ -546,6 +558,25 @@ mod tests {
             blocked(&decide_for(&staff, &lists, "use-application-dns.net")),
             None
         );
+    }
+
+    #[test]
+    fn blocks_carry_a_safeguarding_severity() {
+        let (lists, games, porn) = lists();
+        let policy = GroupPolicy {
+            categories: games | porn,
+            deny: NameSet::new(["ads.example.org".to_string()]),
+            anti_circumvention: true,
+            ..Default::default()
+        };
+        let severity = |key| match decide_for(&policy, &lists, key) {
+            Decision::Block(b) => b.severity,
+            Decision::Allow { .. } => panic!("{key} allowed"),
+        };
+        assert_eq!(severity("www.bad.example"), Some(Severity::High));
+        assert_eq!(severity("roblox.com"), Some(Severity::Low));
+        assert_eq!(severity("mask.icloud.com"), Some(Severity::Medium));
+        assert_eq!(severity("ads.example.org"), None);
     }
 
     #[test]

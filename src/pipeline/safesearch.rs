@@ -652,6 +652,7 @@ impl Stage for SafeSearch {
                 let block = Block {
                     label: LABEL_UNENFORCEABLE,
                     categories: 0,
+                    severity: None,
                     detail: format!(
                         "group {group_name}: {engine} cannot lock SafeSearch ({entry})"
                     ),
