@@ -2,40 +2,17 @@
 //! manifests: artifact layout, checksum verification, atomic replacement, the illegal-content
 //! tier and explanations.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
+use tempdir::TempDir;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use hedgerow::lists::{
     compile, explain, generate_key_file, Blocklists, CompileOptions, EntryKind, IllegalKind,
     IllegalSource, ListError, Manifest,
 };
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hedgerow-lists-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sample_manifest() -> Manifest {
     Manifest::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("lists/lists.toml")).unwrap()

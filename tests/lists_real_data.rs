@@ -8,6 +8,10 @@
 //! * the map counts distinct names; a hosts line can carry several names and lists repeat names,
 //!   so `entries` (names produced) can exceed `distinct`.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
+use tempdir::TempDir;
+
 use hedgerow::pipeline::policy::{decide, Context, Decision, GroupPolicy};
 
 #[path = "common/shared_data.rs"]
@@ -385,27 +389,6 @@ fn same_list_in_different_syntaxes_gives_the_same_names() {
             n.split('.').count(),
             "{n} should be a key itself"
         );
-    }
-}
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hedgerow-real-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

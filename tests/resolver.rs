@@ -390,28 +390,11 @@ async fn tcp_connection_carries_pipelined_queries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_prometheus_text() {
     let up = Upstream::start().await;
-    let config = LOCAL;
-    let dir = common::dns::scratch_dir("http");
-    let path = dir.join("h.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-             [lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n{config}",
-            dir.display(),
-            env!("CARGO_MANIFEST_DIR")
-        ),
+    let (app, _) = start_hedgerow(
+        &format!("[server]\nlisten = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n{LOCAL}"),
+        up.addr,
     )
-    .unwrap();
-    let app = hedgerow::app::Hedgerow::start(
-        Some(path),
-        hedgerow::app::Overrides {
-            upstreams: vec![up.addr],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    .await;
     ask(app.dns_addrs()[0], "www.example.test.", RecordType::A).await;
     let http: SocketAddr = app.http_addr().unwrap();
     let body = http_get(http, "/metrics").await;
@@ -446,27 +429,9 @@ async fn ipv6_listener_and_clients() {
         return;
     }
     let up = Upstream::start().await;
-    let dir = common::dns::scratch_dir("v6");
-    let path = dir.join("h.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = [\"[::1]:0\"]\ndata_dir = \"{}\"\n[lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n\
-             [[group]]\nname = \"v6\"\nnetworks = [\"::1/128\"]\n",
-            dir.display(),
-            env!("CARGO_MANIFEST_DIR")
-        ),
-    )
-    .unwrap();
-    let app = hedgerow::app::Hedgerow::start(
-        Some(path),
-        hedgerow::app::Overrides {
-            upstreams: vec![up.addr],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let config =
+        "[server]\nlisten = [\"[::1]:0\"]\n[[group]]\nname = \"v6\"\nnetworks = [\"::1/128\"]\n";
+    let (app, _) = start_hedgerow(config, up.addr).await;
     let dns = app.dns_addrs()[0];
     assert!(dns.is_ipv6());
     let from_v6 = Ask {

@@ -346,10 +346,13 @@ pub async fn start_hedgerow_with(
 ) -> (Hedgerow, PathBuf) {
     let dir = scratch_dir("cfg");
     let path = dir.join("hedgerow.toml");
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = \"{}\"\n{config}",
-        dir.join("data").display()
-    );
+    let data_dir = format!("data_dir = \"{}\"\n", dir.join("data").display());
+    // A test may bring its own `[server]` section (other listeners); it gets the scratch data
+    // folder too. Otherwise: UDP/TCP on 127.0.0.1, any port.
+    let text = match config.strip_prefix("[server]\n") {
+        Some(rest) => format!("[server]\n{data_dir}{rest}"),
+        None => format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{data_dir}{config}"),
+    };
     // Unless a test brings its own lists, compile the shipped samples on start.
     let text = if config.contains("[lists]") {
         text
