@@ -162,6 +162,9 @@ async fn dig_sees_answers_blocks_and_truncation() {
         assert_eq!(big.lines().count(), 30, "{big}");
         let tc = dig(dns, &["+ignore", "big.example.test", "TXT"]);
         assert!(tc.contains(" tc"), "{tc}");
+        // EDNS version 1 is answered BADVERS; dig falls back to version 0 by itself.
+        let v1 = dig(dns, &["+edns=1", "www.example.test"]);
+        assert!(v1.contains("BADVERS") && v1.contains("192.0.2.10"), "{v1}");
         let tcp = dig(dns, &["+tcp", "+short", "www.example.test"]);
         assert_eq!(tcp.trim(), "192.0.2.10");
     })

@@ -110,7 +110,8 @@ impl RequestHandler for Handler {
             }
         };
         if client_edns.is_some_and(|e| e.version() > 0) {
-            // RFC 6891: unknown EDNS version → BADVERS (extended rcode), signalled via FORMERR here.
+            // RFC 6891 §6.1.3: an EDNS version we do not implement gets BADVERS (a client then
+            // retries with version 0; tests/binary.rs checks this with dig).
             return send(
                 response,
                 builder.error_msg(&request.metadata, ResponseCode::BADVERS),
