@@ -7,6 +7,10 @@
 //!
 //! `cargo bench --bench lists` (add `-- --quick` style options via CRITERION flags as usual).
 
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 #[path = "../tests/common/shared_data.rs"]
 mod shared_data;
 
@@ -33,23 +37,6 @@ fn open(path: &Path) -> Box<dyn BufRead> {
     }
 }
 
-/// Tiny deterministic PRNG (xorshift64*), so runs are comparable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn label(&mut self, out: &mut String) {
-        let len = 4 + (self.next() % 11) as usize;
-        for _ in 0..len {
-            out.push((b'a' + (self.next() % 26) as u8) as char);
-        }
-    }
-}
-
 /// Writes `n` generated names (`label.tld`, a third of them with a subdomain) to `path`.
 fn generate(path: &Path, n: usize, seed: u64) {
     const TLDS: &[&str] = &[
@@ -61,10 +48,10 @@ fn generate(path: &Path, n: usize, seed: u64) {
     for _ in 0..n {
         s.clear();
         if rng.next().is_multiple_of(3) {
-            rng.label(&mut s);
+            rng.label(&mut s, 4, 11);
             s.push('.');
         }
-        rng.label(&mut s);
+        rng.label(&mut s, 4, 11);
         s.push('.');
         s.push_str(TLDS[(rng.next() % TLDS.len() as u64) as usize]);
         writeln!(w, "{s}").expect("write");

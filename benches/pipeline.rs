@@ -92,8 +92,12 @@ fn pipeline_bench(c: &mut Criterion) {
             black_box(rt.block_on(pipeline.resolve(&mut q)))
         })
     });
-    let mut blocked = query.clone();
-    blocked.key = "www.tiktok.com".into();
+    let blocked = Query::new(
+        "127.0.0.1".parse().unwrap(),
+        Transport::Udp,
+        Name::from_ascii("www.tiktok.com.").unwrap(),
+        RecordType::A,
+    );
     c.bench_function("pipeline/blocked_by_deny", |b| {
         b.iter(|| {
             let mut q = blocked.clone();

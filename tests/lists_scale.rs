@@ -13,16 +13,9 @@ use std::time::Instant;
 
 use hedgerow::lists::{compile, Blocklists, CompileOptions, Manifest};
 
-/// xorshift64*: deterministic names without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 #[test]
 #[ignore = "scale measurement: run explicitly in release mode"]
@@ -54,10 +47,7 @@ fn compile_five_million_names() {
                 s.push_str(["www", "cdn", "img", "m", "static"][(rng.next() % 5) as usize]);
                 s.push('.');
             }
-            let len = 5 + (rng.next() % 12) as usize;
-            for _ in 0..len {
-                s.push((b'a' + (rng.next() % 26) as u8) as char);
-            }
+            rng.label(&mut s, 5, 12);
             s.push('.');
             s.push_str(TLDS[(rng.next() % TLDS.len() as u64) as usize]);
             writeln!(w, "{s}").unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     net::Ipv4Addr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -39,6 +39,16 @@ fn config_text(dir: &Path) -> String {
     )
 }
 
+/// An upstream and Hedgerow with one category (`games` = games.test) blocked for 127.0.0.1;
+/// returns them with the lists folder and the configuration file.
+async fn start(tag: &str) -> (Upstream, Hedgerow, PathBuf, PathBuf) {
+    let up = Upstream::start().await;
+    let dir = scratch_dir(tag);
+    write_lists(&dir, "games.test\n");
+    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    (up, app, dir, cfg)
+}
+
 fn recompile(config_path: &Path) {
     let config = Config::from_file(config_path).unwrap();
     lists::compile(&compile_options(&config).unwrap()).unwrap();
@@ -46,10 +56,7 @@ fn recompile(config_path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_swap_under_load_without_a_failed_query() {
-    let up = Upstream::start().await;
-    let dir = scratch_dir("swap");
-    write_lists(&dir, "games.test\n");
-    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let (up, app, dir, cfg) = start("swap").await;
     let dns = app.dns_addrs()[0];
     assert_eq!(
         ask(dns, "games.test.", RecordType::A)
@@ -132,10 +139,7 @@ async fn lists_swap_under_load_without_a_failed_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
-    let up = Upstream::start().await;
-    let dir = scratch_dir("corrupt");
-    write_lists(&dir, "games.test\n");
-    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let (_up, app, _dir, cfg) = start("corrupt").await;
     let dns = app.dns_addrs()[0];
     let artifact = cfg.parent().unwrap().join("data/lists");
     // A damaged artifact arrives (a botched copy from another machine, a bad disk): same
@@ -213,10 +217,7 @@ async fn no_artifact_means_no_start_and_says_what_to_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_groups_across_a_reload() {
-    let up = Upstream::start().await;
-    let dir = scratch_dir("relabel");
-    write_lists(&dir, "games.test\n");
-    let (app, cfg) = start_hedgerow(&config_text(&dir), up.addr).await;
+    let (_up, app, _dir, cfg) = start("relabel").await;
     let dns = app.dns_addrs()[0];
     ask(dns, "www.example.test.", RecordType::A).await;
     // A new group takes over the client's address, and the old one moves down the file.
