@@ -85,7 +85,7 @@ fn pipeline_bench(c: &mut Criterion) {
     );
     // Warm the cache.
     let warm = rt.block_on(pipeline.resolve(&mut query.clone()));
-    assert_eq!(warm.answers.len(), 1);
+    assert_eq!(warm.answers().len(), 1);
     c.bench_function("pipeline/cached_answer", |b| {
         b.iter(|| {
             let mut q = query.clone();

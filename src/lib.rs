@@ -9,14 +9,15 @@
 //! Every query flows through one pipeline, assembled in [`pipeline::chain`]:
 //!
 //! ```text
-//!  UDP/TCP ─▶ server::Handler ─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ cache ─▶ forward ─▶ upstreams
+//!  UDP/TCP ─▶ server::Handler ─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ safesearch ─▶ cache ─▶ forward ─▶ upstreams
 //!                                  │
 //!                                  └─▶ metrics (and the query log)
 //! ```
 //!
 //! - [`config`]: the TOML schema, validated, with file/line/key errors.
 //! - [`pipeline`]: the [`pipeline::Stage`] trait and one file per stage.
-//! - [`server`]: sockets and the bridge from hickory-server into the pipeline.
+//! - [`server`]: sockets and the bridge from hickory-server into the pipeline; [`wire`]: the
+//!   UDP hot path's own reader and writer for plain queries.
 //! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
 //! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
 
@@ -31,3 +32,4 @@ pub mod neighbours;
 pub mod pipeline;
 pub mod schedule;
 pub mod server;
+pub mod wire;

@@ -11,8 +11,8 @@ use std::{
 
 use common::dns::{a_records, ask, start_hedgerow, tcp_query, udp_query, Ask, Upstream};
 use hickory_proto::{
-    op::ResponseCode,
-    rr::{RData, RecordType},
+    op::{Edns, Message, Query, ResponseCode},
+    rr::{Name, RData, RecordType},
 };
 use tokio::{io::AsyncWriteExt, net::UdpSocket};
 
@@ -58,6 +58,79 @@ async fn forwards_every_record_type_unchanged() {
     // The same over TCP.
     let tcp = tcp_query(dns, "www.example.test.", RecordType::A).await;
     assert_eq!(a_records(&tcp), [Ipv4Addr::new(192, 0, 2, 10)]);
+
+    // Minimal responses: the upstream's referral NS and glue are not passed on (fresh and
+    // cached), but kept for a client that asked for DNSSEC.
+    for _ in 0..2 {
+        let m = ask(dns, "www.example.test.", RecordType::A).await;
+        assert!(m.authorities.is_empty(), "{:?}", m.authorities);
+        assert!(m.additionals.is_empty(), "{:?}", m.additionals);
+    }
+    let with_do = Ask {
+        dnssec_ok: true,
+        ..Ask::default()
+    };
+    let m = udp_query(dns, "www.example.test.", RecordType::A, with_do)
+        .await
+        .unwrap();
+    assert_eq!(m.authorities[0].record_type(), RecordType::NS);
+}
+
+/// A burst of queries from one socket, read and answered in batches: every query gets exactly
+/// one answer, under its own ID, with its question echoed in the client's letter case (DNS
+/// 0x20), and the right outcome whether forwarded, cached, blocked or nonexistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_gets_one_right_answer_per_query() {
+    let up = Upstream::start().await;
+    let config = format!("{LOCAL}deny = [\"games.test\"]\n");
+    let (app, _) = start_hedgerow(&config, up.addr).await;
+    let dns = app.dns_addrs()[0];
+    let names = [
+        ("WwW.ExAmple.TEST.", ResponseCode::NoError, 1),
+        ("www.example.test.", ResponseCode::NoError, 1),
+        ("PLAY.Games.test.", ResponseCode::NXDomain, 0),
+        ("nothing.example.TEST.", ResponseCode::NXDomain, 0),
+        ("cname.example.test.", ResponseCode::NoError, 2),
+    ];
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    const QUERIES: u16 = 400;
+    for id in 0..QUERIES {
+        let (name, ..) = names[usize::from(id) % names.len()];
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        if id.is_multiple_of(2) {
+            m.set_edns(Edns::new());
+        }
+        sock.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+    }
+    let mut answered = vec![false; usize::from(QUERIES)];
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..QUERIES {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+            .await
+            .expect("every query is answered")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        let id = m.metadata.id;
+        assert!(!answered[usize::from(id)], "query {id} answered twice");
+        answered[usize::from(id)] = true;
+        let (name, rcode, count) = names[usize::from(id) % names.len()];
+        assert_eq!(m.queries[0].name().to_ascii(), name, "query {id}");
+        assert_eq!(m.metadata.response_code, rcode, "{name}");
+        assert_eq!(m.answers.len(), count, "{name}");
+        assert_eq!(
+            m.edns.is_some(),
+            id.is_multiple_of(2),
+            "OPT only when asked with one"
+        );
+    }
+    assert_eq!(
+        up.seen.count("www.example.test", RecordType::A),
+        1,
+        "the rest were cached"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,27 +7,27 @@
 
 use std::{
     collections::HashMap,
-    hash::BuildHasher,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
     time::Instant,
 };
 
-use hickory_proto::{
-    op::ResponseCode,
-    rr::{RData, Record},
-};
+use hickory_proto::{op::ResponseCode, rr::RData};
 
 use crate::{
     config::CacheConfig,
     metrics::Metrics,
-    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+    pipeline::{
+        Answer, Disposition, Next, Query, Sections, SharedSections, Stage, StageFuture, Ttl,
+    },
 };
 
 const SHARDS: usize = 32;
 /// TTL of a stale answer (RFC 8767 recommends 30 s).
 const STALE_TTL: u32 = 30;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// What an entry answers: the question and the flags that change the answer.
+#[derive(PartialEq, Eq, Hash)]
 struct Key {
     name: String,
     qtype: u16,
@@ -36,19 +36,60 @@ struct Key {
     checking_disabled: bool,
 }
 
+impl Key {
+    fn parts(query: &Query) -> (&str, u16, u16, bool, bool) {
+        (
+            &query.key,
+            query.qtype.into(),
+            query.qclass.into(),
+            query.dnssec_ok,
+            query.checking_disabled,
+        )
+    }
+
+    fn matches(&self, query: &Query) -> bool {
+        (
+            self.name.as_str(),
+            self.qtype,
+            self.qclass,
+            self.dnssec_ok,
+            self.checking_disabled,
+        ) == Key::parts(query)
+    }
+}
+
 struct Entry {
+    key: Key,
     rcode: ResponseCode,
-    answers: Vec<Record>,
-    authorities: Vec<Record>,
-    additionals: Vec<Record>,
+    /// Records with their TTLs clamped and capped at `ttl`, pre-encoded.
+    records: Arc<SharedSections>,
     authentic_data: bool,
     stored: Instant,
     ttl: u32,
 }
 
+/// The tables are keyed by the key's (keyed, DoS-resistant) hash, computed once per query;
+/// the entry keeps its full key, so a colliding hash is a miss, never a wrong answer.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+type Shard = HashMap<u64, Arc<Entry>, BuildHasherDefault<PreHashed>>;
+
 /// The cached answers themselves, kept across reloads (the stage is rebuilt, this is not).
 pub struct CacheStore {
-    shards: Vec<Mutex<HashMap<Key, Arc<Entry>>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -56,9 +97,18 @@ impl CacheStore {
     /// An empty store.
     pub fn new() -> CacheStore {
         CacheStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
         }
+    }
+
+    fn hash(&self, query: &Query) -> u64 {
+        self.hasher.hash_one(Key::parts(query))
+    }
+
+    /// The table holding `hash` (chosen by bits the table itself does not use for buckets).
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash >> 32) as usize % SHARDS]
     }
 }
 
@@ -91,82 +141,42 @@ impl Cache {
         }
     }
 
-    fn key(query: &Query) -> Key {
-        Key {
-            name: query.key.clone(),
-            qtype: query.qtype.into(),
-            qclass: query.qclass.into(),
-            dnssec_ok: query.dnssec_ok,
-            checking_disabled: query.checking_disabled,
-        }
-    }
-
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Arc<Entry>>> {
-        &self.store.shards[self.store.hasher.hash_one(key) as usize % SHARDS]
-    }
-
-    fn lookup(&self, key: &Key, now: Instant) -> Lookup {
-        let entry = match self.shard(key).lock() {
-            Ok(map) => map.get(key).cloned(),
+    fn lookup(&self, query: &Query, hash: u64, now: Instant) -> Lookup {
+        let entry = match self.store.shard(hash).lock() {
+            Ok(map) => map.get(&hash).filter(|e| e.key.matches(query)).cloned(),
             Err(_) => None,
         };
         let Some(entry) = entry else {
             return Lookup::Miss;
         };
         let age = now.saturating_duration_since(entry.stored).as_secs();
+        let answer = |ttl, disposition| {
+            let mut answer = Answer::shared(entry.rcode, entry.records.clone(), ttl, disposition);
+            answer.authentic_data = entry.authentic_data;
+            answer
+        };
         if age < u64::from(entry.ttl) {
-            let age = age as u32;
-            let ttl = |r: &Record| {
-                r.ttl
-                    .clamp(self.config.min_ttl, self.config.max_ttl)
-                    .min(entry.ttl)
-                    .saturating_sub(age)
-                    .max(1)
-            };
-            return Lookup::Fresh(Self::answer(&entry, ttl, Disposition::Cached));
+            return Lookup::Fresh(answer(Ttl::Aged(age as u32), Disposition::Cached));
         }
         if self.config.serve_stale
             && age < u64::from(entry.ttl) + self.config.stale_max_age.as_secs()
         {
-            return Lookup::Stale(Self::answer(&entry, |_| STALE_TTL, Disposition::Stale));
+            return Lookup::Stale(answer(Ttl::Fixed(STALE_TTL), Disposition::Stale));
         }
         Lookup::Miss
-    }
-
-    /// A copy of the entry with each record's TTL from `ttl`.
-    fn answer(entry: &Entry, ttl: impl Fn(&Record) -> u32, disposition: Disposition) -> Answer {
-        let copy = |records: &[Record]| {
-            records
-                .iter()
-                .map(|r| {
-                    let mut r = r.clone();
-                    r.ttl = ttl(&r);
-                    r
-                })
-                .collect()
-        };
-        Answer {
-            rcode: entry.rcode,
-            answers: copy(&entry.answers),
-            authorities: copy(&entry.authorities),
-            additionals: copy(&entry.additionals),
-            authentic_data: entry.authentic_data,
-            disposition,
-            reason: None,
-        }
     }
 
     /// How long `answer` may be cached, or `None` when it must not be.
     fn ttl_for(&self, answer: &Answer) -> Option<u32> {
         let negative = |answer: &Answer| {
-            answer.authorities.iter().find_map(|r| match &r.data {
+            answer.authorities().iter().find_map(|r| match &r.data {
                 RData::SOA(soa) => Some(r.ttl.min(soa.minimum).min(self.config.negative_max_ttl)),
                 _ => None,
             })
         };
         let ttl = match answer.rcode {
-            ResponseCode::NoError if !answer.answers.is_empty() => answer
-                .answers
+            ResponseCode::NoError if !answer.answers().is_empty() => answer
+                .answers()
                 .iter()
                 .map(|r| r.ttl.clamp(self.config.min_ttl, self.config.max_ttl))
                 .min(),
@@ -176,24 +186,50 @@ impl Cache {
         (ttl > 0).then_some(ttl)
     }
 
-    fn store(&self, key: Key, answer: &Answer, now: Instant) {
+    fn store(&self, query: &Query, hash: u64, answer: &Answer, now: Instant) {
         let Some(ttl) = self.ttl_for(answer) else {
             return;
         };
+        // Stored as they will be sent (clamped, capped at the entry's life), so a hit only
+        // subtracts the entry's age.
+        let cap = |records: &[hickory_proto::rr::Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = r
+                        .ttl
+                        .clamp(self.config.min_ttl, self.config.max_ttl)
+                        .min(ttl);
+                    r
+                })
+                .collect()
+        };
+        let sections = Sections {
+            answers: cap(answer.answers()),
+            authorities: cap(answer.authorities()),
+            additionals: cap(answer.additionals()),
+        };
+        let (name, qtype, qclass, dnssec_ok, checking_disabled) = Key::parts(query);
         let entry = Arc::new(Entry {
+            key: Key {
+                name: name.to_owned(),
+                qtype,
+                qclass,
+                dnssec_ok,
+                checking_disabled,
+            },
             rcode: answer.rcode,
-            answers: answer.answers.clone(),
-            authorities: answer.authorities.clone(),
-            additionals: answer.additionals.clone(),
+            records: Arc::new(SharedSections::new(sections, &query.name, dnssec_ok)),
             authentic_data: answer.authentic_data,
             stored: now,
             ttl,
         });
-        let Ok(mut map) = self.shard(&key).lock() else {
+        let Ok(mut map) = self.store.shard(hash).lock() else {
             return;
         };
         let per_shard = self.config.size.div_ceil(SHARDS).max(1);
-        if map.len() >= per_shard && !map.contains_key(&key) {
+        if map.len() >= per_shard && !map.contains_key(&hash) {
             let before = map.len();
             let keep = self.config.stale_max_age.as_secs();
             map.retain(|_, e| {
@@ -201,14 +237,14 @@ impl Cache {
             });
             // Still full: drop an arbitrary tenth (HashMap order is effectively random).
             if map.len() >= per_shard {
-                let victims: Vec<Key> = map.keys().take(per_shard / 10 + 1).cloned().collect();
+                let victims: Vec<u64> = map.keys().take(per_shard / 10 + 1).copied().collect();
                 for k in victims {
                     map.remove(&k);
                 }
             }
             self.metrics.cache_entries.sub((before - map.len()) as i64);
         }
-        if map.insert(key, entry).is_none() {
+        if map.insert(hash, entry).is_none() {
             self.metrics.cache_entries.inc();
         }
     }
@@ -224,8 +260,9 @@ impl Stage for Cache {
             if self.config.size == 0 {
                 return next.run(query).await;
             }
-            let key = Self::key(query);
-            let stale = match self.lookup(&key, Instant::now()) {
+            let hash = self.store.hash(query);
+            // The arrival time is recent enough to age entries by (and saves a clock read).
+            let stale = match self.lookup(query, hash, query.received) {
                 Lookup::Fresh(answer) => {
                     self.metrics.observe_cache(true);
                     return answer;
@@ -246,7 +283,7 @@ impl Stage for Cache {
                 None => next.run(query).await,
             };
             if answer.disposition == Disposition::Forwarded {
-                self.store(key, &answer, Instant::now());
+                self.store(query, hash, &answer, Instant::now());
             }
             answer
         })

@@ -27,7 +27,7 @@ use prometheus::IntCounter;
 use crate::{
     config::{UpstreamConfig, UpstreamSettings},
     metrics::Metrics,
-    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+    pipeline::{Answer, Disposition, Next, Query, Sections, Stage, StageFuture},
 };
 
 /// EDNS payload size we advertise upstream (DNS flag day 2020).
@@ -177,19 +177,20 @@ impl Forward {
                     }
                     upstream.answered.inc();
                     upstream.failures.store(0, Ordering::Relaxed);
-                    return Self::answer(message);
+                    return Self::answer(message, query.dnssec_ok);
                 }
                 // hickory reports NXDOMAIN and NODATA as errors; to a forwarder they are answers.
                 Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
                     upstream.answered.inc();
                     upstream.failures.store(0, Ordering::Relaxed);
-                    let mut answer =
-                        Answer::empty(no_records.response_code, Disposition::Forwarded);
-                    answer.authorities = no_records
-                        .authorities
-                        .map(|a| a.to_vec())
-                        .unwrap_or_default();
-                    return answer;
+                    let sections = Sections {
+                        authorities: no_records
+                            .authorities
+                            .map(|a| a.to_vec())
+                            .unwrap_or_default(),
+                        ..Sections::default()
+                    };
+                    return Answer::new(no_records.response_code, sections, Disposition::Forwarded);
                 }
                 Ok(Some(Err(error))) => {
                     if matches!(error, NetError::Timeout) {
@@ -214,20 +215,32 @@ impl Forward {
         Answer::servfail().with_reason("upstream", "every upstream failed")
     }
 
-    fn answer(mut message: Message) -> Answer {
+    fn answer(mut message: Message, dnssec_ok: bool) -> Answer {
         // The listener writes its own OPT record; upstream's must not be passed through.
         message
             .additionals
             .retain(|r| r.record_type() != RecordType::OPT);
-        Answer {
-            rcode: message.metadata.response_code,
-            authentic_data: message.metadata.authentic_data,
+        // Minimal responses (unbound's default): a positive answer needs no referral NS or
+        // glue (an SOA stays: it caches a CNAME target's NODATA). With DO set the authority may
+        // hold wildcard proofs, so it all stays.
+        if !dnssec_ok && !message.answers.is_empty() {
+            message
+                .authorities
+                .retain(|r| r.record_type() == RecordType::SOA);
+            message.additionals.clear();
+        }
+        let sections = Sections {
             answers: message.answers,
             authorities: message.authorities,
             additionals: message.additionals,
-            disposition: Disposition::Forwarded,
-            reason: None,
-        }
+        };
+        let mut answer = Answer::new(
+            message.metadata.response_code,
+            sections,
+            Disposition::Forwarded,
+        );
+        answer.authentic_data = message.metadata.authentic_data;
+        answer
     }
 }
 

@@ -28,7 +28,7 @@ use hickory_proto::{
 
 use crate::{
     lists::{Blocklists, IllegalKind, Severity},
-    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+    pipeline::{Answer, Disposition, Next, Query, Sections, Stage, StageFuture},
     schedule::{Clock, Schedule},
 };
 
@@ -341,15 +341,19 @@ pub fn block_answer(query: &Query, block: &Block, group: BlockAnswer) -> Answer 
 
 /// NXDOMAIN with an SOA whose minimum is the block TTL, so resolvers cache the block.
 pub fn nxdomain(query: &Query) -> Answer {
-    let mut answer = Answer::empty(ResponseCode::NXDomain, Disposition::Blocked);
-    answer.authorities.push(block_soa(&query.name));
-    answer
+    let sections = Sections {
+        authorities: vec![block_soa(&query.name)],
+        ..Sections::default()
+    };
+    Answer::new(ResponseCode::NXDomain, sections, Disposition::Blocked)
 }
 
 fn nodata(query: &Query) -> Answer {
-    let mut answer = Answer::empty(ResponseCode::NoError, Disposition::Blocked);
-    answer.authorities.push(block_soa(&query.name));
-    answer
+    let sections = Sections {
+        authorities: vec![block_soa(&query.name)],
+        ..Sections::default()
+    };
+    Answer::new(ResponseCode::NoError, sections, Disposition::Blocked)
 }
 
 /// A/AAAA answers from `ips` matching the query type; NODATA for other types.
@@ -361,8 +365,9 @@ fn address(query: &Query, ips: &[IpAddr]) -> Answer {
             (RecordType::AAAA, IpAddr::V6(v6)) => RData::AAAA(AAAA(*v6)),
             _ => continue,
         };
-        answer.authorities.clear();
-        answer
+        let sections = answer.sections_mut();
+        sections.authorities.clear();
+        sections
             .answers
             .push(Record::from_rdata(query.name.clone(), BLOCK_TTL, data));
     }
@@ -432,7 +437,7 @@ impl Stage for Policy {
             }
             let mut answer = next.run(query).await;
             // CNAME cloaking: an allowed name must not lead into a blocked one.
-            for record in &answer.answers {
+            for record in answer.answers() {
                 if let RData::CNAME(target) = &record.data {
                     let target_key = crate::pipeline::name_key(&target.0);
                     if let Decision::Block(mut block) = decide(&cx, &target_key) {
@@ -441,26 +446,36 @@ impl Stage for Policy {
                     }
                 }
             }
-            if group.policy.strip_ech {
-                strip_ech(&mut answer.answers);
+            if group.policy.strip_ech && answer.answers().iter().any(has_ech) {
+                strip_ech(&mut answer.sections_mut().answers);
             }
             answer
         })
     }
 }
 
+fn svcb_mut(record: &mut Record) -> Option<&mut SVCB> {
+    match &mut record.data {
+        RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb) => Some(svcb),
+        _ => None,
+    }
+}
+
+fn has_ech(record: &Record) -> bool {
+    match &record.data {
+        RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb) => svcb
+            .svc_params
+            .iter()
+            .any(|(key, _)| *key == SvcParamKey::EchConfigList),
+        _ => false,
+    }
+}
+
 /// Removes the `ech` parameter from HTTPS and SVCB records.
 fn strip_ech(records: &mut [Record]) {
-    for record in records {
-        let svcb: Option<&mut SVCB> = match &mut record.data {
-            RData::HTTPS(HTTPS(svcb)) => Some(svcb),
-            RData::SVCB(svcb) => Some(svcb),
-            _ => None,
-        };
-        if let Some(svcb) = svcb {
-            svcb.svc_params
-                .retain(|(key, _)| *key != SvcParamKey::EchConfigList);
-        }
+    for svcb in records.iter_mut().filter_map(svcb_mut) {
+        svcb.svc_params
+            .retain(|(key, _)| *key != SvcParamKey::EchConfigList);
     }
 }
 

@@ -38,7 +38,7 @@ use serde::Deserialize;
 use crate::pipeline::{
     identify::Group,
     policy::{block_answer, nxdomain, Block, LocalAnswer, BLOCK_TTL},
-    Answer, Disposition, Next, Query, Stage, StageFuture,
+    Answer, Disposition, Next, Query, Sections, Stage, StageFuture,
 };
 
 /// Longest TTL of a rewrite (the CNAME, Yandex's address and synthesized NODATA).
@@ -706,7 +706,8 @@ async fn cname_answer(
         // The targets are constants covered by a unit test; fail closed all the same.
         return Answer::servfail().with_reason(LABEL, format!("{detail}: bad target name"));
     };
-    let mut answer = Answer::empty(ResponseCode::NoError, Disposition::SafeSearch);
+    let mut rcode = ResponseCode::NoError;
+    let mut sections = Sections::default();
     let mut ttl = REWRITE_TTL;
     if follows_target(query.qtype) {
         let mut sub = query.for_name(target_name.clone());
@@ -723,39 +724,39 @@ async fn cname_answer(
                 format!("{detail}: the target did not resolve ({})", resolved.rcode),
             );
         }
-        let target_ttl = if resolved.answers.is_empty() {
+        rcode = resolved.rcode;
+        // authentic_data stays false: the CNAME is ours, nobody signed it.
+        sections = resolved.into_sections();
+        let target_ttl = if sections.answers.is_empty() {
             // NODATA/NXDOMAIN: negatively cached for the SOA's TTL and minimum (RFC 2308).
-            resolved.authorities.iter().find_map(|r| match &r.data {
+            sections.authorities.iter().find_map(|r| match &r.data {
                 RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
                 _ => None,
             })
         } else {
-            resolved.answers.iter().map(|r| r.ttl).min()
+            sections.answers.iter().map(|r| r.ttl).min()
         };
         ttl = ttl.min(target_ttl.unwrap_or(REWRITE_TTL));
-        answer.rcode = resolved.rcode;
-        answer.answers = resolved.answers;
-        answer.authorities = resolved.authorities;
-        answer.additionals = resolved.additionals;
-        // authentic_data stays false: the CNAME is ours, nobody signed it.
     }
-    answer.answers.insert(
+    sections.answers.insert(
         0,
         Record::from_rdata(query.name.clone(), ttl, RData::CNAME(CNAME(target_name))),
     );
-    answer.with_reason(LABEL, detail)
+    Answer::new(rcode, sections, Disposition::SafeSearch).with_reason(LABEL, detail)
 }
 
 /// Yandex: the family address for A, NODATA for everything else.
 fn address_answer(query: &Query, ip: Ipv4Addr) -> Answer {
     if query.qtype == RecordType::A {
-        let mut answer = Answer::empty(ResponseCode::NoError, Disposition::SafeSearch);
-        answer.answers.push(Record::from_rdata(
-            query.name.clone(),
-            REWRITE_TTL,
-            RData::A(A(ip)),
-        ));
-        return answer;
+        let sections = Sections {
+            answers: vec![Record::from_rdata(
+                query.name.clone(),
+                REWRITE_TTL,
+                RData::A(A(ip)),
+            )],
+            ..Sections::default()
+        };
+        return Answer::new(ResponseCode::NoError, sections, Disposition::SafeSearch);
     }
     // The block answer's SOA (minimum BLOCK_TTL = REWRITE_TTL), as NOERROR: the name exists.
     let mut answer = nxdomain(query);
@@ -807,7 +808,7 @@ mod tests {
                 .unwrap()
                 .push((query.key.clone(), query.qtype));
             let fail = self.fail.lock().unwrap().contains(&query.key);
-            let mut answer = Answer::empty(ResponseCode::NoError, Disposition::Forwarded);
+            let mut sections = Sections::default();
             if fail {
                 return Box::pin(async { Answer::servfail() });
             }
@@ -831,8 +832,8 @@ mod tests {
                 _ => None,
             };
             match data {
-                Some(data) => answer.answers.push(Record::from_rdata(name, 120, data)),
-                None => answer.authorities.push(Record::from_rdata(
+                Some(data) => sections.answers.push(Record::from_rdata(name, 120, data)),
+                None => sections.authorities.push(Record::from_rdata(
                     name,
                     600,
                     RData::SOA(SOA::new(
@@ -846,6 +847,7 @@ mod tests {
                     )),
                 )),
             }
+            let answer = Answer::new(ResponseCode::NoError, sections, Disposition::Forwarded);
             Box::pin(async move { answer })
         }
     }
@@ -894,11 +896,11 @@ mod tests {
     }
 
     fn cname_of(answer: &Answer) -> (String, String, u32) {
-        match &answer.answers[0].data {
+        match &answer.answers()[0].data {
             RData::CNAME(c) => (
-                answer.answers[0].name.to_string(),
+                answer.answers()[0].name.to_string(),
                 c.0.to_string(),
-                answer.answers[0].ttl,
+                answer.answers()[0].ttl,
             ),
             other => panic!("first record is not a CNAME: {other:?}"),
         }
@@ -906,7 +908,7 @@ mod tests {
 
     fn a_of(answer: &Answer) -> Vec<Ipv4Addr> {
         answer
-            .answers
+            .answers()
             .iter()
             .filter_map(|r| match &r.data {
                 RData::A(a) => Some(a.0),
@@ -948,19 +950,19 @@ mod tests {
         let s = setup(vec![SafeSearchConfig::strict()]);
         let aaaa = ask(&s, 0, "www.bing.com.", RecordType::AAAA).await;
         assert_eq!(cname_of(&aaaa).1, "strict.bing.com.");
-        assert_eq!(aaaa.answers[1].record_type(), RecordType::AAAA);
+        assert_eq!(aaaa.answers()[1].record_type(), RecordType::AAAA);
         let https = ask(&s, 0, "duckduckgo.com.", RecordType::HTTPS).await;
         assert_eq!(cname_of(&https).1, "safe.duckduckgo.com.");
-        assert_eq!(https.answers[1].record_type(), RecordType::HTTPS);
+        assert_eq!(https.answers()[1].record_type(), RecordType::HTTPS);
         // NODATA at the target: CNAME plus the target's SOA; TTL from the SOA (min 60).
         let nodata = ask(&s, 0, "pixabay.com.", RecordType::AAAA).await;
         assert_eq!(nodata.rcode, ResponseCode::NoError);
-        assert_eq!(nodata.answers.len(), 1);
+        assert_eq!(nodata.answers().len(), 1);
         assert_eq!(
             cname_of(&nodata),
             ("pixabay.com.".into(), "safesearch.pixabay.com.".into(), 60)
         );
-        assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(nodata.authorities()[0].record_type(), RecordType::SOA);
         assert_eq!(
             s.upstream.asked(),
             [
@@ -982,7 +984,7 @@ mod tests {
         ] {
             let a = ask(&s, 0, "www.ecosia.org.", qtype).await;
             assert_eq!(a.rcode, ResponseCode::NoError);
-            assert_eq!(a.answers.len(), 1);
+            assert_eq!(a.answers().len(), 1);
             assert_eq!(
                 cname_of(&a),
                 (
@@ -1005,8 +1007,8 @@ mod tests {
         ] {
             let a = ask(&s, 0, name, RecordType::A).await;
             assert_eq!(a_of(&a), [YANDEX_FAMILY]);
-            assert_eq!(a.answers[0].name.to_ascii(), name);
-            assert_eq!(a.answers[0].ttl, REWRITE_TTL);
+            assert_eq!(a.answers()[0].name.to_ascii(), name);
+            assert_eq!(a.answers()[0].ttl, REWRITE_TTL);
             assert_eq!(
                 a.reason.unwrap().detail,
                 "group pupils: yandex SafeSearch → 213.180.193.56"
@@ -1015,8 +1017,8 @@ mod tests {
                 let n = ask(&s, 0, name, qtype).await;
                 assert_eq!(n.rcode, ResponseCode::NoError);
                 assert_eq!(n.disposition, Disposition::SafeSearch);
-                assert!(n.answers.is_empty());
-                assert_eq!(n.authorities[0].record_type(), RecordType::SOA);
+                assert!(n.answers().is_empty());
+                assert_eq!(n.authorities()[0].record_type(), RecordType::SOA);
             }
         }
         assert!(s.upstream.asked().is_empty());
@@ -1063,7 +1065,7 @@ mod tests {
             .insert("forcesafesearch.google.com".into());
         let a = ask(&s, 0, "www.google.com.", RecordType::A).await;
         assert_eq!(a.rcode, ResponseCode::ServFail);
-        assert!(a.answers.is_empty());
+        assert!(a.answers().is_empty());
         assert!(a.reason.unwrap().detail.contains("did not resolve"));
         assert_eq!(
             s.upstream.asked(),
@@ -1088,7 +1090,7 @@ mod tests {
             let a = ask(&s, 0, name, RecordType::A).await;
             assert_eq!(a.rcode, ResponseCode::NXDomain, "{name}");
             assert_eq!(a.disposition, Disposition::Blocked);
-            assert_eq!(a.authorities[0].record_type(), RecordType::SOA);
+            assert_eq!(a.authorities()[0].record_type(), RecordType::SOA);
             assert_eq!(a.reason.as_ref().unwrap().label, "safesearch_unenforceable");
             // Staff: block_unenforceable is off.
             let b = ask(&s, 1, name, RecordType::A).await;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::InFlight,
-    pipeline::{Answer, Pipeline, Query, Transport},
+    pipeline::{Pipeline, Query, Transport},
 };
 
 /// Our EDNS UDP payload size (DNS flag day 2020); larger answers are truncated (TC).
@@ -46,6 +46,7 @@ pub enum ListenError {
     },
 }
 
+mod batch;
 mod udp;
 
 /// hickory's request handler, bridging into the pipeline in force.
@@ -140,19 +141,14 @@ impl RequestHandler for Handler {
         metadata.recursion_available = true;
         metadata.authentic_data = answer.authentic_data && !q.checking_disabled;
         metadata.response_code = answer.rcode;
-        let Answer {
-            answers,
-            authorities,
-            additionals,
-            ..
-        } = &answer;
+        let sections = answer.sections_as_sent();
         let strip = |r: &&Record| q.dnssec_ok || !r.record_type().is_dnssec();
         let message = builder.build(
             metadata,
-            answers.iter().filter(strip),
-            authorities.iter().filter(strip),
+            sections.answers.iter().filter(strip),
+            sections.authorities.iter().filter(strip),
             std::iter::empty(),
-            additionals.iter().filter(strip),
+            sections.additionals.iter().filter(strip),
         );
         match response.send_response(message).await {
             Ok(info) => info,

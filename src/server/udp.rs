@@ -3,9 +3,13 @@
 //! hickory-server's `Server` spawns a task for every datagram and hands every answer to a
 //! channel that another task writes to the socket. Profiling `hedgerow serve` under dnsperf
 //! showed that machinery, not the pipeline, dominating a cached answer's cost, so UDP gets this
-//! loop instead: it decodes hickory's `Request`, runs the same [`Handler`], and answers cached
-//! and blocked names inline, without a spawn or a channel hop. Only a query that has to wait
-//! (an upstream exchange) is moved to its own task. TCP stays on hickory-server.
+//! loop instead. It answers cached and blocked names inline, without a spawn or a channel hop;
+//! only a query that has to wait (an upstream exchange) is moved to its own task.
+//!
+//! Plain queries (nearly all of them) take the fast path: read with [`WireQuery`], answered
+//! with [`crate::wire`]'s writer (a cache hit is a copy of pre-encoded bytes). Anything else —
+//! other opcodes, classes or EDNS versions, malformed bodies — goes through hickory's
+//! `Request` and the same [`Handler`] as TCP, which stays on hickory-server.
 
 use std::{
     future::Future,
@@ -16,7 +20,7 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Header, MessageType},
+    op::{Header, MessageType, ResponseCode},
     rr::Record,
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
@@ -28,10 +32,14 @@ use hickory_server::{
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::Handler;
-
-/// Largest datagram we read; anything longer is not a DNS query we answer.
-const MAX_DATAGRAM: usize = 4096;
+use super::{
+    batch::{Received, Replies},
+    Handler, MAX_UDP_PAYLOAD,
+};
+use crate::{
+    pipeline::{Answer, Query, Transport},
+    wire::{self, ResponseFlags, WireQuery},
+};
 
 /// Writes one response to one client.
 #[derive(Clone)]
@@ -59,15 +67,88 @@ impl ResponseHandler for UdpReply {
         // the encoder sets TC and drops records that do not fit.
         encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
         let info = response.destructive_emit(&mut encoder)?;
-        match self.socket.try_send_to(&bytes, self.client) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.socket.send_to(&bytes, self.client).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        send(&self.socket, &bytes, self.client).await?;
         Ok(info)
     }
+}
+
+/// Sends at once when the socket has room (the usual case), else waits for room.
+async fn send(socket: &UdpSocket, bytes: &[u8], client: SocketAddr) -> std::io::Result<()> {
+    match socket.try_send_to(bytes, client) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            socket.send_to(bytes, client).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers a plain query into `out`: the pipeline, then [`crate::wire`]'s writer. `None`
+/// while draining for shutdown (silence sends the client to its other server).
+async fn answer_plain(
+    handler: &Handler,
+    client: SocketAddr,
+    mut wire_query: WireQuery,
+    mut out: Vec<u8>,
+) -> Option<Vec<u8>> {
+    let _guard = handler.inflight.enter()?;
+    let name = std::mem::take(&mut wire_query.name);
+    let mut query = Query::new(client.ip(), Transport::Udp, name, wire_query.qtype);
+    query.dnssec_ok = wire_query.edns.is_some_and(|e| e.dnssec_ok);
+    query.checking_disabled = wire_query.checking_disabled();
+    let answer = handler.pipeline.load().resolve(&mut query).await;
+    write_response(&wire_query, &query, &answer, &mut out);
+    Some(out)
+}
+
+/// The response to `query` carrying `answer`: TC with no records when it does not fit the
+/// client's size, SERVFAIL when a record cannot be encoded.
+fn write_response(wire_query: &WireQuery, query: &Query, answer: &Answer, out: &mut Vec<u8>) {
+    let mut flags = ResponseFlags {
+        rcode: answer.rcode,
+        authentic_data: answer.authentic_data && !query.checking_disabled,
+        truncated: false,
+    };
+    wire::start_response(wire_query, &query.name, flags, out);
+    let counts = match answer.encoded() {
+        Some((encoded, ttl)) => Ok(encoded.write(out, |stored| ttl.apply(stored))),
+        None => {
+            let sections = answer.sections_as_sent();
+            wire::write_sections(
+                out,
+                &query.name,
+                [
+                    &sections.answers,
+                    &sections.authorities,
+                    &sections.additionals,
+                ],
+                query.dnssec_ok,
+            )
+        }
+    };
+    const OPT_LEN: usize = 11;
+    let opt_len = if wire_query.edns.is_some() {
+        OPT_LEN
+    } else {
+        0
+    };
+    let counts = match counts {
+        Ok(counts) if out.len() + opt_len <= wire_query.max_response(MAX_UDP_PAYLOAD) => counts,
+        Ok(_) => {
+            // RFC 2181 §9: too big for UDP; the client asks again over TCP.
+            flags.truncated = true;
+            wire::start_response(wire_query, &query.name, flags, out);
+            [0; 3]
+        }
+        Err(error) => {
+            tracing::warn!(%error, name = %query.name, "answer not encodable, sending SERVFAIL");
+            flags.rcode = ResponseCode::ServFail;
+            flags.authentic_data = false;
+            wire::start_response(wire_query, &query.name, flags, out);
+            [0; 3]
+        }
+    };
+    wire::finish_response(wire_query, counts, flags.rcode, MAX_UDP_PAYLOAD, out);
 }
 
 /// Answers queries arriving on `socket` until `shutdown` is cancelled.
@@ -76,53 +157,88 @@ pub(crate) async fn serve(
     handler: Arc<Handler>,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut received = Received::new();
+    let mut replies = Replies::default();
     loop {
-        let (len, client) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(r) => r,
-                Err(error) => {
-                    // ICMP errors from earlier sends surface here on Linux; keep serving.
-                    tracing::debug!(%error, "UDP receive error");
-                    continue;
-                }
+        tokio::select! {
+            result = received.recv(&socket) => if let Err(error) = result {
+                // ICMP errors from earlier sends surface here on Linux; keep serving.
+                tracing::debug!(%error, "UDP receive error");
+                continue;
             },
             _ = shutdown.cancelled() => break,
-        };
-        if client.port() == 0 {
-            continue;
         }
-        let bytes = &buf[..len];
-        let request = match Request::from_bytes(bytes.to_vec(), client, Protocol::Udp) {
-            Ok(request) => request,
-            Err(_) => {
-                form_error(&socket, bytes, client);
-                continue;
+        for (bytes, client) in received.iter() {
+            match client {
+                Some(client) if client.port() != 0 => {
+                    datagram(bytes, client, &socket, &handler, &mut replies)
+                }
+                _ => {}
             }
-        };
-        if request.metadata.message_type == MessageType::Response {
-            // Never answer responses: that would make us a reflector.
-            continue;
         }
-        let reply = UdpReply {
-            socket: socket.clone(),
-            client,
-        };
-        let handler = handler.clone();
-        let mut work = Box::pin(async move {
-            handler
-                .handle_request::<_, TokioTime>(&request, reply)
-                .await;
-        });
-        // Cached answers and local decisions finish on the first poll; only queries that
-        // wait for an upstream get a task of their own.
-        if poll_once(work.as_mut()).is_pending() {
-            tokio::spawn(work);
-        }
+        replies.flush(&socket).await;
     }
 }
 
-fn poll_once(fut: Pin<&mut (impl Future<Output = ()> + ?Sized)>) -> Poll<()> {
+/// Handles one datagram: answers it into `replies` when it can be answered at once, or spawns
+/// a task that answers it later.
+fn datagram(
+    bytes: &[u8],
+    client: SocketAddr,
+    socket: &Arc<UdpSocket>,
+    handler: &Arc<Handler>,
+    replies: &mut Replies,
+) {
+    if let Some(wire_query) = WireQuery::read(bytes) {
+        let handler = handler.clone();
+        let out = replies.buffer();
+        let mut work =
+            Box::pin(async move { answer_plain(&handler, client, wire_query, out).await });
+        // Cached answers and local decisions finish on the first poll; only queries that
+        // wait for an upstream get a task of their own.
+        match poll_once(work.as_mut()) {
+            Poll::Ready(Some(out)) => replies.push(out, client),
+            Poll::Ready(None) => {}
+            Poll::Pending => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if let Some(out) = work.await {
+                        if let Err(error) = send(&socket, &out, client).await {
+                            tracing::debug!(%error, "failed to send a response");
+                        }
+                    }
+                });
+            }
+        }
+        return;
+    }
+    let request = match Request::from_bytes(bytes.to_vec(), client, Protocol::Udp) {
+        Ok(request) => request,
+        Err(_) => {
+            form_error(socket, bytes, client);
+            return;
+        }
+    };
+    if request.metadata.message_type == MessageType::Response {
+        // Never answer responses: that would make us a reflector.
+        return;
+    }
+    let reply = UdpReply {
+        socket: socket.clone(),
+        client,
+    };
+    let handler = handler.clone();
+    let mut work = Box::pin(async move {
+        handler
+            .handle_request::<_, TokioTime>(&request, reply)
+            .await;
+    });
+    if poll_once(work.as_mut()).is_pending() {
+        tokio::spawn(work);
+    }
+}
+
+fn poll_once<T>(fut: Pin<&mut (impl Future<Output = T> + ?Sized)>) -> Poll<T> {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     fut.poll(&mut cx)
 }

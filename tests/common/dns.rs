@@ -20,7 +20,7 @@ use hickory_proto::{
         rdata::{
             null::NULL,
             svcb::{Alpn, EchConfigList, SvcParamKey, SvcParamValue},
-            A, AAAA, CNAME, HTTPS, MX, SOA, SVCB, TXT,
+            A, AAAA, CNAME, HTTPS, MX, NS, SOA, SVCB, TXT,
         },
         Name, RData, Record, RecordType,
     },
@@ -270,6 +270,23 @@ impl RequestHandler for UpstreamHandler {
         } else {
             vec![]
         };
+        // Like a real authoritative server: positive answers carry the zone's NS and glue.
+        let (ns, glue) = if answers.is_empty() {
+            (vec![], vec![])
+        } else {
+            (
+                vec![Record::from_rdata(
+                    name("example.test."),
+                    300,
+                    RData::NS(NS(name("ns.example.test."))),
+                )],
+                vec![Record::from_rdata(
+                    name("ns.example.test."),
+                    300,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 53))),
+                )],
+            )
+        };
         if !exists && metadata.response_code == ResponseCode::NoError {
             metadata.response_code = ResponseCode::NXDomain;
         }
@@ -279,13 +296,7 @@ impl RequestHandler for UpstreamHandler {
         if request.edns.is_some() {
             builder.edns(&edns);
         }
-        let msg = builder.build(
-            metadata,
-            answers.iter(),
-            std::iter::empty(),
-            soa.iter(),
-            std::iter::empty(),
-        );
+        let msg = builder.build(metadata, answers.iter(), ns.iter(), soa.iter(), glue.iter());
         response.send_response(msg).await.unwrap()
     }
 }
