@@ -17,9 +17,10 @@ use hedgerow::{
         Query, Transport,
     },
     schedule::system_clock,
+    wire::{self, WireQuery},
 };
 use hickory_proto::{
-    op::Message,
+    op::{Edns, Message},
     rr::{rdata::A, Name, RData, Record, RecordType},
 };
 
@@ -90,6 +91,27 @@ fn pipeline_bench(c: &mut Criterion) {
         b.iter(|| {
             let mut q = query.clone();
             black_box(rt.block_on(pipeline.resolve(&mut q)))
+        })
+    });
+    // Everything the UDP listener does for a cached answer but the system calls: read the
+    // datagram, run the pipeline, write the response.
+    let mut datagram = Message::query();
+    datagram.metadata.id = 0x1234;
+    datagram.metadata.recursion_desired = true;
+    datagram.add_query(hickory_proto::op::Query::query(
+        Name::from_ascii("www.example.com.").unwrap(),
+        RecordType::A,
+    ));
+    datagram.set_edns(Edns::new());
+    let datagram = datagram.to_vec().unwrap();
+    let mut out = Vec::with_capacity(512);
+    c.bench_function("udp/cached_datagram_to_datagram", |b| {
+        b.iter(|| {
+            let mut wire_query = WireQuery::read(black_box(&datagram)).unwrap();
+            let mut q = wire_query.take_query(query.client);
+            let answer = rt.block_on(pipeline.resolve(&mut q));
+            wire::write_answer(&wire_query, &q, &answer, 1232, &mut out);
+            black_box(&out);
         })
     });
     let blocked = Query::new(

@@ -23,6 +23,8 @@
 //! assert_eq!(query.edns.unwrap().payload, 1232);
 //! ```
 
+use std::net::IpAddr;
+
 use hickory_proto::{
     op::ResponseCode,
     rr::{
@@ -32,6 +34,8 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding},
     ProtoError,
 };
+
+use crate::pipeline::{Answer, Query, Transport};
 
 /// Offset of the question name in every DNS message (right after the header).
 const QUESTION_OFFSET: u16 = 12;
@@ -138,6 +142,16 @@ impl WireQuery {
         })
     }
 
+    /// The pipeline's view of this query from `client`. The name moves into it; pass the
+    /// query back to [`write_answer`] with this `WireQuery`.
+    pub fn take_query(&mut self, client: IpAddr) -> Query {
+        let name = std::mem::take(&mut self.name);
+        let mut query = Query::new(client, Transport::Udp, name, self.qtype);
+        query.dnssec_ok = self.edns.is_some_and(|e| e.dnssec_ok);
+        query.checking_disabled = self.checking_disabled();
+        query
+    }
+
     /// The RD bit.
     pub fn recursion_desired(&self) -> bool {
         self.flags & 0x0100 != 0
@@ -160,19 +174,19 @@ impl WireQuery {
 
 /// The header fields of a response that are not echoed from the query.
 #[derive(Debug, Clone, Copy)]
-pub struct ResponseFlags {
+struct ResponseFlags {
     /// The response code (values above 15 need EDNS; they become SERVFAIL without it).
-    pub rcode: ResponseCode,
+    rcode: ResponseCode,
     /// The AD bit.
-    pub authentic_data: bool,
+    authentic_data: bool,
     /// The TC bit.
-    pub truncated: bool,
+    truncated: bool,
 }
 
 /// Writes a response header and the question (`qname` is the query's name, which
 /// [`WireQuery::read`] hands over) into `out` (cleared first); the record counts start at zero
 /// and are set by [`finish_response`].
-pub fn start_response(query: &WireQuery, qname: &Name, flags: ResponseFlags, out: &mut Vec<u8>) {
+fn start_response(query: &WireQuery, qname: &Name, flags: ResponseFlags, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&query.id.to_be_bytes());
     let rcode = u16::from(flags.rcode);
@@ -198,7 +212,7 @@ pub fn start_response(query: &WireQuery, qname: &Name, flags: ResponseFlags, out
 
 /// Sets the answer, authority and additional counts, and appends our OPT record when the
 /// client sent one (`payload` is ours; `rcode` supplies the extended bits).
-pub fn finish_response(
+fn finish_response(
     query: &WireQuery,
     counts: [u16; 3],
     rcode: ResponseCode,
@@ -217,6 +231,65 @@ pub fn finish_response(
     out[6..8].copy_from_slice(&counts[0].to_be_bytes());
     out[8..10].copy_from_slice(&counts[1].to_be_bytes());
     out[10..12].copy_from_slice(&additional.to_be_bytes());
+}
+
+/// Writes the response to `wire_query` (read into `query`, which the pipeline answered with
+/// `answer`) into `out`: TC and no records when it does not fit the client's size or `ours`,
+/// SERVFAIL when a record cannot be encoded.
+pub fn write_answer(
+    wire_query: &WireQuery,
+    query: &Query,
+    answer: &Answer,
+    ours: u16,
+    out: &mut Vec<u8>,
+) {
+    let mut flags = ResponseFlags {
+        rcode: answer.rcode,
+        authentic_data: answer.authentic_data && !query.checking_disabled,
+        truncated: false,
+    };
+    start_response(wire_query, &query.name, flags, out);
+    let counts = match answer.encoded() {
+        Some((encoded, ttl)) if encoded.is_for(&query.name) => {
+            Ok(encoded.write(out, |stored| ttl.apply(stored)))
+        }
+        _ => {
+            let sections = answer.sections_as_sent();
+            write_sections(
+                out,
+                &query.name,
+                [
+                    &sections.answers,
+                    &sections.authorities,
+                    &sections.additionals,
+                ],
+                query.dnssec_ok,
+            )
+        }
+    };
+    const OPT_LEN: usize = 11;
+    let opt_len = if wire_query.edns.is_some() {
+        OPT_LEN
+    } else {
+        0
+    };
+    let counts = match counts {
+        Ok(counts) if out.len() + opt_len <= wire_query.max_response(ours) => counts,
+        Ok(_) => {
+            // RFC 2181 §9: too big for UDP; the client asks again over TCP.
+            flags.truncated = true;
+            start_response(wire_query, &query.name, flags, out);
+            [0; 3]
+        }
+        Err(error) => {
+            tracing::warn!(%error, name = %query.name, "answer not encodable, sending SERVFAIL");
+            flags.rcode = ResponseCode::ServFail;
+            flags.authentic_data = false;
+            start_response(wire_query, &query.name, flags, out);
+            [0; 3]
+        }
+    };
+    finish_response(wire_query, counts, flags.rcode, ours, out);
 }
 
 /// A record could not be written (an RDATA hickory cannot encode, or over 64 KiB).
@@ -308,7 +381,7 @@ fn write_rdata(out: &mut Vec<u8>, data: &RData) -> Result<(), ProtoError> {
 
 /// Appends the three sections to a response started with [`start_response`]; returns the
 /// record counts.
-pub fn write_sections(
+fn write_sections(
     out: &mut Vec<u8>,
     qname: &Name,
     sections: [&[Record]; 3],
@@ -331,6 +404,7 @@ pub fn write_sections(
 /// depend on its case.
 #[derive(Debug, Clone)]
 pub struct Encoded {
+    qname: Name,
     bytes: Vec<u8>,
     counts: [u16; 3],
     /// Where each TTL sits in `bytes`.
@@ -357,24 +431,20 @@ impl Encoded {
             )?;
         }
         Ok(Encoded {
+            qname: qname.clone(),
             bytes,
             counts,
             ttl_offsets,
         })
     }
 
-    /// Encoded length in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether there are no records.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+    /// Whether these bytes are valid in a response to `qname` (the same name, in any case).
+    pub fn is_for(&self, qname: &Name) -> bool {
+        &self.qname == qname
     }
 
     /// Appends the records to `out` with each TTL replaced by `ttl(stored TTL)`; returns the
-    /// section counts.
+    /// section counts. Only valid in a response whose question [`Encoded::is_for`].
     pub fn write(&self, out: &mut Vec<u8>, ttl: impl Fn(u32) -> u32) -> [u16; 3] {
         let base = out.len();
         out.extend_from_slice(&self.bytes);

@@ -20,7 +20,7 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Header, MessageType, ResponseCode},
+    op::{Header, MessageType},
     rr::Record,
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
@@ -36,10 +36,7 @@ use super::{
     batch::{Received, Replies},
     Handler, MAX_UDP_PAYLOAD,
 };
-use crate::{
-    pipeline::{Answer, Query, Transport},
-    wire::{self, ResponseFlags, WireQuery},
-};
+use crate::wire::{self, WireQuery};
 
 /// Writes one response to one client.
 #[derive(Clone)]
@@ -92,63 +89,10 @@ async fn answer_plain(
     mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
     let _guard = handler.inflight.enter()?;
-    let name = std::mem::take(&mut wire_query.name);
-    let mut query = Query::new(client.ip(), Transport::Udp, name, wire_query.qtype);
-    query.dnssec_ok = wire_query.edns.is_some_and(|e| e.dnssec_ok);
-    query.checking_disabled = wire_query.checking_disabled();
-    let answer = handler.pipeline.load().resolve(&mut query).await;
-    write_response(&wire_query, &query, &answer, &mut out);
+    let mut query = wire_query.take_query(client.ip());
+    let answer = handler.pipeline.load_full().resolve(&mut query).await;
+    wire::write_answer(&wire_query, &query, &answer, MAX_UDP_PAYLOAD, &mut out);
     Some(out)
-}
-
-/// The response to `query` carrying `answer`: TC with no records when it does not fit the
-/// client's size, SERVFAIL when a record cannot be encoded.
-fn write_response(wire_query: &WireQuery, query: &Query, answer: &Answer, out: &mut Vec<u8>) {
-    let mut flags = ResponseFlags {
-        rcode: answer.rcode,
-        authentic_data: answer.authentic_data && !query.checking_disabled,
-        truncated: false,
-    };
-    wire::start_response(wire_query, &query.name, flags, out);
-    let counts = match answer.encoded() {
-        Some((encoded, ttl)) => Ok(encoded.write(out, |stored| ttl.apply(stored))),
-        None => {
-            let sections = answer.sections_as_sent();
-            wire::write_sections(
-                out,
-                &query.name,
-                [
-                    &sections.answers,
-                    &sections.authorities,
-                    &sections.additionals,
-                ],
-                query.dnssec_ok,
-            )
-        }
-    };
-    const OPT_LEN: usize = 11;
-    let opt_len = if wire_query.edns.is_some() {
-        OPT_LEN
-    } else {
-        0
-    };
-    let counts = match counts {
-        Ok(counts) if out.len() + opt_len <= wire_query.max_response(MAX_UDP_PAYLOAD) => counts,
-        Ok(_) => {
-            // RFC 2181 §9: too big for UDP; the client asks again over TCP.
-            flags.truncated = true;
-            wire::start_response(wire_query, &query.name, flags, out);
-            [0; 3]
-        }
-        Err(error) => {
-            tracing::warn!(%error, name = %query.name, "answer not encodable, sending SERVFAIL");
-            flags.rcode = ResponseCode::ServFail;
-            flags.authentic_data = false;
-            wire::start_response(wire_query, &query.name, flags, out);
-            [0; 3]
-        }
-    };
-    wire::finish_response(wire_query, counts, flags.rcode, MAX_UDP_PAYLOAD, out);
 }
 
 /// Answers queries arriving on `socket` until `shutdown` is cancelled.
