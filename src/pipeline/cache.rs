@@ -17,9 +17,7 @@ use hickory_proto::{op::ResponseCode, rr::RData};
 use crate::{
     config::CacheConfig,
     metrics::Metrics,
-    pipeline::{
-        Answer, Disposition, Next, Query, Sections, SharedSections, Stage, StageFuture, Ttl,
-    },
+    pipeline::{Answer, Disposition, Next, Query, SharedSections, Stage, StageFuture, Ttl},
 };
 
 const SHARDS: usize = 32;
@@ -27,7 +25,6 @@ const SHARDS: usize = 32;
 const STALE_TTL: u32 = 30;
 
 /// What an entry answers: the question and the flags that change the answer.
-#[derive(PartialEq, Eq, Hash)]
 struct Key {
     name: String,
     qtype: u16,
@@ -77,8 +74,11 @@ impl Hasher for PreHashed {
     fn finish(&self) -> u64 {
         self.0
     }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still gets a usable hash (FNV-1a).
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
     fn write_u64(&mut self, hash: u64) {
         self.0 = hash;
@@ -192,24 +192,10 @@ impl Cache {
         };
         // Stored as they will be sent (clamped, capped at the entry's life), so a hit only
         // subtracts the entry's age.
-        let cap = |records: &[hickory_proto::rr::Record]| {
-            records
-                .iter()
-                .map(|r| {
-                    let mut r = r.clone();
-                    r.ttl = r
-                        .ttl
-                        .clamp(self.config.min_ttl, self.config.max_ttl)
-                        .min(ttl);
-                    r
-                })
-                .collect()
-        };
-        let sections = Sections {
-            answers: cap(answer.answers()),
-            authorities: cap(answer.authorities()),
-            additionals: cap(answer.additionals()),
-        };
+        let (min, max) = (self.config.min_ttl, self.config.max_ttl);
+        let sections = answer
+            .sections_as_sent()
+            .with_ttls(|t| t.clamp(min, max).min(ttl));
         let (name, qtype, qclass, dnssec_ok, checking_disabled) = Key::parts(query);
         let entry = Arc::new(Entry {
             key: Key {

@@ -188,13 +188,14 @@ pub struct Sections {
 }
 
 impl Sections {
-    fn map_ttl(&self, ttl: Ttl) -> Sections {
+    /// A copy with every TTL replaced by `ttl(TTL)`.
+    pub fn with_ttls(&self, ttl: impl Fn(u32) -> u32) -> Sections {
         let copy = |records: &[Record]| {
             records
                 .iter()
                 .map(|r| {
                     let mut r = r.clone();
-                    r.ttl = ttl.apply(r.ttl);
+                    r.ttl = ttl(r.ttl);
                     r
                 })
                 .collect()
@@ -351,7 +352,7 @@ impl Answer {
     /// The records for changing them (shared records are copied first, TTLs as sent).
     pub fn sections_mut(&mut self) -> &mut Sections {
         if let Records::Shared(shared, ttl) = &self.records {
-            self.records = Records::Owned(shared.sections.map_ttl(*ttl));
+            self.records = Records::Owned(shared.sections.with_ttls(|t| ttl.apply(t)));
         }
         match &mut self.records {
             Records::Owned(sections) => sections,
@@ -363,7 +364,7 @@ impl Answer {
     pub fn sections_as_sent(&self) -> Cow<'_, Sections> {
         match &self.records {
             Records::Owned(sections) => Cow::Borrowed(sections),
-            Records::Shared(shared, ttl) => Cow::Owned(shared.sections.map_ttl(*ttl)),
+            Records::Shared(shared, ttl) => Cow::Owned(shared.sections.with_ttls(|t| ttl.apply(t))),
         }
     }
 
@@ -371,7 +372,7 @@ impl Answer {
     pub fn into_sections(self) -> Sections {
         match self.records {
             Records::Owned(sections) => sections,
-            Records::Shared(shared, ttl) => shared.sections.map_ttl(ttl),
+            Records::Shared(shared, ttl) => shared.sections.with_ttls(|t| ttl.apply(t)),
         }
     }
 

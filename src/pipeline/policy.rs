@@ -18,10 +18,7 @@ use std::{collections::HashSet, net::IpAddr, sync::Arc, time::SystemTime};
 use hickory_proto::{
     op::ResponseCode,
     rr::{
-        rdata::{
-            svcb::{SvcParamKey, SVCB},
-            A, AAAA, HTTPS, SOA,
-        },
+        rdata::{svcb::SvcParamKey, A, AAAA, HTTPS, SOA},
         Name, RData, Record, RecordType,
     },
 };
@@ -341,19 +338,19 @@ pub fn block_answer(query: &Query, block: &Block, group: BlockAnswer) -> Answer 
 
 /// NXDOMAIN with an SOA whose minimum is the block TTL, so resolvers cache the block.
 pub fn nxdomain(query: &Query) -> Answer {
-    let sections = Sections {
-        authorities: vec![block_soa(&query.name)],
-        ..Sections::default()
-    };
-    Answer::new(ResponseCode::NXDomain, sections, Disposition::Blocked)
+    with_block_soa(query, ResponseCode::NXDomain)
 }
 
 fn nodata(query: &Query) -> Answer {
+    with_block_soa(query, ResponseCode::NoError)
+}
+
+fn with_block_soa(query: &Query, rcode: ResponseCode) -> Answer {
     let sections = Sections {
         authorities: vec![block_soa(&query.name)],
         ..Sections::default()
     };
-    Answer::new(ResponseCode::NoError, sections, Disposition::Blocked)
+    Answer::new(rcode, sections, Disposition::Blocked)
 }
 
 /// A/AAAA answers from `ips` matching the query type; NODATA for other types.
@@ -454,28 +451,19 @@ impl Stage for Policy {
     }
 }
 
-fn svcb_mut(record: &mut Record) -> Option<&mut SVCB> {
-    match &mut record.data {
-        RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb) => Some(svcb),
-        _ => None,
-    }
-}
-
+/// Whether an HTTPS or SVCB record carries an `ech` parameter.
 fn has_ech(record: &Record) -> bool {
-    match &record.data {
-        RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb) => svcb
-            .svc_params
-            .iter()
-            .any(|(key, _)| *key == SvcParamKey::EchConfigList),
-        _ => false,
-    }
+    matches!(&record.data, RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb)
+        if svcb.svc_params.iter().any(|(key, _)| *key == SvcParamKey::EchConfigList))
 }
 
 /// Removes the `ech` parameter from HTTPS and SVCB records.
 fn strip_ech(records: &mut [Record]) {
-    for svcb in records.iter_mut().filter_map(svcb_mut) {
-        svcb.svc_params
-            .retain(|(key, _)| *key != SvcParamKey::EchConfigList);
+    for record in records {
+        if let RData::HTTPS(HTTPS(svcb)) | RData::SVCB(svcb) = &mut record.data {
+            svcb.svc_params
+                .retain(|(key, _)| *key != SvcParamKey::EchConfigList);
+        }
     }
 }
 
