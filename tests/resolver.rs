@@ -207,6 +207,28 @@ async fn cache_answers_repeats_with_decreasing_ttl() {
     );
 }
 
+/// Identical misses while the upstream is still answering the first one share its answer
+/// (hickory's name-server pool joins identical requests in flight): one upstream exchange,
+/// every client answered, and a different type asked separately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_misses_in_flight_share_one_upstream_exchange() {
+    let up = Upstream::start().await;
+    let (app, _) = start_hedgerow(LOCAL, up.addr).await;
+    let dns = app.dns_addrs()[0];
+    up.delay_ms.store(300, Ordering::SeqCst);
+    let asks = (0..20).map(|i| {
+        let qtype = if i == 0 { RecordType::AAAA } else { RecordType::A };
+        ask(dns, "www.example.test.", qtype)
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    assert_eq!(up.seen.count("www.example.test", RecordType::A), 1);
+    assert_eq!(up.seen.count("www.example.test", RecordType::AAAA), 1);
+    for m in &answers[1..] {
+        assert_eq!(a_records(m), [Ipv4Addr::new(192, 0, 2, 10)]);
+    }
+    assert_eq!(answers[0].answers[0].record_type(), RecordType::AAAA);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_outside_every_group_are_refused() {
     let up = Upstream::start().await;
