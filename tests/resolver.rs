@@ -217,7 +217,11 @@ async fn identical_misses_in_flight_share_one_upstream_exchange() {
     let dns = app.dns_addrs()[0];
     up.delay_ms.store(300, Ordering::SeqCst);
     let asks = (0..20).map(|i| {
-        let qtype = if i == 0 { RecordType::AAAA } else { RecordType::A };
+        let qtype = if i == 0 {
+            RecordType::AAAA
+        } else {
+            RecordType::A
+        };
         ask(dns, "www.example.test.", qtype)
     });
     let answers = futures_util::future::join_all(asks).await;

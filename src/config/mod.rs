@@ -121,6 +121,37 @@ pub struct UpstreamSettings {
     pub attempt_timeout: Duration,
     /// After this the client gets SERVFAIL (or a stale answer).
     pub deadline: Duration,
+    /// CA certificates trusted for DNS-over-TLS upstreams instead of the built-in web roots
+    /// (an upstream with a private CA, such as a local authority's filtering service).
+    pub tls_roots: Option<TlsRoots>,
+}
+
+/// Certificates read from a PEM file.
+#[derive(Debug, Clone)]
+pub struct TlsRoots {
+    /// The file they came from.
+    pub path: PathBuf,
+    /// The certificates, in file order.
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl TlsRoots {
+    /// Reads every certificate in the PEM file at `path`; at least one is required.
+    pub fn read(path: &Path) -> Result<TlsRoots, String> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("`{}` is not valid PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("no certificates in `{}`", path.display()));
+        }
+        Ok(TlsRoots {
+            path: path.to_path_buf(),
+            certs,
+        })
+    }
 }
 
 /// Cache settings.
@@ -593,6 +624,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("s.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn tls_ca_must_hold_certificates() {
+        let missing = "[upstream]\ntls_ca = \"/nonexistent/ca.pem\"\n";
+        let err = Config::from_toml_str(missing, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml:2") && err.contains("upstream.tls_ca"),
+            "{err}"
+        );
+        assert!(err.contains("cannot read `/nonexistent/ca.pem`"), "{err}");
+        // A file with no certificate in it (this source file) is refused too.
+        let not_pem = format!("[upstream]\ntls_ca = \"{}\"\n", file!());
+        let err = Config::from_toml_str(&not_pem, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no certificates in"), "{err}");
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
 
 use super::{
     CacheConfig, Config, ConfigError, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig,
-    ScheduleConfig, ServerConfig, UpstreamConfig, UpstreamSettings,
+    ScheduleConfig, ServerConfig, TlsRoots, UpstreamConfig, UpstreamSettings,
 };
 
 /// The whole file. Every section is optional; missing values take documented defaults.
@@ -82,12 +82,14 @@ struct RawUpstream {
     servers: Vec<Spanned<String>>,
     attempt_timeout_ms: u64,
     deadline_ms: u64,
+    tls_ca: Option<Spanned<PathBuf>>,
 }
 
 impl Default for RawUpstream {
     fn default() -> Self {
         Self {
             servers: Vec::new(),
+            tls_ca: None,
             attempt_timeout_ms: 1000,
             deadline_ms: 2000,
         }
@@ -252,10 +254,18 @@ impl RawConfig {
                 "timeouts must be above zero".into(),
             ));
         }
+        let tls_roots = match &self.upstream.tls_ca {
+            Some(path) => Some(
+                TlsRoots::read(path.get_ref())
+                    .map_err(|reason| invalid(path.span(), "upstream.tls_ca", reason))?,
+            ),
+            None => None,
+        };
         let upstream = UpstreamSettings {
             servers,
             attempt_timeout: Duration::from_millis(self.upstream.attempt_timeout_ms),
             deadline: Duration::from_millis(self.upstream.deadline_ms),
+            tls_roots,
         };
 
         let c = self.cache;

@@ -25,7 +25,7 @@ use hickory_resolver::{
 use prometheus::IntCounter;
 
 use crate::{
-    config::{UpstreamConfig, UpstreamSettings},
+    config::{TlsRoots, UpstreamConfig, UpstreamSettings},
     metrics::Metrics,
     pipeline::{Answer, Disposition, Next, Query, Sections, Stage, StageFuture},
 };
@@ -59,6 +59,22 @@ struct Upstream {
     timeouts: IntCounter,
 }
 
+/// A TLS client trusting only `roots` (hickory's settings otherwise: ring, safe versions).
+fn client_config(roots: &TlsRoots) -> Result<rustls::ClientConfig, String> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in &roots.certs {
+        store
+            .add(cert.clone())
+            .map_err(|e| format!("`{}`: {e}", roots.path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(store)
+        .with_no_client_auth())
+}
+
 /// The forward stage: always the last in the chain.
 pub struct Forward {
     upstreams: Vec<Upstream>,
@@ -75,11 +91,9 @@ impl Forward {
         let mut upstreams = Vec::new();
         for server in &settings.servers {
             let label = server.to_string();
-            let pool = Self::pool(server, settings.attempt_timeout).map_err(|reason| {
-                ForwardError::Tls {
-                    upstream: label.clone(),
-                    reason,
-                }
+            let pool = Self::pool(server, settings).map_err(|reason| ForwardError::Tls {
+                upstream: label.clone(),
+                reason,
             })?;
             let outcome = |o: &str| metrics.upstream.with_label_values(&[label.as_str(), o]);
             upstreams.push(Upstream {
@@ -100,7 +114,7 @@ impl Forward {
 
     fn pool(
         server: &UpstreamConfig,
-        timeout: Duration,
+        settings: &UpstreamSettings,
     ) -> Result<NameServerPool<TokioRuntimeProvider>, String> {
         let connections = match &server.tls_name {
             Some(name) => {
@@ -118,11 +132,14 @@ impl Forward {
         };
         let ns = NameServerConfig::new(server.addr.ip(), true, connections);
         let mut opts = ResolverOpts::default();
-        opts.timeout = timeout;
+        opts.timeout = settings.attempt_timeout;
         opts.attempts = 1;
         opts.edns_payload_len = UPSTREAM_PAYLOAD;
         opts.num_concurrent_reqs = 1;
-        let tls = TlsConfig::new().map_err(|e| e.to_string())?;
+        let mut tls = TlsConfig::new().map_err(|e| e.to_string())?;
+        if let Some(roots) = &settings.tls_roots {
+            tls.config = client_config(roots)?;
+        }
         let cx = Arc::new(PoolContext::new(opts, tls));
         Ok(NameServerPool::from_config(
             [ns],

@@ -368,10 +368,11 @@ pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, Pa
     start_hedgerow_with(config, upstream, Overrides::default()).await
 }
 
-/// As [`start_hedgerow`], with more overrides (an injected clock, say).
+/// As [`start_hedgerow`], with more overrides (an injected clock, say); with `upstream`
+/// `None`, the configuration's own upstreams are used.
 pub async fn start_hedgerow_with(
     config: &str,
-    upstream: SocketAddr,
+    upstream: impl Into<Option<SocketAddr>>,
     overrides: Overrides,
 ) -> (Hedgerow, PathBuf) {
     let dir = scratch_dir("cfg");
@@ -394,7 +395,7 @@ pub async fn start_hedgerow_with(
     };
     std::fs::write(&path, text).unwrap();
     let overrides = Overrides {
-        upstreams: vec![upstream],
+        upstreams: upstream.into().into_iter().collect(),
         ..overrides
     };
     let app = Hedgerow::start(Some(path.clone()), overrides)
