@@ -72,6 +72,7 @@ fn pipeline_bench(c: &mut Criterion) {
         sink: None,
         lists: Arc::new(Blocklists::empty()),
         cache: Arc::new(CacheStore::new()),
+        buckets: Default::default(),
         clock: system_clock(),
         neighbours: Default::default(),
     };

@@ -108,6 +108,7 @@ impl Hedgerow {
             sink: None,
             lists,
             cache: Arc::new(CacheStore::new()),
+            buckets: Default::default(),
             clock: overrides.clock.clone().unwrap_or_else(system_clock),
             neighbours: Neighbours::default(),
         };

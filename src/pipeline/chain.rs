@@ -14,7 +14,7 @@ use crate::{
         forward::Forward,
         identify::{Group, GroupNetworks, Identify},
         policy::{GroupPolicy, NameSet, Policy},
-        ratelimit::RateLimit,
+        ratelimit::{Buckets, RateLimit},
         record::{QuerySink, Record},
         safesearch::SafeSearch,
         Pipeline, Stage,
@@ -39,6 +39,8 @@ pub struct ChainParts {
     pub lists: Arc<Blocklists>,
     /// Cached answers (kept across reloads).
     pub cache: Arc<CacheStore>,
+    /// Rate-limit buckets (kept across reloads).
+    pub buckets: Arc<Buckets>,
     /// The clock schedules and grants are judged by.
     pub clock: Clock,
     /// The neighbour table, for devices pinned by MAC address.
@@ -155,7 +157,7 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
                 .with_macs(mac_devices(config, &groups), parts.neighbours.clone()),
         ),
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
-        Arc::new(RateLimit::new(config.rate_limit)),
+        Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone())),
         // Decides on the name as asked, before any rewrite or cached answer can be served;
         // it also checks CNAME targets in what comes back from below.
         Arc::new(Policy::new(

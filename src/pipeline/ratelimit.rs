@@ -2,7 +2,12 @@
 //! spoofed flood cannot starve the others. Over-limit queries get REFUSED (as small as the
 //! query, so no amplification).
 
-use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use hickory_proto::op::ResponseCode;
 
@@ -22,20 +27,34 @@ struct Bucket {
     updated: Instant,
 }
 
+/// Every client's bucket, kept across reloads (the stage is rebuilt, this is not), so a
+/// configuration reload does not hand a flooding device a fresh burst.
+pub struct Buckets {
+    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
 /// The rate-limit stage.
 pub struct RateLimit {
     qps: f64,
     burst: f64,
-    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
+    buckets: Arc<Buckets>,
 }
 
 impl RateLimit {
-    /// A limiter allowing `qps` per client with bursts of `burst`.
-    pub fn new(config: RateLimitConfig) -> RateLimit {
+    /// A limiter allowing `qps` per client with bursts of `burst`, over `buckets`.
+    pub fn new(config: RateLimitConfig, buckets: Arc<Buckets>) -> RateLimit {
         RateLimit {
             qps: f64::from(config.qps),
             burst: f64::from(config.burst.max(1)),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            buckets,
         }
     }
 
@@ -48,7 +67,7 @@ impl RateLimit {
             IpAddr::V4(v4) => v4.octets()[3] as usize,
             IpAddr::V6(v6) => v6.octets()[15] as usize,
         } % SHARDS;
-        let Ok(mut buckets) = self.shards[shard].lock() else {
+        let Ok(mut buckets) = self.buckets.shards[shard].lock() else {
             return true;
         };
         if buckets.len() >= MAX_CLIENTS_PER_SHARD && !buckets.contains_key(&client) {
@@ -79,7 +98,7 @@ impl Stage for RateLimit {
     }
 
     fn handle<'a>(&'a self, query: &'a mut Query, next: Next<'a>) -> StageFuture<'a> {
-        if self.admit(query.client, Instant::now()) {
+        if self.admit(query.client, query.received) {
             next.run(query)
         } else {
             Box::pin(async {
@@ -97,7 +116,7 @@ mod tests {
 
     #[test]
     fn burst_then_refill() {
-        let rl = RateLimit::new(RateLimitConfig { qps: 10, burst: 5 });
+        let rl = RateLimit::new(RateLimitConfig { qps: 10, burst: 5 }, Default::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
         assert_eq!((0..8).filter(|_| rl.admit(ip, t0)).count(), 5);
@@ -109,8 +128,20 @@ mod tests {
     }
 
     #[test]
+    fn buckets_outlive_a_rebuilt_stage() {
+        let buckets = Arc::new(Buckets::default());
+        let config = RateLimitConfig { qps: 1, burst: 3 };
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        let before = RateLimit::new(config, buckets.clone());
+        assert_eq!((0..5).filter(|_| before.admit(ip, t0)).count(), 3);
+        let after = RateLimit::new(config, buckets);
+        assert!(!after.admit(ip, t0), "a reload gives no fresh burst");
+    }
+
+    #[test]
     fn zero_qps_means_no_limit() {
-        let rl = RateLimit::new(RateLimitConfig { qps: 0, burst: 0 });
+        let rl = RateLimit::new(RateLimitConfig { qps: 0, burst: 0 }, Default::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!((0..10_000).all(|_| rl.admit(ip, Instant::now())));
     }
