@@ -1,6 +1,7 @@
-//! The DNS listener: UDP and TCP sockets served by hickory-server, and the bridge
-//! ([`Handler`]) that turns a hickory request into a pipeline [`Query`] and the pipeline's
-//! [`Answer`] into a response.
+//! The DNS listeners — TCP served by hickory-server, UDP by our own batched loop (plain queries
+//! read and answered with [`crate::wire`]) — and the bridge ([`Handler`]) that turns a hickory
+//! request into a pipeline [`Query`] and the pipeline's [`Answer`](crate::pipeline::Answer)
+//! into a response (TCP, and unusual UDP queries).
 //!
 //! The pipeline in force sits behind an [`ArcSwap`], so a reload swaps it between two queries
 //! without dropping any.
@@ -230,7 +231,7 @@ impl Sockets {
             .collect()
     }
 
-    /// Starts serving `handler` on every socket: UDP with our own loop (see [`udp`]), TCP
+    /// Starts serving `handler` on every socket: UDP with our own batched loop, TCP
     /// with hickory-server (pipelining, idle timeouts, framing).
     pub fn serve(self, handler: Handler, tcp_idle_timeout: Duration) -> Listeners {
         let shutdown = CancellationToken::new();

@@ -3,8 +3,9 @@
 //! hickory-server's `Server` spawns a task for every datagram and hands every answer to a
 //! channel that another task writes to the socket. Profiling `hedgerow serve` under dnsperf
 //! showed that machinery, not the pipeline, dominating a cached answer's cost, so UDP gets this
-//! loop instead. It answers cached and blocked names inline, without a spawn or a channel hop;
-//! only a query that has to wait (an upstream exchange) is moved to its own task.
+//! loop instead. It reads and writes datagrams in batches ([`super::batch`]) and answers cached
+//! and blocked names inline, without a spawn or a channel hop; only a query that has to wait
+//! (an upstream exchange) is moved to its own task, which sends its own answer.
 //!
 //! Plain queries (nearly all of them) take the fast path: read with [`WireQuery`], answered
 //! with [`crate::wire`]'s writer (a cache hit is a copy of pre-encoded bytes). Anything else —
