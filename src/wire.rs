@@ -118,8 +118,16 @@ impl WireQuery {
             let version = *bytes.get(at + 6)?;
             let opt_flags = u16_at(bytes, at + 7)?;
             let rdlen = usize::from(u16_at(bytes, at + 9)?);
-            at += 11 + rdlen;
+            at += 11;
             if version != 0 {
+                return None;
+            }
+            // Options (a cookie, padding, …) are not used, but must be well formed.
+            let end = at + rdlen;
+            while at < end {
+                at += 4 + usize::from(u16_at(bytes, at + 2)?);
+            }
+            if at != end {
                 return None;
             }
             Some(ClientEdns {
@@ -616,6 +624,60 @@ mod tests {
         let reparsed = Message::from_vec(&direct).unwrap();
         assert_eq!(reparsed.answers[1].ttl, 60);
         assert_eq!(direct.len(), out.len());
+    }
+
+    /// Differential check on mutated queries: the reader never panics, and whatever it
+    /// accepts hickory reads the same way (ID, name in its case, type, class, EDNS).
+    #[test]
+    fn accepts_only_what_hickory_reads_the_same() {
+        let seeds = [
+            query_bytes("www.Example.com.", true),
+            query_bytes("a.b.c.d.e.f.example.co.uk.", false),
+            query_bytes(".", true),
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for i in 0..30_000u32 {
+            let mut bytes = seeds[i as usize % seeds.len()].clone();
+            for _ in 0..=next() % 3 {
+                let at = next() as usize % bytes.len();
+                match next() % 4 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes[at] ^= 1 << (next() % 8),
+                    2 => bytes.truncate(at),
+                    _ => bytes.insert(at, next() as u8),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let Some(ours) = WireQuery::read(&bytes) else {
+                continue;
+            };
+            accepted += 1;
+            let theirs = Message::from_vec(&bytes)
+                .unwrap_or_else(|e| panic!("accepted what hickory rejects ({e}): {bytes:02x?}"));
+            assert_eq!(ours.id, theirs.metadata.id);
+            assert!(ours.name.eq_case(theirs.queries[0].name()), "{bytes:02x?}");
+            assert_eq!(ours.qtype, theirs.queries[0].query_type());
+            assert_eq!(theirs.queries[0].query_class(), DNSClass::IN);
+            assert_eq!(ours.recursion_desired(), theirs.metadata.recursion_desired);
+            assert_eq!(ours.checking_disabled(), theirs.metadata.checking_disabled);
+            assert_eq!(ours.edns.is_some(), theirs.edns.is_some(), "{bytes:02x?}");
+            if let (Some(o), Some(t)) = (ours.edns, theirs.edns.as_ref()) {
+                // hickory raises payloads below 512 to 512, as `max_response` does.
+                assert_eq!(o.payload.max(512), t.max_payload());
+                assert_eq!(o.dnssec_ok, t.flags().dnssec_ok);
+            }
+        }
+        // The mutations must leave plenty of accepted inputs, or this checks nothing.
+        assert!(accepted > 3_000, "only {accepted} accepted");
     }
 
     #[test]
