@@ -272,6 +272,7 @@ pub fn write_answer(
                     &sections.additionals,
                 ],
                 query.dnssec_ok,
+                None,
             )
         }
     };
@@ -305,15 +306,29 @@ pub fn write_answer(
 #[error("cannot encode a {0} record")]
 pub struct EncodeError(RecordType);
 
-/// Appends `records` to `out` (a response whose question is `qname`) and returns how many
-/// were written and where each TTL field sits. DNSSEC records are left out unless
-/// `dnssec_ok`.
-fn write_records<'r>(
+/// Appends the three sections to `out` (a response whose question is `qname`, or a buffer of
+/// pre-encoded sections), noting where each TTL field sits when `ttl_offsets` is given;
+/// returns the record counts. DNSSEC records are left out unless `dnssec_ok`.
+fn write_sections(
     out: &mut Vec<u8>,
     qname: &Name,
-    records: impl Iterator<Item = &'r Record>,
+    sections: [&[Record]; 3],
     dnssec_ok: bool,
-    ttl_offsets: &mut Vec<u16>,
+    mut ttl_offsets: Option<&mut Vec<u16>>,
+) -> Result<[u16; 3], EncodeError> {
+    let mut counts = [0u16; 3];
+    for (count, records) in counts.iter_mut().zip(sections) {
+        *count = write_records(out, qname, records, dnssec_ok, ttl_offsets.as_deref_mut())?;
+    }
+    Ok(counts)
+}
+
+fn write_records(
+    out: &mut Vec<u8>,
+    qname: &Name,
+    records: &[Record],
+    dnssec_ok: bool,
+    mut ttl_offsets: Option<&mut Vec<u16>>,
 ) -> Result<u16, EncodeError> {
     let mut count = 0u16;
     for record in records {
@@ -329,7 +344,9 @@ fn write_records<'r>(
         }
         out.extend_from_slice(&u16::from(rtype).to_be_bytes());
         out.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
-        ttl_offsets.push(u16::try_from(out.len()).map_err(|_| failed())?);
+        if let Some(offsets) = ttl_offsets.as_deref_mut() {
+            offsets.push(u16::try_from(out.len()).map_err(|_| failed())?);
+        }
         out.extend_from_slice(&record.ttl.to_be_bytes());
         let rdlen_at = out.len();
         out.extend_from_slice(&[0, 0]);
@@ -387,23 +404,6 @@ fn write_rdata(out: &mut Vec<u8>, data: &RData) -> Result<(), ProtoError> {
     Ok(())
 }
 
-/// Appends the three sections to a response started with [`start_response`]; returns the
-/// record counts.
-fn write_sections(
-    out: &mut Vec<u8>,
-    qname: &Name,
-    sections: [&[Record]; 3],
-    dnssec_ok: bool,
-) -> Result<[u16; 3], EncodeError> {
-    let mut ttls = Vec::new();
-    let mut counts = [0u16; 3];
-    for (count, records) in counts.iter_mut().zip(sections) {
-        *count = write_records(out, qname, records.iter(), dnssec_ok, &mut ttls)?;
-        ttls.clear();
-    }
-    Ok(counts)
-}
-
 /// Three answer sections encoded once, to be copied into many responses with their TTLs
 /// lowered by the entry's age.
 ///
@@ -428,16 +428,13 @@ impl Encoded {
     ) -> Result<Encoded, EncodeError> {
         let mut bytes = Vec::new();
         let mut ttl_offsets = Vec::new();
-        let mut counts = [0u16; 3];
-        for (count, records) in counts.iter_mut().zip(sections) {
-            *count = write_records(
-                &mut bytes,
-                qname,
-                records.iter(),
-                dnssec_ok,
-                &mut ttl_offsets,
-            )?;
-        }
+        let counts = write_sections(
+            &mut bytes,
+            qname,
+            sections,
+            dnssec_ok,
+            Some(&mut ttl_offsets),
+        )?;
         Ok(Encoded {
             qname: qname.clone(),
             bytes,
@@ -618,8 +615,14 @@ mod tests {
         // Written directly, the same records give the same bytes.
         let mut direct = Vec::new();
         start_response(&q, &q.name, flags, &mut direct);
-        let counts =
-            write_sections(&mut direct, &qname, [&answers, &authorities, &[]], false).unwrap();
+        let counts = write_sections(
+            &mut direct,
+            &qname,
+            [&answers, &authorities, &[]],
+            false,
+            None,
+        )
+        .unwrap();
         finish_response(&q, counts, ResponseCode::NoError, 1232, &mut direct);
         let reparsed = Message::from_vec(&direct).unwrap();
         assert_eq!(reparsed.answers[1].ttl, 60);
