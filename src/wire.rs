@@ -258,7 +258,7 @@ pub fn write_answer(
     };
     start_response(wire_query, &query.name, flags, out);
     let counts = match answer.encoded() {
-        Some((encoded, ttl)) if encoded.is_for(&query.name) => {
+        Some((encoded, ttl)) if encoded.is_for(&query.key) => {
             Ok(encoded.write(out, |stored| ttl.apply(stored)))
         }
         _ => {
@@ -412,7 +412,8 @@ fn write_rdata(out: &mut Vec<u8>, data: &RData) -> Result<(), ProtoError> {
 /// depend on its case.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    qname: Name,
+    /// The question name it was encoded for, as a matching key (lower case, no final dot).
+    key: String,
     bytes: Vec<u8>,
     counts: [u16; 3],
     /// Where each TTL sits in `bytes`.
@@ -436,16 +437,17 @@ impl Encoded {
             Some(&mut ttl_offsets),
         )?;
         Ok(Encoded {
-            qname: qname.clone(),
+            key: crate::pipeline::name_key(qname),
             bytes,
             counts,
             ttl_offsets,
         })
     }
 
-    /// Whether these bytes are valid in a response to `qname` (the same name, in any case).
-    pub fn is_for(&self, qname: &Name) -> bool {
-        &self.qname == qname
+    /// Whether these bytes are valid in a response to the name whose matching key is `key`
+    /// ([`Query::key`]: the same name, in any case).
+    pub fn is_for(&self, key: &str) -> bool {
+        self.key == key
     }
 
     /// Appends the records to `out` with each TTL replaced by `ttl(stored TTL)`; returns the

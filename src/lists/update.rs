@@ -185,25 +185,48 @@ fn write_meta(path: &Path, meta: &CacheMeta) -> Result<(), ListError> {
         .map_err(|e| ListError::io(&p, e))
 }
 
-/// Non-blank lines in a reader.
-fn count_lines(mut r: impl Read) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 << 10];
-    let (mut lines, mut blank) = (0u64, true);
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
+/// Counts non-blank lines in text fed to it in pieces.
+struct LineCounter {
+    lines: u64,
+    /// Whether the current line has nothing but whitespace so far.
+    blank: bool,
+}
+
+impl LineCounter {
+    fn new() -> LineCounter {
+        LineCounter {
+            lines: 0,
+            blank: true,
         }
-        for &b in &buf[..n] {
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             if b == b'\n' {
-                lines += u64::from(!blank);
-                blank = true;
+                self.lines += u64::from(!self.blank);
+                self.blank = true;
             } else if !b.is_ascii_whitespace() {
-                blank = false;
+                self.blank = false;
             }
         }
     }
-    Ok(lines + u64::from(!blank))
+
+    fn finish(self) -> u64 {
+        self.lines + u64::from(!self.blank)
+    }
+}
+
+/// Non-blank lines in a reader.
+fn count_lines(mut r: impl Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut counter = LineCounter::new();
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(counter.finish());
+        }
+        counter.feed(&buf[..n]);
+    }
 }
 
 fn now_unix() -> u64 {
@@ -350,7 +373,8 @@ fn save_body(body: impl Read, part: &Path, max: u64) -> io::Result<(u64, u64)> {
     let mut body = body.take(max + 1);
     let mut f = File::create(part)?;
     let mut buf = vec![0u8; 64 << 10];
-    let (mut bytes, mut lines, mut blank) = (0u64, 0u64, true);
+    let mut bytes = 0u64;
+    let mut lines = LineCounter::new();
     loop {
         let n = body.read(&mut buf)?;
         if n == 0 {
@@ -360,18 +384,11 @@ fn save_body(body: impl Read, part: &Path, max: u64) -> io::Result<(u64, u64)> {
         if bytes > max {
             return Err(io::Error::other(format!("larger than {max} bytes")));
         }
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                lines += u64::from(!blank);
-                blank = true;
-            } else if !b.is_ascii_whitespace() {
-                blank = false;
-            }
-        }
+        lines.feed(&buf[..n]);
         f.write_all(&buf[..n])?;
     }
     f.sync_all()?;
-    Ok((bytes, lines + u64::from(!blank)))
+    Ok((bytes, lines.finish()))
 }
 
 #[cfg(test)]
