@@ -7,6 +7,7 @@ use std::{net::UdpSocket, sync::Arc, time::SystemTime};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use hedgerow::{
+    clock::Clock,
     config::Config,
     lists::{Blocklists, BlocklistsBuilder, EntryKind, Severity},
     metrics::Metrics,
@@ -16,7 +17,6 @@ use hedgerow::{
         policy::{decide, Context, GroupPolicy},
         Query, Transport,
     },
-    schedule::system_clock,
     wire::{self, WireQuery},
 };
 use hickory_proto::{
@@ -73,7 +73,7 @@ fn pipeline_bench(c: &mut Criterion) {
         lists: Arc::new(Blocklists::empty()),
         cache: Arc::new(CacheStore::new()),
         buckets: Default::default(),
-        clock: system_clock(),
+        clock: Clock::system(),
         neighbours: Default::default(),
     };
     let pipeline = rt

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     audit::{AuditLog, AuditRecord},
+    clock::Clock,
     config::{Config, ConfigError},
     lists::{compile, Blocklists, CompileOptions, IllegalSource, ListError, Manifest},
     metrics::{Metrics, MetricsError},
@@ -26,7 +27,6 @@ use crate::{
         chain::{self, ChainError, ChainParts},
         Pipeline,
     },
-    schedule::{system_clock, Clock},
     server::{Handler, ListenError, Listeners, Sockets},
 };
 
@@ -109,7 +109,7 @@ impl Hedgerow {
             lists,
             cache: Arc::new(CacheStore::new()),
             buckets: Default::default(),
-            clock: overrides.clock.clone().unwrap_or_else(system_clock),
+            clock: overrides.clock.clone().unwrap_or_default(),
             neighbours: Neighbours::default(),
         };
         let pipeline = chain::build(&config, &parts)?;

@@ -23,7 +23,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod clock;
 pub mod config;
+pub mod event;
 pub mod http;
 pub mod lists;
 pub mod lookup;

@@ -4,18 +4,7 @@
 //! last Sunday of March to 01:00 UTC on the last Sunday of October) are built in, with `UTC`
 //! and fixed offsets for anything else. No time-zone database is needed.
 
-use std::{
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
-
-/// Where "now" comes from; tests inject a fixed instant.
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(SystemTime::now)
-}
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The school's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

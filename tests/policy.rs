@@ -255,7 +255,7 @@ async fn schedules_follow_the_school_clock() {
     let now = Arc::new(std::sync::atomic::AtomicU64::new(1_795_437_000));
     let clock_now = now.clone();
     let overrides = Overrides {
-        clock: Some(Arc::new(move || {
+        clock: Some(hedgerow::clock::Clock::from_fn(move || {
             UNIX_EPOCH + Duration::from_secs(clock_now.load(std::sync::atomic::Ordering::SeqCst))
         })),
         ..Default::default()

@@ -19,10 +19,9 @@
 //! The order of categories fixes their bit (0..32) in the compiled artifact; configuration
 //! refers to categories by `id`, never by bit.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::artifact::hex;
@@ -32,27 +31,7 @@ use super::parse::Format;
 /// At most this many categories: one bit each in a `u32`.
 pub const MAX_CATEGORIES: usize = 32;
 
-/// How serious a category is (drives reporting and defaults, not matching).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Illegal or seriously harmful content.
-    High,
-    /// Harmful or inappropriate for most pupils.
-    Medium,
-    /// Distracting or policy-dependent (games, social networks).
-    Low,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        })
-    }
-}
+pub use crate::event::Severity;
 
 /// One `[[category]]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

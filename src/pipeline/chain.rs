@@ -5,6 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
+    clock::Clock,
     config::{Config, GroupConfig},
     lists::Blocklists,
     metrics::Metrics,
@@ -19,7 +20,7 @@ use crate::{
         safesearch::SafeSearch,
         Pipeline, Stage,
     },
-    schedule::{Clock, Schedule},
+    schedule::Schedule,
 };
 
 /// Stages that could not be built, each error prefixed with its stage's name.

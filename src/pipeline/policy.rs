@@ -24,9 +24,10 @@ use hickory_proto::{
 };
 
 use crate::{
+    clock::Clock,
     lists::{Blocklists, IllegalKind, Severity},
     pipeline::{Answer, Disposition, Next, Query, Sections, Stage, StageFuture},
-    schedule::{Clock, Schedule},
+    schedule::Schedule,
 };
 
 /// TTL of block answers and of their SOA minimum (how long devices cache a block).
@@ -411,7 +412,7 @@ impl Policy {
             group: &group.name,
             policy: &group.policy,
             lists: &self.lists,
-            now: (self.clock)(),
+            now: self.clock.now(),
             illegal_proxy: self.illegal_proxy,
         }
     }
