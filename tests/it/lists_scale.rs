@@ -13,9 +13,7 @@ use std::time::Instant;
 
 use hedgerow::lists::{compile, Blocklists, CompileOptions, Manifest};
 
-#[path = "common/rng.rs"]
-mod rng;
-use rng::Rng;
+use crate::common::rng::Rng;
 
 #[test]
 #[ignore = "scale measurement: run explicitly in release mode"]

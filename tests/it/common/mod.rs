@@ -2,4 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod rng;
 pub mod shared_data;
+pub mod tempdir;
+pub mod tools;

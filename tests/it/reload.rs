@@ -1,8 +1,6 @@
 //! Swapping compiled lists under load, rejecting a corrupt artifact, and refusing to start
 //! unfiltered.
 
-mod common;
-
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -13,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use common::dns::{ask, scratch_dir, start_hedgerow, Upstream};
+use crate::common::dns::{ask, scratch_dir, start_hedgerow, Upstream};
 use hedgerow::{
     app::{compile_options, Hedgerow, Overrides},
     config::Config,
@@ -73,7 +71,7 @@ async fn lists_swap_under_load_without_a_failed_query() {
         let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let m = common::dns::udp_query(
+                let m = crate::common::dns::udp_query(
                     dns,
                     "www.example.test.",
                     RecordType::A,
@@ -134,7 +132,7 @@ async fn lists_swap_under_load_without_a_failed_query() {
         1,
         "games.test is no longer listed"
     );
-    common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"ok\"}");
+    crate::common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"ok\"}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +173,7 @@ async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
         ResponseCode::NXDomain,
         "old lists still in force"
     );
-    common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"error\"} 1");
+    crate::common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"error\"} 1");
     // Truncated.
     replace_with(&|b| b.truncate(10));
     let err = app.reload().unwrap_err().to_string();
@@ -188,7 +186,10 @@ async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
         ResponseCode::NXDomain
     );
     let m = ask(dns, "www.example.test.", RecordType::A).await;
-    assert_eq!(common::dns::a_records(&m), [Ipv4Addr::new(192, 0, 2, 10)]);
+    assert_eq!(
+        crate::common::dns::a_records(&m),
+        [Ipv4Addr::new(192, 0, 2, 10)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,11 +231,11 @@ async fn metrics_follow_groups_across_a_reload() {
     std::fs::write(&cfg, text).unwrap();
     app.reload().unwrap();
     ask(dns, "www.example.test.", RecordType::A).await;
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_queries_total{disposition=\"forwarded\",group=\"pupils\",qtype=\"A\"} 1",
     );
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_queries_total{disposition=\"cached\",group=\"staff\",qtype=\"A\"} 1",
     );

@@ -9,8 +9,6 @@
 //! Groups: pupils (127.0.0.1) everything strict; staff (127.0.0.4) Google, Bing and DuckDuckGo
 //! with YouTube moderate; guests (127.0.0.5) no SafeSearch.
 
-mod common;
-
 use std::{
     collections::HashSet,
     io::Read,
@@ -19,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::dns::{a_records, start_hedgerow, udp_query, Ask, Upstream, Zone};
+use crate::common::dns::{a_records, start_hedgerow, udp_query, Ask, Upstream, Zone};
 use hedgerow::pipeline::safesearch::{decide, Decision, SafeSearchConfig, Target, YouTubeMode};
 use hickory_proto::{
     op::{Message, ResponseCode},
@@ -285,38 +283,6 @@ struct Reply {
     authority: Vec<Rr>,
 }
 
-fn required(tool: &str, check: &mut Command, install: &str) -> bool {
-    let ok = check
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {tool} is not available ({install})"
-        );
-        eprintln!("skipped: {tool} is not available ({install})");
-    }
-    ok
-}
-
-fn dig_available() -> bool {
-    required(
-        "`dig`",
-        Command::new("dig").arg("-v"),
-        "apt-get install bind9-dnsutils",
-    )
-}
-
-fn dnspython_available() -> bool {
-    required(
-        "Python's dnspython",
-        Command::new("python3").args(["-c", "import dns.message, dns.query"]),
-        "pip install dnspython",
-    )
-}
-
 /// Runs `cmd` to completion within `limit`, returning stdout; kills it and panics on timeout.
 fn run(mut cmd: Command, limit: Duration) -> String {
     let what = format!("{cmd:?}");
@@ -541,7 +507,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_engine_mode_and_type_with_dig() {
-    if !dig_available() {
+    if !crate::common::tools::dig() {
         return;
     }
     let up = upstream().await;
@@ -554,7 +520,7 @@ async fn every_engine_mode_and_type_with_dig() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_engine_mode_and_type_with_dnspython() {
-    if !dnspython_available() {
+    if !crate::common::tools::dnspython() {
         return;
     }
     let up = upstream().await;
@@ -661,9 +627,9 @@ async fn unenforceable_engines_are_blocked_for_pupils_only() {
         assert_eq!(v4(&m), HashSet::from([plain_v4(plain_n(name))]), "{name}");
     }
     // The block is logged with its own label.
-    common::dns::assert_metric(&app, "reason=\"safesearch_unenforceable\"");
+    crate::common::dns::assert_metric(&app, "reason=\"safesearch_unenforceable\"");
 
-    if dig_available() {
+    if crate::common::tools::dig() {
         let replies = dig(
             dns,
             PUPILS,
@@ -757,7 +723,7 @@ fn moderate_everything() -> SafeSearchConfig {
 /// rewritten by us to the same target.
 #[test]
 fn adguard_home_rewrites_are_all_covered() {
-    let Some(data) = common::shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let dir = data.join("safesearch/adguardhome");
@@ -804,7 +770,7 @@ fn adguard_home_rewrites_are_all_covered() {
 /// The other published style pins the bare names (`google.<tld>`, `bing.com`) by address.
 #[test]
 fn clefspeare13_bare_names_are_covered() {
-    let Some(data) = common::shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let text =
@@ -837,7 +803,7 @@ fn clefspeare13_bare_names_are_covered() {
 /// lock; it now has one, so Ecosia is rewritten rather than blocked.
 #[test]
 fn hagezi_nosafesearch_coverage() {
-    let Some(data) = common::shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let text =

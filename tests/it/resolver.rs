@@ -1,15 +1,13 @@
 //! The resolver core over real sockets: Hedgerow on 127.0.0.1:0 in front of an in-process
 //! authoritative upstream, both on loopback.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use common::dns::{a_records, ask, start_hedgerow, tcp_query, udp_query, Ask, Upstream};
+use crate::common::dns::{a_records, ask, start_hedgerow, tcp_query, udp_query, Ask, Upstream};
 use hickory_proto::{
     op::{Edns, Message, Query, ResponseCode},
     rr::{Name, RData, RecordType},
@@ -201,7 +199,7 @@ async fn cache_answers_repeats_with_decreasing_ttl() {
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(up.seen.count("nothing.example.test", RecordType::A), 1);
 
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_queries_total{disposition=\"cached\",group=\"local\",qtype=\"A\"} 3",
     );
@@ -252,7 +250,7 @@ async fn clients_outside_every_group_are_refused() {
         0,
         "nothing forwarded for outsiders"
     );
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_queries_total{disposition=\"refused\",group=\"none\",qtype=\"A\"} 1",
     );
@@ -305,7 +303,7 @@ async fn upstream_down_gives_servfail_within_the_deadline() {
     // And the server keeps answering.
     let m = ask(dns, "www.example.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_upstream_responses_total{outcome=\"timeout\"",
     );
@@ -375,7 +373,7 @@ async fn rate_limit_refuses_a_flooding_client_only() {
         .await
         .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    common::dns::assert_metric(&app, "disposition=\"rate_limited\"");
+    crate::common::dns::assert_metric(&app, "disposition=\"rate_limited\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +412,7 @@ async fn group_deny_blocks_subdomains_and_allow_wins_when_more_specific() {
         .await
         .unwrap();
     assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 51)]);
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_blocked_total{group=\"pupils\",reason=\"deny\"} 4",
     );

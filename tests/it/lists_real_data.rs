@@ -8,14 +8,9 @@
 //! * the map counts distinct names; a hosts line can carry several names and lists repeat names,
 //!   so `entries` (names produced) can exceed `distinct`.
 
-#[path = "common/tempdir.rs"]
-mod tempdir;
-use tempdir::TempDir;
+use crate::common::tempdir::TempDir;
 
 use hedgerow::pipeline::policy::{decide, Context, Decision, GroupPolicy};
-
-#[path = "common/shared_data.rs"]
-mod shared_data;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
@@ -88,7 +83,7 @@ fn check(data: &Path, rel: &str, format: Format, e: Expect) -> Parsed {
 
 #[test]
 fn importer_counts_on_real_lists() {
-    let Some(data) = shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let d = data.as_path();
@@ -258,7 +253,7 @@ fn importer_counts_on_real_lists() {
 
 #[test]
 fn same_list_in_different_syntaxes_gives_the_same_names() {
-    let Some(data) = shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let d = data.as_path();
@@ -424,7 +419,7 @@ fn manifest_for(dir: &Path, categories: &[(&str, Vec<(PathBuf, Format)>)]) -> Ma
 /// sample queries, the set of categories we match equals `matched_categories`.
 #[test]
 fn real_multi_category_compile_matches_workload_truth() {
-    let Some(data) = shared_data::shared_data() else {
+    let Some(data) = crate::common::shared_data::shared_data() else {
         return;
     };
     let tmp = TempDir::new("truth");

@@ -1,7 +1,5 @@
 //! The real `hedgerow` binary, driven by clients nobody here wrote (`dig`) and by signals.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -10,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use common::dns::{scratch_dir, Upstream};
+use crate::common::dns::{scratch_dir, Upstream};
 
 /// A running `hedgerow serve`; killed on drop.
 struct Running {
@@ -91,18 +89,6 @@ fn serve(config: &std::path::Path, upstream: SocketAddr) -> Running {
     running
 }
 
-fn dig_available() -> bool {
-    let found = Command::new("dig").arg("-v").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but `dig` is not installed"
-        );
-        eprintln!("skipped: `dig` not installed (apt-get install bind9-dnsutils)");
-    }
-    found
-}
-
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("dig")
         .arg(format!("@{}", server.ip()))
@@ -127,7 +113,7 @@ const CONFIG: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_sees_answers_blocks_and_truncation() {
-    if !dig_available() {
+    if !crate::common::tools::dig() {
         return;
     }
     let up = Upstream::start().await;
@@ -181,7 +167,7 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     let mut h = serve(&config, up.addr);
     let dns = h.dns;
     let blocked = |name: &'static str| async move {
-        let m = common::dns::ask(dns, name, hickory_proto::rr::RecordType::A).await;
+        let m = crate::common::dns::ask(dns, name, hickory_proto::rr::RecordType::A).await;
         m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain
     };
     assert!(blocked("play.games.test.").await);

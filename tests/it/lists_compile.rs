@@ -2,9 +2,7 @@
 //! manifests: artifact layout, checksum verification, atomic replacement, the illegal-content
 //! tier and explanations.
 
-#[path = "common/tempdir.rs"]
-mod tempdir;
-use tempdir::TempDir;
+use crate::common::tempdir::TempDir;
 
 use std::fs;
 use std::path::Path;

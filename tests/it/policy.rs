@@ -1,7 +1,5 @@
 //! Group policy over real sockets: client addresses 127.0.0.x map to different groups.
 
-mod common;
-
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
@@ -9,7 +7,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::dns::{
+use crate::common::dns::{
     a_records, scratch_dir, start_hedgerow, start_hedgerow_with, udp_query, Ask, Upstream,
 };
 use hedgerow::app::Overrides;
@@ -110,11 +108,11 @@ async fn same_name_blocked_for_pupils_and_allowed_for_staff() {
     )
     .await;
     assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 51)]);
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_blocked_total{group=\"pupils\",reason=\"category\"} 4",
     );
-    common::dns::assert_metric(&app, "hedgerow_list_entries{category=\"games\"} 1");
+    crate::common::dns::assert_metric(&app, "hedgerow_list_entries{category=\"games\"} 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +213,7 @@ async fn circumvention_canaries_are_answered_locally() {
     // A group with the rules off is forwarded as usual.
     q(dns, GUEST, "use-application-dns.net.", RecordType::A).await;
     assert_eq!(up.seen.count("use-application-dns.net", RecordType::A), 1);
-    common::dns::assert_metric(
+    crate::common::dns::assert_metric(
         &app,
         "hedgerow_blocked_total{group=\"pupils\",reason=\"circumvention\"} 13",
     );
@@ -313,7 +311,7 @@ async fn illegal_tier_beats_every_allow_and_is_never_shown() {
     // A host with only path entries goes to the URL-filtering proxy.
     let m = q(dns, STAFF, "games.test.", RecordType::A).await;
     assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 200)]);
-    common::dns::assert_metric(&app, "reason=\"illegal\"} 3");
+    crate::common::dns::assert_metric(&app, "reason=\"illegal\"} 3");
     // Nothing readable in the compiled artifact.
     let data = cfg.parent().unwrap().join("data/lists");
     for entry in std::fs::read_dir(&data).unwrap() {

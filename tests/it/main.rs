@@ -1,0 +1,14 @@
+//! Integration tests, one binary (ripgrep's `tests/` layout): one link instead of one per
+//! file, which matters on a 2-core machine. Each module is one area; `common` is the harness.
+
+mod binary;
+mod common;
+mod lists_compile;
+mod lists_real_data;
+mod lists_scale;
+mod lists_update;
+mod policy;
+mod reload;
+mod resolver;
+mod safesearch;
+mod upstream_tls;
