@@ -7,11 +7,11 @@
 //!
 //! `cargo bench --bench lists` (add `-- --quick` style options via CRITERION flags as usual).
 
-#[path = "../tests/common/rng.rs"]
+#[path = "../tests/it/common/rng.rs"]
 mod rng;
 use rng::Rng;
 
-#[path = "../tests/common/shared_data.rs"]
+#[path = "../tests/it/common/shared_data.rs"]
 mod shared_data;
 
 use std::fs::{self, File};

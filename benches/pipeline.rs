@@ -24,7 +24,7 @@ use hickory_proto::{
     rr::{rdata::A, Name, RData, Record, RecordType},
 };
 
-#[path = "../tests/common/shared_data.rs"]
+#[path = "../tests/it/common/shared_data.rs"]
 mod shared_data;
 
 /// Answers every query with one A record (TTL 1 h), forever, on a background thread.
