@@ -14,10 +14,12 @@ use hedgerow::{
     pipeline::{
         cache::CacheStore,
         chain::{self, ChainParts},
-        policy::{decide, Context, GroupPolicy},
+        group::GroupPolicy,
+        policy::{decide, Context},
         Query, Transport,
     },
-    wire::{self, WireQuery},
+    server,
+    wire::WireQuery,
 };
 use hickory_proto::{
     op::{Edns, Message},
@@ -109,9 +111,9 @@ fn pipeline_bench(c: &mut Criterion) {
     c.bench_function("udp/cached_datagram_to_datagram", |b| {
         b.iter(|| {
             let mut wire_query = WireQuery::read(black_box(&datagram)).unwrap();
-            let mut q = wire_query.take_query(query.client);
+            let mut q = server::query_from_wire(&mut wire_query, query.client);
             let answer = rt.block_on(pipeline.resolve(&mut q));
-            wire::write_answer(&wire_query, &q, &answer, 1232, &mut out);
+            server::write_answer(&wire_query, &q, &answer, 1232, &mut out);
             black_box(&out);
         })
     });

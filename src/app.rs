@@ -68,13 +68,6 @@ pub struct Overrides {
     pub clock: Option<Clock>,
 }
 
-/// Counts queries in flight so shutdown can wait for them.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    count: AtomicUsize,
-    draining: AtomicBool,
-}
-
 /// A running Hedgerow: DNS and HTTP listeners and the pipeline in force.
 pub struct Hedgerow {
     config_path: Option<PathBuf>,
@@ -86,7 +79,6 @@ pub struct Hedgerow {
     config: Mutex<Config>,
     audit: AuditLog,
     pipeline: Arc<ArcSwap<Pipeline>>,
-    inflight: Arc<InFlight>,
     server: Option<Listeners>,
     http: Option<(SocketAddr, JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
     dns_addrs: Vec<SocketAddr>,
@@ -127,7 +119,6 @@ impl Hedgerow {
             reason: "Hedgerow started".into(),
         }]);
         let pipeline = Arc::new(ArcSwap::from_pointee(pipeline));
-        let inflight = Arc::new(InFlight::default());
 
         let sockets = Sockets::bind(&config.server.listen).await?;
         let dns_addrs = sockets.local_addrs();
@@ -150,7 +141,7 @@ impl Hedgerow {
             None => None,
         };
         let server = sockets.serve(
-            Handler::new(pipeline.clone(), inflight.clone()),
+            Handler::new(pipeline.clone()),
             config.server.tcp_idle_timeout,
         );
         for addr in &dns_addrs {
@@ -168,7 +159,6 @@ impl Hedgerow {
             config: Mutex::new(config),
             audit,
             pipeline,
-            inflight,
             server: Some(server),
             http,
             dns_addrs,
@@ -290,49 +280,14 @@ impl Hedgerow {
 
     /// Stops accepting queries, lets those in flight finish (up to `grace`), and stops.
     pub async fn shutdown(mut self, grace: Duration) {
-        self.inflight.draining.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.inflight.count.load(Ordering::SeqCst) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let left = self.inflight.count.load(Ordering::SeqCst);
-        if left > 0 {
-            tracing::warn!(
-                left,
-                "grace period over; abandoning queries still in flight"
-            );
-        }
         if let Some(listeners) = self.server.take() {
-            listeners.stop().await;
+            listeners.shutdown(grace).await;
         }
         if let Some((_, task, stop)) = self.http.take() {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
         tracing::info!("stopped");
-    }
-}
-
-impl InFlight {
-    /// Registers a query; `None` while draining (the query is dropped unanswered, so the
-    /// client retries another server).
-    pub(crate) fn enter(self: &Arc<Self>) -> Option<InFlightGuard> {
-        if self.draining.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.count.fetch_add(1, Ordering::SeqCst);
-        Some(InFlightGuard(self.clone()))
-    }
-}
-
-/// Decrements the in-flight count when a query is done.
-pub(crate) struct InFlightGuard(Arc<InFlight>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -150,7 +150,11 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
             ));
         }
         if o.safesearch != n.safesearch {
-            out.push(format!("group `{}` {}", n.name, n.safesearch.describe()));
+            out.push(format!(
+                "group `{}` {}",
+                n.name,
+                crate::pipeline::safesearch::describe(&n.safesearch)
+            ));
         }
         if o.strip_ech != n.strip_ech {
             out.push(format!("group `{}` ECH stripping: {}", n.name, n.strip_ech));

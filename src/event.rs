@@ -217,3 +217,19 @@ pub trait QuerySink: Send + Sync + 'static {
     /// Takes one finished query.
     fn record(&self, event: QueryEvent);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Metrics index their pre-registered handles by `variant as usize`.
+    #[test]
+    fn all_lists_follow_declaration_order() {
+        for (i, r) in BlockReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, d) in Disposition::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+        }
+    }
+}

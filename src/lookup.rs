@@ -1,16 +1,21 @@
 //! `hedgerow lists lookup NAME`: the decision every group (or one client's group) gets for a
-//! name, with the rule, category and list entry that decided it. Over-blocking complaints
-//! are answered with this; it runs the same [`decide`] as the DNS path.
+//! name, with the rule, category and list entry that decided it, and any SafeSearch rewrite.
+//! Over-blocking complaints are answered with this; it runs the same decisions as the DNS
+//! path.
 
 use std::{fmt::Write, net::IpAddr, time::SystemTime};
 
 use crate::{
     config::Config,
+    event::BlockReason,
     lists::{explain, Blocklists, Manifest},
     pipeline::{
         chain,
         identify::Identify,
-        policy::{decide, Context, Decision},
+        policy::{decide, Context, Decision, LocalAnswer},
+        safesearch::{
+            decide_for_group, rewrite_note, unenforceable_reason, Decision as SafeSearch,
+        },
     },
 };
 
@@ -18,8 +23,8 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     /// The name is not a DNS name.
-    #[error("`{0}` is not a valid domain name")]
-    BadName(String),
+    #[error("`{0}` is not a valid domain name: {1}")]
+    BadName(String, crate::names::NameError),
     /// The configuration does not fit the lists.
     #[error("{}", .0.join("\n"))]
     Policy(Vec<String>),
@@ -29,23 +34,29 @@ pub enum LookupError {
 }
 
 /// The plain-text report for `name`, for every group or for `client`'s group only.
+///
+/// It asks exactly what the DNS path asks, in the same order: policy's [`decide`] (illegal
+/// tier, anti-circumvention, deny/allow/grants, categories), then SafeSearch's
+/// [`decide_for_group`] (rewrites and unenforceable engines).
 pub fn report(
     config: &Config,
     lists: &Blocklists,
     manifest: Option<&Manifest>,
     name: &str,
     client: Option<IpAddr>,
+    now: SystemTime,
 ) -> Result<String, LookupError> {
-    let key = crate::config::normalise_name(name).map_err(|_| LookupError::BadName(name.into()))?;
+    let key = crate::names::normalise(name).map_err(|e| LookupError::BadName(name.into(), e))?;
     // Counters of a one-off registry: a lookup answers no query.
     let metrics =
         crate::metrics::Metrics::new().map_err(|e| LookupError::Policy(vec![e.to_string()]))?;
     let groups = chain::groups(config, lists, &metrics).map_err(LookupError::Policy)?;
     let selected: Vec<_> = match client {
         Some(ip) => {
-            let identify = Identify::new(&groups);
-            let g = identify.group_for(ip).ok_or(LookupError::NoGroup(ip))?;
-            vec![g.clone()]
+            let identify = Identify::new(&groups)
+                .with_devices(chain::devices(config, &groups), Default::default());
+            let c = identify.client(ip).ok_or(LookupError::NoGroup(ip))?;
+            vec![c.group.clone()]
         }
         None => groups.iter().map(|(g, _)| g.clone()).collect(),
     };
@@ -56,19 +67,17 @@ pub fn report(
             group: &g.name,
             policy: &g.policy,
             lists,
-            now: SystemTime::now(),
+            now,
             illegal_proxy: config.lists.illegal_proxy,
         };
-        match decide(&cx, &key) {
-            Decision::Allow { by: Some(entry) } => {
-                let _ = writeln!(out, "  {}: allowed by allow entry `{entry}`", g.name);
-            }
-            Decision::Allow { by: None } => {
-                let _ = writeln!(out, "  {}: allowed (no rule matches)", g.name);
-            }
+        let by = match decide(&cx, &key) {
             Decision::Block(block) => {
-                let _ = writeln!(out, "  {}: BLOCKED — {}", g.name, block.detail);
-                if block.label == "category" {
+                let what = match block.answer {
+                    LocalAnswer::NoData => "ANSWERED LOCALLY (no data)",
+                    _ => "BLOCKED",
+                };
+                let _ = writeln!(out, "  {}: {what} — {}", g.name, block.reason.detail);
+                if block.reason.kind == BlockReason::Category {
                     // Which source file and line put the name on the list.
                     let explained = manifest.map(|m| explain(lists, m, &key, block.categories));
                     if let Some(Ok(explanation)) = explained {
@@ -77,7 +86,31 @@ pub fn report(
                         }
                     }
                 }
+                continue;
             }
+            Decision::Allow { by } => by,
+        };
+        match decide_for_group(&g, &key) {
+            SafeSearch::Rewrite { engine, target } => {
+                let _ = writeln!(
+                    out,
+                    "  {}: REWRITTEN — {}",
+                    g.name,
+                    rewrite_note(&g.name, engine, target)
+                );
+            }
+            SafeSearch::Unenforceable { engine, entry } => {
+                let reason = unenforceable_reason(&g.name, engine, entry);
+                let _ = writeln!(out, "  {}: BLOCKED — {}", g.name, reason.detail);
+            }
+            SafeSearch::Pass => match by {
+                Some(entry) => {
+                    let _ = writeln!(out, "  {}: allowed by allow entry `{entry}`", g.name);
+                }
+                None => {
+                    let _ = writeln!(out, "  {}: allowed (no rule matches)", g.name);
+                }
+            },
         }
     }
     Ok(out)

@@ -143,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
-            print!("{}", config.describe());
+            print!("{}", hedgerow::describe::describe(&config));
             Ok(())
         }
         Command::Lists(ListsCommand::Compile { config }) => {
@@ -177,8 +177,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config_or_default(config.as_ref())?;
             let blocklists = app::open_lists(&config)?;
             let manifest = lists::Manifest::load(&config.lists.manifest).ok();
-            let report =
-                hedgerow::lookup::report(&config, &blocklists, manifest.as_ref(), &name, client)?;
+            let report = hedgerow::lookup::report(
+                &config,
+                &blocklists,
+                manifest.as_ref(),
+                &name,
+                client,
+                hedgerow::clock::Clock::system().now(),
+            )?;
             print!("{report}");
             Ok(())
         }

@@ -12,7 +12,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::pipeline::Disposition;
+use crate::event::{BlockReason, Disposition};
 
 /// Query types with their own label; everything else is `other`.
 const QTYPES: [RecordType; 12] = [
@@ -38,38 +38,21 @@ pub const NO_GROUP: &str = "none";
 #[error("metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
-/// Reasons a query is blocked (the `reason` label of `blocked_total`), registered up front
-/// for every group so the hot path only increments.
-pub const BLOCK_REASONS: [&str; 6] = [
-    "illegal",
-    "illegal_proxy",
-    "circumvention",
-    "deny",
-    "category",
-    "safesearch_unenforceable",
-];
-
 /// One group's pre-registered counters. Built by name when the pipeline is assembled, so a
 /// reload that adds, removes or reorders groups keeps every label right.
 #[derive(Debug, Clone)]
 pub struct GroupMetrics {
     /// `[qtype][disposition]`.
     queries: Vec<IntCounter>,
-    /// Parallel to [`BLOCK_REASONS`].
+    /// Indexed by [`BlockReason`] (registered up front so the hot path only increments).
     blocked: Vec<IntCounter>,
-    name: String,
-    blocked_vec: IntCounterVec,
 }
 
 impl GroupMetrics {
     /// Counts a blocked query under `reason`.
-    pub fn blocked(&self, reason: &str) {
-        match BLOCK_REASONS.iter().position(|r| *r == reason) {
-            Some(i) => self.blocked[i].inc(),
-            None => self
-                .blocked_vec
-                .with_label_values(&[self.name.as_str(), reason])
-                .inc(),
+    pub fn blocked(&self, reason: BlockReason) {
+        if let Some(c) = self.blocked.get(reason as usize) {
+            c.inc();
         }
     }
 }
@@ -215,12 +198,10 @@ impl Metrics {
         }
         GroupMetrics {
             queries: q,
-            blocked: BLOCK_REASONS
+            blocked: BlockReason::ALL
                 .iter()
-                .map(|r| blocked.with_label_values(&[name, r]))
+                .map(|r| blocked.with_label_values(&[name, r.label()]))
                 .collect(),
-            name: name.to_string(),
-            blocked_vec: blocked.clone(),
         }
     }
 
@@ -297,8 +278,8 @@ mod tests {
             Disposition::Forwarded,
             0.01,
         );
-        staff.blocked("deny");
-        staff.blocked("something_new");
+        staff.blocked(BlockReason::Deny);
+        staff.blocked(BlockReason::SafeSearchUnenforceable);
         let text = m.encode();
         assert!(text.contains(
             "hedgerow_queries_total{disposition=\"blocked\",group=\"staff\",qtype=\"AAAA\"} 1"
@@ -310,6 +291,16 @@ mod tests {
             "hedgerow_queries_total{disposition=\"forwarded\",group=\"pupils\",qtype=\"other\"} 1"
         ));
         assert!(text.contains("hedgerow_blocked_total{group=\"staff\",reason=\"deny\"} 1"));
-        assert!(text.contains("hedgerow_blocked_total{group=\"staff\",reason=\"something_new\"} 1"));
+        assert!(text.contains(
+            "hedgerow_blocked_total{group=\"staff\",reason=\"safesearch_unenforceable\"} 1"
+        ));
+        // Every reason is registered up front, at zero.
+        for reason in BlockReason::ALL {
+            let line = format!(
+                "hedgerow_blocked_total{{group=\"pupils\",reason=\"{}\"}} 0",
+                reason.label()
+            );
+            assert!(text.contains(&line), "{line}");
+        }
     }
 }

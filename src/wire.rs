@@ -23,8 +23,6 @@
 //! assert_eq!(query.edns.unwrap().payload, 1232);
 //! ```
 
-use std::net::IpAddr;
-
 use hickory_proto::{
     op::ResponseCode,
     rr::{
@@ -34,8 +32,6 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding},
     ProtoError,
 };
-
-use crate::pipeline::{Answer, Query, Transport};
 
 /// Offset of the question name in every DNS message (right after the header).
 const QUESTION_OFFSET: u16 = 12;
@@ -150,16 +146,6 @@ impl WireQuery {
         })
     }
 
-    /// The pipeline's view of this query from `client`. The name moves into it; pass the
-    /// query back to [`write_answer`] with this `WireQuery`.
-    pub fn take_query(&mut self, client: IpAddr) -> Query {
-        let name = std::mem::take(&mut self.name);
-        let mut query = Query::new(client, Transport::Udp, name, self.qtype);
-        query.dnssec_ok = self.edns.is_some_and(|e| e.dnssec_ok);
-        query.checking_disabled = self.checking_disabled();
-        query
-    }
-
     /// The RD bit.
     pub fn recursion_desired(&self) -> bool {
         self.flags & 0x0100 != 0
@@ -241,64 +227,56 @@ fn finish_response(
     out[10..12].copy_from_slice(&additional.to_be_bytes());
 }
 
-/// Writes the response to `wire_query` (read into `query`, which the pipeline answered with
-/// `answer`) into `out`: TC and no records when it does not fit the client's size or `ours`,
-/// SERVFAIL when a record cannot be encoded.
-pub fn write_answer(
-    wire_query: &WireQuery,
-    query: &Query,
-    answer: &Answer,
+/// Writes a response to `query` (whose name, handed over by [`WireQuery::read`], is
+/// `qname`) into `out`: the header, the question, whatever `body` appends (it returns the
+/// section counts), and our OPT record. TC and no records when it does not fit the client's
+/// size or `ours`; SERVFAIL when `body` cannot encode a record.
+pub fn write_response(
+    query: &WireQuery,
+    qname: &Name,
+    rcode: ResponseCode,
+    authentic_data: bool,
     ours: u16,
     out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<[u16; 3], EncodeError>,
 ) {
     let mut flags = ResponseFlags {
-        rcode: answer.rcode,
-        authentic_data: answer.authentic_data && !query.checking_disabled,
+        rcode,
+        authentic_data,
         truncated: false,
     };
-    start_response(wire_query, &query.name, flags, out);
-    let counts = match answer.encoded() {
-        Some((encoded, ttl)) if encoded.is_for(&query.key) => {
-            Ok(encoded.write(out, |stored| ttl.apply(stored)))
-        }
-        _ => {
-            let sections = answer.sections_as_sent();
-            write_sections(
-                out,
-                &query.name,
-                [
-                    &sections.answers,
-                    &sections.authorities,
-                    &sections.additionals,
-                ],
-                query.dnssec_ok,
-                None,
-            )
-        }
-    };
+    start_response(query, qname, flags, out);
+    let counts = body(out);
     const OPT_LEN: usize = 11;
-    let opt_len = if wire_query.edns.is_some() {
-        OPT_LEN
-    } else {
-        0
-    };
+    let opt_len = if query.edns.is_some() { OPT_LEN } else { 0 };
     let counts = match counts {
-        Ok(counts) if out.len() + opt_len <= wire_query.max_response(ours) => counts,
+        Ok(counts) if out.len() + opt_len <= query.max_response(ours) => counts,
         Ok(_) => {
             // RFC 2181 §9: too big for UDP; the client asks again over TCP.
             flags.truncated = true;
-            start_response(wire_query, &query.name, flags, out);
+            start_response(query, qname, flags, out);
             [0; 3]
         }
         Err(error) => {
-            tracing::warn!(%error, name = %query.name, "answer not encodable, sending SERVFAIL");
+            tracing::warn!(%error, name = %qname, "answer not encodable, sending SERVFAIL");
             flags.rcode = ResponseCode::ServFail;
             flags.authentic_data = false;
-            start_response(wire_query, &query.name, flags, out);
+            start_response(query, qname, flags, out);
             [0; 3]
         }
     };
-    finish_response(wire_query, counts, flags.rcode, ours, out);
+    finish_response(query, counts, flags.rcode, ours, out);
+}
+
+/// Appends the answer, authority and additional records to a response whose question is
+/// `qname`; returns the section counts. DNSSEC records are left out unless `dnssec_ok`.
+pub fn write_records(
+    out: &mut Vec<u8>,
+    qname: &Name,
+    sections: [&[Record]; 3],
+    dnssec_ok: bool,
+) -> Result<[u16; 3], EncodeError> {
+    write_sections(out, qname, sections, dnssec_ok, None)
 }
 
 /// A record could not be written (an RDATA hickory cannot encode, or over 64 KiB).
@@ -318,12 +296,12 @@ fn write_sections(
 ) -> Result<[u16; 3], EncodeError> {
     let mut counts = [0u16; 3];
     for (count, records) in counts.iter_mut().zip(sections) {
-        *count = write_records(out, qname, records, dnssec_ok, ttl_offsets.as_deref_mut())?;
+        *count = write_section(out, qname, records, dnssec_ok, ttl_offsets.as_deref_mut())?;
     }
     Ok(counts)
 }
 
-fn write_records(
+fn write_section(
     out: &mut Vec<u8>,
     qname: &Name,
     records: &[Record],
@@ -437,7 +415,7 @@ impl Encoded {
             Some(&mut ttl_offsets),
         )?;
         Ok(Encoded {
-            key: crate::pipeline::name_key(qname),
+            key: crate::names::key(qname),
             bytes,
             counts,
             ttl_offsets,
@@ -445,7 +423,7 @@ impl Encoded {
     }
 
     /// Whether these bytes are valid in a response to the name whose matching key is `key`
-    /// ([`Query::key`]: the same name, in any case).
+    /// (see [`crate::names::key`]: the same name, in any case).
     pub fn is_for(&self, key: &str) -> bool {
         self.key == key
     }

@@ -27,6 +27,7 @@
 //! ```
 
 mod raw;
+mod safesearch;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -36,6 +37,19 @@ use std::{
 
 use ipnet::IpNet;
 pub use raw::RawConfig;
+pub use safesearch::{SafeSearchConfig, YouTubeMode};
+
+/// How a group's blocked queries are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockAnswer {
+    /// NXDOMAIN with an SOA carrying the block TTL (the default: no TLS errors, cached).
+    #[default]
+    NxDomain,
+    /// `0.0.0.0` / `::` for A/AAAA; NODATA for other types.
+    Null,
+    /// The address of a block page for A (IPv4) or AAAA (IPv6); NODATA for other types.
+    Address(IpAddr),
+}
 
 /// The configuration used when `hedgerow serve` is given no `--config`.
 ///
@@ -239,7 +253,7 @@ pub struct GroupConfig {
     /// Category ids (from the list manifest) this group blocks.
     pub block_categories: Vec<String>,
     /// How blocked names are answered.
-    pub block_answer: crate::pipeline::policy::BlockAnswer,
+    pub block_answer: BlockAnswer,
     /// Answer the built-in circumvention names locally (Firefox canary, Private Relay, DDR).
     pub anti_circumvention: bool,
     /// Remove `ech` from HTTPS/SVCB answers.
@@ -247,7 +261,7 @@ pub struct GroupConfig {
     /// Windows in which some categories are not blocked.
     pub schedules: Vec<ScheduleConfig>,
     /// SafeSearch and YouTube Restricted Mode (`[group.safesearch]`; absent: off).
-    pub safesearch: crate::pipeline::safesearch::SafeSearchConfig,
+    pub safesearch: SafeSearchConfig,
 }
 
 /// The validated configuration.
@@ -322,197 +336,6 @@ impl Config {
             self.server.http = Some(http);
         }
     }
-
-    /// The group whose most specific network contains `ip`.
-    pub fn group_for(&self, ip: IpAddr) -> Option<&GroupConfig> {
-        self.groups
-            .iter()
-            .flat_map(|g| g.networks.iter().map(move |n| (n, g)))
-            .filter(|(n, _)| n.contains(&ip))
-            .max_by_key(|(n, _)| n.prefix_len())
-            .map(|(_, g)| g)
-    }
-
-    fn server_timezone_name(&self) -> String {
-        match self.server.timezone {
-            crate::schedule::TimeZone::EuropeLondon => "Europe/London time".into(),
-            crate::schedule::TimeZone::Fixed(m) => {
-                format!("UTC{:+03}:{:02}", m / 60, (m % 60).abs())
-            }
-        }
-    }
-
-    /// A plain-English summary of what each group gets, for `hedgerow check-config`.
-    pub fn describe(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let _ = writeln!(out, "configuration: {}", self.source.display());
-        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(out, "DNS (UDP and TCP) on: {}", listen.join(", "));
-        match self.server.http {
-            Some(http) => {
-                let _ = writeln!(out, "dashboard and /metrics on: http://{http}");
-            }
-            None => {
-                let _ = writeln!(out, "dashboard and /metrics: off");
-            }
-        }
-        let ups: Vec<String> = self
-            .upstream
-            .servers
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        let _ = writeln!(
-            out,
-            "forwards to: {} (each tried for {} ms, SERVFAIL after {} ms)",
-            ups.join(", "),
-            self.upstream.attempt_timeout.as_millis(),
-            self.upstream.deadline.as_millis()
-        );
-        let _ = writeln!(
-            out,
-            "cache: {} entries, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
-            self.cache.size,
-            self.cache.min_ttl,
-            self.cache.max_ttl,
-            self.cache.negative_max_ttl,
-            if self.cache.serve_stale { "on" } else { "off" }
-        );
-        if self.rate_limit.qps == 0 {
-            let _ = writeln!(out, "rate limit: off");
-        } else {
-            let _ = writeln!(
-                out,
-                "rate limit: {} queries/s per client, bursts of {}",
-                self.rate_limit.qps, self.rate_limit.burst
-            );
-        }
-        let _ = writeln!(
-            out,
-            "clients outside every group below are REFUSED (never an open resolver)"
-        );
-        for g in &self.groups {
-            let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
-            let _ = writeln!(out, "\ngroup `{}`: clients in {}", g.name, nets.join(", "));
-            if g.block_categories.is_empty() {
-                let _ = writeln!(out, "  blocks no list categories");
-            } else {
-                let _ = writeln!(
-                    out,
-                    "  blocks these list categories (with subdomains): {}",
-                    g.block_categories.join(", ")
-                );
-            }
-            for s in &g.schedules {
-                let _ = writeln!(
-                    out,
-                    "  but allows {} {} ({})",
-                    s.allow_categories.join(", "),
-                    describe_window(&s.window),
-                    self.server_timezone_name()
-                );
-            }
-            if g.deny.is_empty() {
-                let _ = writeln!(out, "  blocks no extra names");
-            } else {
-                let _ = writeln!(
-                    out,
-                    "  always blocks (with subdomains): {}",
-                    g.deny.join(", ")
-                );
-            }
-            if !g.allow.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  never blocks (with subdomains, except the illegal-content list): {}",
-                    g.allow.join(", ")
-                );
-            }
-            let _ = writeln!(
-                out,
-                "  answers blocked names with {}",
-                match g.block_answer {
-                    crate::pipeline::policy::BlockAnswer::NxDomain =>
-                        "NXDOMAIN (\"no such name\", cached 5 minutes)".to_string(),
-                    crate::pipeline::policy::BlockAnswer::Null => "0.0.0.0 / ::".to_string(),
-                    crate::pipeline::policy::BlockAnswer::Address(ip) =>
-                        format!("the block page at {ip}"),
-                }
-            );
-            if g.anti_circumvention {
-                let _ = writeln!(out, "  stops DNS-over-HTTPS and Private Relay take-over (Firefox canary, mask.icloud.com, _dns.resolver.arpa)");
-            } else {
-                let _ = writeln!(
-                    out,
-                    "  does NOT answer the Firefox canary, Private Relay or DDR names locally"
-                );
-            }
-            if g.strip_ech {
-                let _ = writeln!(
-                    out,
-                    "  strips Encrypted Client Hello keys from HTTPS records"
-                );
-            }
-        }
-        for d in &self.devices {
-            let by = match (d.ip, d.mac) {
-                (Some(ip), _) => format!("address {ip}"),
-                (None, Some(m)) => format!(
-                    "MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                    m[0], m[1], m[2], m[3], m[4], m[5]
-                ),
-                (None, None) => continue,
-            };
-            let _ = writeln!(
-                out,
-                "\ndevice `{}` ({by}) is always in group `{}`",
-                d.name, d.group
-            );
-        }
-        let illegal = match &self.lists.illegal_list {
-            Some(path) => format!(
-                "{} (stored as keyed hashes; applies to every group and cannot be overridden)",
-                path.display()
-            ),
-            None => {
-                "none configured: rely on your broadband provider's filtering for IWF/CTIRU URLs"
-                    .to_string()
-            }
-        };
-        let _ = writeln!(out, "\nillegal-content list: {illegal}");
-        out
-    }
-}
-
-fn describe_window(w: &crate::schedule::Window) -> String {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    let days: Vec<&str> = (0..7)
-        .filter(|d| w.days & (1 << d) != 0)
-        .map(|d| DAYS[d])
-        .collect();
-    format!(
-        "on {} from {:02}:{:02} to {:02}:{:02}",
-        days.join(", "),
-        w.from / 60,
-        w.from % 60,
-        w.to / 60,
-        w.to % 60
-    )
-}
-
-/// Normalises a configured name: lower case, no trailing dot, punycode for IDNs.
-pub fn normalise_name(name: &str) -> Result<String, String> {
-    let trimmed = name.trim().trim_end_matches('.');
-    if trimmed.is_empty() {
-        return Err("empty name".into());
-    }
-    let ascii = idna::domain_to_ascii(trimmed)
-        .map_err(|_| format!("`{name}` is not a valid domain name"))?;
-    if ascii.len() > 253 || ascii.split('.').any(|l| l.is_empty() || l.len() > 63) {
-        return Err(format!("`{name}` is not a valid domain name"));
-    }
-    Ok(ascii)
 }
 
 #[cfg(test)]
@@ -526,9 +349,8 @@ mod tests {
         assert_eq!(c.server.http, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.groups.len(), 1);
         assert_eq!(c.groups[0].name, "local");
-        assert!(c.group_for("127.0.0.9".parse().unwrap()).is_some());
-        assert!(c.group_for("::1".parse().unwrap()).is_some());
-        assert!(c.group_for("10.0.0.1".parse().unwrap()).is_none());
+        let nets: Vec<String> = c.groups[0].networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
     }
 
     #[test]
@@ -591,20 +413,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no group named `pupils`"), "{err}");
-    }
-
-    #[test]
-    fn most_specific_network_wins() {
-        let text = "[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\n[[group]]\nname = \"staff\"\nnetworks = [\"10.1.0.0/16\"]\n";
-        let c = Config::from_toml_str(text, "s.toml").unwrap();
-        assert_eq!(
-            c.group_for("10.1.2.3".parse().unwrap()).unwrap().name,
-            "staff"
-        );
-        assert_eq!(
-            c.group_for("10.2.2.3".parse().unwrap()).unwrap().name,
-            "pupils"
-        );
     }
 
     #[test]

@@ -11,14 +11,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{
-    pipeline::policy::BlockAnswer,
-    schedule::{parse_hhmm, Window},
-};
+use crate::schedule::{parse_hhmm, Window};
 
 use super::{
-    CacheConfig, Config, ConfigError, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig,
-    ScheduleConfig, ServerConfig, TlsRoots, UpstreamConfig, UpstreamSettings,
+    BlockAnswer, CacheConfig, Config, ConfigError, DeviceConfig, GroupConfig, ListsConfig,
+    RateLimitConfig, ScheduleConfig, ServerConfig, TlsRoots, UpstreamConfig, UpstreamSettings,
 };
 
 /// The whole file. Every section is optional; missing values take documented defaults.
@@ -186,7 +183,7 @@ struct RawGroup {
     #[serde(default, rename = "schedule")]
     schedules: Vec<RawSchedule>,
     #[serde(default)]
-    safesearch: crate::pipeline::safesearch::SafeSearchConfig,
+    safesearch: super::SafeSearchConfig,
 }
 
 fn yes() -> bool {
@@ -353,7 +350,10 @@ impl RawConfig {
                 };
                 list.get_ref()
                     .iter()
-                    .map(|n| super::normalise_name(n).map_err(|r| invalid(list.span(), key, r)))
+                    .map(|n| {
+                        crate::names::normalise(n)
+                            .map_err(|e| invalid(list.span(), key, format!("`{n}`: {e}")))
+                    })
                     .collect()
             };
             let block_answer = match &g.block_answer {

@@ -15,15 +15,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use super::digest::HashingWriter;
 use super::error::ListError;
-use super::manifest::Severity;
+use crate::event::Severity;
 
 /// Version of the artifact layout; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -172,22 +172,6 @@ impl Meta {
     }
 }
 
-/// Lower-case hex of a byte slice.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
-/// SHA-256 of a byte slice as hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 /// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed).
 pub(crate) fn rfc3339(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
@@ -208,70 +192,6 @@ pub(crate) fn rfc3339(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// A writer that hashes what passes through it.
-pub(crate) struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-    pub fn finish(self) -> (W, FileSum) {
-        (
-            self.inner,
-            FileSum {
-                sha256: hex(&self.hasher.finalize()),
-                bytes: self.bytes,
-            },
-        )
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A reader that hashes what passes through it (source checksums without a second read).
-pub(crate) struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-    pub fn hex(self) -> String {
-        hex(&self.hasher.finalize())
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// A temporary folder beside the target that becomes the target on [`Staging::commit`], and is
@@ -320,7 +240,8 @@ impl Staging {
         let f = File::create(&path).map_err(|e| ListError::io(&path, e))?;
         let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, f));
         write(&mut w)?;
-        let (buf, sum) = w.finish();
+        let (buf, sha256, bytes) = w.finish();
+        let sum = FileSum { sha256, bytes };
         let f = buf
             .into_inner()
             .map_err(|e| ListError::io(&path, e.into_error()))?;
@@ -397,14 +318,5 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_785_000_000), "2026-07-25T17:20:00Z");
-    }
-
-    #[test]
-    fn hex_and_sha() {
-        assert_eq!(hex(&[0, 15, 255]), "000fff");
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

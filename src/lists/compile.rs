@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::artifact::{
-    self, CategoryMeta, HashingReader, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST,
-    CATEGORIES_FST, ILLEGAL_BIN, META_TOML,
+    self, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
+    ILLEGAL_BIN, META_TOML,
 };
+use super::digest::HashingReader;
 use super::error::ListError;
 use super::illegal::{import_illegal, IllegalKey, IllegalStats};
 use super::keys::{KeySet, MergeStats};

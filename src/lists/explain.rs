@@ -9,7 +9,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::BufReader;
 
-use super::artifact::HashingReader;
+use super::digest::HashingReader;
 use super::error::ListError;
 use super::illegal::IllegalHit;
 use super::manifest::Manifest;

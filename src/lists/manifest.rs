@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::artifact::hex;
+use super::digest::hex;
 use super::error::ListError;
 use super::parse::Format;
 

@@ -384,7 +384,7 @@ impl Blocklists {
                     format!("{} bytes, meta.toml says {}", map.len(), sum.bytes),
                 ));
             }
-            if artifact::sha256_hex(&map) != sum.sha256 {
+            if super::digest::sha256_hex(&map) != sum.sha256 {
                 return Err(ListError::corrupt(
                     &path,
                     "SHA-256 does not match meta.toml",

@@ -59,6 +59,7 @@
 
 pub mod artifact;
 pub mod compile;
+mod digest;
 pub mod error;
 pub mod explain;
 pub mod illegal;

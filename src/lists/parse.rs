@@ -35,6 +35,7 @@ use std::fmt;
 use std::io::BufRead;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::names::NameError;
 use serde::{Deserialize, Serialize};
 
 /// The declared syntax of a list source (`format` in `lists.toml`).
@@ -527,7 +528,7 @@ impl LineParser {
 
     fn push(&mut self, token: &str, kind: EntryKind) -> Result<(), Reason> {
         let start = self.names.len();
-        match normalize_into(token, &mut self.names) {
+        match crate::names::normalise_into(token, &mut self.names).map_err(Reason::from) {
             Ok(()) => {
                 self.spans
                     .push((start as u32, self.names.len() as u32, kind));
@@ -884,100 +885,33 @@ fn is_rpz_record(line: &str) -> bool {
     })
 }
 
-/// Normalises a name: ASCII lower case, no trailing dot, IDNs to punycode (UTS-46), and checks
-/// that it is a usable multi-label host name. Underscores are allowed (they occur in real lists
-/// and in real DNS names).
+/// Normalises a list entry's name ([`crate::names::normalise`]); the error is the line's
+/// rejection reason.
 ///
 /// ```
 /// use hedgerow::lists::parse::{normalize_name, Reason};
 /// assert_eq!(normalize_name("WWW.Example.COM.").unwrap(), "www.example.com");
-/// assert_eq!(normalize_name("bücher.de").unwrap(), "xn--bcher-kva.de");
 /// assert_eq!(normalize_name("10.0.0.1"), Err(Reason::IpAddress));
 /// ```
 pub fn normalize_name(name: &str) -> Result<String, Reason> {
-    let mut out = String::with_capacity(name.len());
-    normalize_into(name, &mut out)?;
-    Ok(out)
+    crate::names::normalise(name).map_err(Reason::from)
 }
 
-/// Appends the normalised form of `token` to `out`; on error `out` may hold a partial name.
-pub(crate) fn normalize_into(token: &str, out: &mut String) -> Result<(), Reason> {
-    let t = token.strip_suffix('.').unwrap_or(token);
-    if t.is_empty() {
-        return Err(Reason::EmptyLabel);
-    }
-    if t.contains("://") || t.contains('/') {
-        return Err(Reason::Url);
-    }
-    if t.contains(':') {
-        let addr = t.trim_start_matches('[').split(']').next().unwrap_or(t);
-        return Err(if addr.parse::<Ipv6Addr>().is_ok() {
-            Reason::IpAddress
-        } else {
-            Reason::Port
-        });
-    }
-    if t.is_ascii() && !has_punycode_label(t.as_bytes()) {
-        return push_ascii(t.as_bytes(), out);
-    }
-    // Non-ASCII, or `xn--` labels that must decode to valid UTS-46 (e.g. NFC) labels.
-    match idna::domain_to_ascii_cow(t.as_bytes(), idna::AsciiDenyList::URL) {
-        Ok(ascii) => {
-            let a = ascii.strip_suffix('.').unwrap_or(&ascii);
-            push_ascii(a.as_bytes(), out)
+impl From<NameError> for Reason {
+    fn from(e: NameError) -> Reason {
+        match e {
+            NameError::Empty | NameError::EmptyLabel => Reason::EmptyLabel,
+            NameError::IpAddress => Reason::IpAddress,
+            NameError::Url => Reason::Url,
+            NameError::Port => Reason::Port,
+            NameError::LabelTooLong => Reason::LabelTooLong,
+            NameError::NameTooLong => Reason::NameTooLong,
+            NameError::SingleLabel => Reason::SingleLabel,
+            NameError::BadChar(c) => Reason::BadChar(c),
+            NameError::InnerWildcard => Reason::InnerWildcard,
+            NameError::Idna => Reason::Idna,
         }
-        Err(_) => Err(Reason::Idna),
     }
-}
-
-fn has_punycode_label(name: &[u8]) -> bool {
-    name.split(|&b| b == b'.')
-        .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case(b"xn--"))
-}
-
-fn push_ascii(name: &[u8], out: &mut String) -> Result<(), Reason> {
-    if name.len() > 253 {
-        return Err(Reason::NameTooLong);
-    }
-    let mut labels = 0usize;
-    let mut label_len = 0usize;
-    let mut last_label_numeric = true;
-    for &b in name {
-        let c = b.to_ascii_lowercase();
-        match c {
-            b'.' => {
-                if label_len == 0 {
-                    return Err(Reason::EmptyLabel);
-                }
-                labels += 1;
-                label_len = 0;
-                last_label_numeric = true;
-            }
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
-                label_len += 1;
-                if label_len > 63 {
-                    return Err(Reason::LabelTooLong);
-                }
-                last_label_numeric &= c.is_ascii_digit();
-            }
-            b'*' => return Err(Reason::InnerWildcard),
-            _ => return Err(Reason::BadChar(c as char)),
-        }
-        // Safe: only ASCII bytes reach here.
-        out.push(c as char);
-    }
-    if label_len == 0 {
-        return Err(Reason::EmptyLabel);
-    }
-    labels += 1;
-    if last_label_numeric {
-        // No TLD is numeric: `1.2.3.4`, `10.0.0`, `85.17.187.83`.
-        return Err(Reason::IpAddress);
-    }
-    if labels < 2 {
-        return Err(Reason::SingleLabel);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,21 +2,23 @@
 //! configuration, construction errors are collected per stage, and the order below is the
 //! order every query takes.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     clock::Clock,
     config::{Config, GroupConfig},
+    event::QuerySink,
     lists::Blocklists,
     metrics::Metrics,
-    neighbours::{Mac, Neighbours},
+    neighbours::Neighbours,
     pipeline::{
         cache::{Cache, CacheStore},
         forward::Forward,
-        identify::{Group, GroupNetworks, Identify},
-        policy::{GroupPolicy, NameSet, Policy},
+        group::{Group, GroupPolicy, NameSet},
+        identify::{Devices, GroupNetworks, Identify},
+        policy::Policy,
         ratelimit::{Buckets, RateLimit},
-        record::{QuerySink, Record},
+        record::Record,
         safesearch::SafeSearch,
         Pipeline, Stage,
     },
@@ -48,16 +50,20 @@ pub struct ChainParts {
     pub neighbours: Neighbours,
 }
 
-/// Devices pinned by MAC address, with their groups.
-fn mac_devices(config: &Config, groups: &[GroupNetworks]) -> HashMap<Mac, Arc<Group>> {
-    config
-        .devices
-        .iter()
-        .filter_map(|d| {
-            let group = groups.iter().find(|(g, _)| g.name == d.group)?;
-            Some((d.mac?, group.0.clone()))
-        })
-        .collect()
+/// The configured devices, by address and by MAC address, with their names and groups.
+pub fn devices(config: &Config, groups: &[GroupNetworks]) -> Devices {
+    let mut devices = Devices::default();
+    for d in &config.devices {
+        let name: Arc<str> = d.name.as_str().into();
+        if let Some(ip) = d.ip {
+            devices.by_ip.insert(ip, name.clone());
+        }
+        let group = groups.iter().find(|(g, _)| *g.name == *d.group);
+        if let (Some(mac), Some((group, _))) = (d.mac, group) {
+            devices.by_mac.insert(mac, (group.clone(), name));
+        }
+    }
+    devices
 }
 
 /// One group's policy against the lists in force.
@@ -119,8 +125,9 @@ pub fn groups(
                 out.push((
                     Arc::new(Group {
                         index,
-                        name: g.name.clone(),
+                        name: g.name.as_str().into(),
                         policy,
+                        safesearch: g.safesearch.clone(),
                         metrics: metrics.group(&g.name),
                     }),
                     networks,
@@ -151,11 +158,14 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
 
     let stages: Vec<Arc<dyn Stage>> = vec![
         // Outermost, so it sees every answer, including refusals, and times the whole path.
-        Arc::new(Record::new(parts.metrics.clone(), parts.sink.clone())),
+        Arc::new(Record::new(
+            parts.metrics.clone(),
+            parts.sink.clone(),
+            parts.clock.clone(),
+        )),
         // Before anything spends effort: clients outside the school's subnets are REFUSED.
         Arc::new(
-            Identify::new(&groups)
-                .with_macs(mac_devices(config, &groups), parts.neighbours.clone()),
+            Identify::new(&groups).with_devices(devices(config, &groups), parts.neighbours.clone()),
         ),
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
         Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone())),
@@ -169,14 +179,7 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         // After policy (which decides on the name as asked, and vets CNAME targets on the way
         // back) and before the cache, so the cache stores the targets, never a rewrite, and a
         // change to a group's SafeSearch takes effect without a flush.
-        Arc::new(SafeSearch::new(
-            config
-                .groups
-                .iter()
-                .enumerate()
-                .map(|(index, g)| (index, g.safesearch.clone()))
-                .collect(),
-        )),
+        Arc::new(SafeSearch::new()),
         // Just before the forwarder, so only upstream answers are cached and policy changes
         // take effect without a flush.
         Arc::new(Cache::new(

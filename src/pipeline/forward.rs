@@ -229,7 +229,7 @@ impl Forward {
                 }
             }
         }
-        Answer::servfail().with_reason("upstream", "every upstream failed")
+        Answer::servfail().with_note("every upstream failed")
     }
 
     fn answer(mut message: Message, dnssec_ok: bool) -> Answer {
@@ -270,7 +270,7 @@ impl Stage for Forward {
         Box::pin(async move {
             match tokio::time::timeout(self.deadline, self.exchange(query)).await {
                 Ok(answer) => answer,
-                Err(_) => Answer::servfail().with_reason("deadline", "upstream deadline passed"),
+                Err(_) => Answer::servfail().with_note("upstream deadline passed"),
             }
         })
     }

@@ -1,5 +1,9 @@
-//! Client identification: source address → group. Clients outside every group are REFUSED,
-//! which is what keeps Hedgerow from ever being an open resolver.
+//! Client identification: source address → group (and, for a configured `[[device]]`, its
+//! name). Clients outside every group are REFUSED, which is what keeps Hedgerow from ever
+//! being an open resolver.
+//!
+//! This is the one group lookup: the DNS path, `hedgerow lists lookup --client` and the tests
+//! all ask [`Identify::client`].
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
@@ -8,32 +12,37 @@ use ipnet::IpNet;
 
 use crate::{
     neighbours::{Mac, Neighbours},
-    pipeline::{policy::GroupPolicy, Answer, Disposition, Next, Query, Stage, StageFuture},
+    pipeline::{group::Group, Answer, Disposition, Next, Query, Stage, StageFuture},
 };
-
-/// A group of clients and the policy that applies to them.
-#[derive(Debug)]
-pub struct Group {
-    /// Position in the configuration (metrics index).
-    pub index: usize,
-    /// The group's name.
-    pub name: String,
-    /// What the group may and may not reach.
-    pub policy: GroupPolicy,
-    /// Its counters.
-    pub metrics: crate::metrics::GroupMetrics,
-}
 
 /// A group and the networks (and pinned device addresses) that belong to it.
 pub type GroupNetworks = (Arc<Group>, Vec<IpNet>);
+
+/// Configured devices: by address and by hardware address, each with its group and name.
+#[derive(Default)]
+pub struct Devices {
+    /// Devices pinned by address (their address is also one of their group's networks).
+    pub by_ip: HashMap<IpAddr, Arc<str>>,
+    /// Devices pinned by MAC address, resolved through the neighbour table.
+    pub by_mac: HashMap<Mac, (Arc<Group>, Arc<str>)>,
+}
+
+/// Who a client is: its group, and the configured device it is, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The client's group.
+    pub group: &'a Arc<Group>,
+    /// The `[[device]]` name, when the address or MAC is pinned.
+    pub device: Option<&'a Arc<str>>,
+}
 
 /// Maps client addresses to groups: a device pinned by MAC address first, then the most
 /// specific network.
 pub struct Identify {
     /// Sorted most specific first, so the first match is the answer.
     networks: Vec<(IpNet, Arc<Group>)>,
-    /// Devices pinned by MAC address (usually none: then no neighbour lookup at all).
-    macs: HashMap<Mac, Arc<Group>>,
+    devices: Devices,
+    /// Read only when a device is pinned by MAC (usually none: then no neighbour lookup).
     neighbours: Option<Neighbours>,
 }
 
@@ -47,22 +56,23 @@ impl Identify {
         networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         Identify {
             networks,
-            macs: HashMap::new(),
+            devices: Devices::default(),
             neighbours: None,
         }
     }
 
-    /// Adds devices pinned by MAC address, resolved through `neighbours`.
-    pub fn with_macs(mut self, macs: HashMap<Mac, Arc<Group>>, neighbours: Neighbours) -> Identify {
-        if !macs.is_empty() {
-            self.macs = macs;
+    /// Adds configured devices; those pinned by MAC address are resolved through
+    /// `neighbours`.
+    pub fn with_devices(mut self, devices: Devices, neighbours: Neighbours) -> Identify {
+        if !devices.by_mac.is_empty() {
             self.neighbours = Some(neighbours);
         }
+        self.devices = devices;
         self
     }
 
-    /// The group for `ip`, if any.
-    pub fn group_for(&self, ip: IpAddr) -> Option<&Arc<Group>> {
+    /// Who `ip` is, if it belongs to any group.
+    pub fn client(&self, ip: IpAddr) -> Option<Client<'_>> {
         let ip = match ip {
             // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -72,15 +82,23 @@ impl Identify {
             let by_mac = neighbours
                 .load()
                 .get(&ip)
-                .and_then(|mac| self.macs.get(mac));
-            if by_mac.is_some() {
-                return by_mac;
+                .and_then(|mac| self.devices.by_mac.get(mac));
+            if let Some((group, name)) = by_mac {
+                return Some(Client {
+                    group,
+                    device: Some(name),
+                });
             }
         }
-        self.networks
+        let group = self
+            .networks
             .iter()
             .find(|(n, _)| n.contains(&ip))
-            .map(|(_, g)| g)
+            .map(|(_, g)| g)?;
+        Some(Client {
+            group,
+            device: self.devices.by_ip.get(&ip),
+        })
     }
 }
 
@@ -90,14 +108,15 @@ impl Stage for Identify {
     }
 
     fn handle<'a>(&'a self, query: &'a mut Query, next: Next<'a>) -> StageFuture<'a> {
-        match self.group_for(query.client) {
-            Some(group) => {
-                query.group = Some(group.clone());
+        match self.client(query.client) {
+            Some(client) => {
+                query.group = Some(client.group.clone());
+                query.device = client.device.cloned();
                 next.run(query)
             }
             None => Box::pin(async {
                 Answer::empty(ResponseCode::Refused, Disposition::Refused)
-                    .with_reason("no_group", "client is outside every configured group")
+                    .with_note("client is outside every configured group")
             }),
         }
     }
@@ -106,14 +125,30 @@ impl Stage for Identify {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::group::GroupPolicy;
 
     fn group(index: usize, name: &str) -> Arc<Group> {
         Arc::new(Group {
             index,
             name: name.into(),
             policy: GroupPolicy::default(),
+            safesearch: Default::default(),
             metrics: crate::metrics::Metrics::new().unwrap().group(name),
         })
+    }
+
+    #[test]
+    fn most_specific_network_wins() {
+        let (pupils, staff) = (group(0, "pupils"), group(1, "staff"));
+        let identify = Identify::new(&[
+            (pupils, vec!["10.0.0.0/8".parse().unwrap()]),
+            (staff, vec!["10.1.0.0/16".parse().unwrap()]),
+        ]);
+        let name = |ip: &str| identify.client(ip.parse().unwrap()).map(|c| &*c.group.name);
+        assert_eq!(name("10.1.2.3"), Some("staff"));
+        assert_eq!(name("10.2.2.3"), Some("pupils"));
+        assert_eq!(name("::ffff:10.1.2.3"), Some("staff"));
+        assert_eq!(name("192.0.2.1"), None);
     }
 
     #[test]
@@ -121,16 +156,23 @@ mod tests {
         let (pupils, staff) = (group(0, "pupils"), group(1, "staff"));
         let neighbours: Neighbours = Default::default();
         let laptop = [2, 0, 0, 0, 0, 7];
+        let devices = Devices {
+            by_mac: HashMap::from([(laptop, (staff.clone(), Arc::from("head-laptop")))]),
+            ..Devices::default()
+        };
         let identify = Identify::new(&[
             (pupils, vec!["10.0.0.0/8".parse().unwrap()]),
-            (staff.clone(), vec![]),
+            (staff, vec![]),
         ])
-        .with_macs(HashMap::from([(laptop, staff)]), neighbours.clone());
+        .with_devices(devices, neighbours.clone());
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(identify.group_for(ip).unwrap().name, "pupils");
+        let c = identify.client(ip).unwrap();
+        assert_eq!((&*c.group.name, c.device), ("pupils", None));
         neighbours.store(Arc::new(HashMap::from([(ip, laptop)])));
-        assert_eq!(identify.group_for(ip).unwrap().name, "staff");
+        let c = identify.client(ip).unwrap();
+        assert_eq!(&*c.group.name, "staff");
+        assert_eq!(c.device.map(|d| &**d), Some("head-laptop"));
         // A MAC device elsewhere does not make an outsider an insider.
-        assert!(identify.group_for("192.0.2.1".parse().unwrap()).is_none());
+        assert!(identify.client("192.0.2.1".parse().unwrap()).is_none());
     }
 }

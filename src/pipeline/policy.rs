@@ -13,7 +13,7 @@
 //! After the upstream answers, CNAME targets get the same decision (CNAME cloaking), and
 //! `ech` is stripped from HTTPS records for groups that ask for it.
 
-use std::{collections::HashSet, net::IpAddr, sync::Arc, time::SystemTime};
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use hickory_proto::{
     op::ResponseCode,
@@ -25,106 +25,18 @@ use hickory_proto::{
 
 use crate::{
     clock::Clock,
-    lists::{Blocklists, IllegalKind, Severity},
-    pipeline::{Answer, Disposition, Next, Query, Sections, Stage, StageFuture},
+    config::BlockAnswer,
+    event::{BlockReason, Severity},
+    lists::{Blocklists, IllegalKind},
+    pipeline::{
+        group::{Group, GroupPolicy},
+        Answer, Disposition, Next, Query, Reason, Sections, Stage, StageFuture,
+    },
     schedule::Schedule,
 };
 
 /// TTL of block answers and of their SOA minimum (how long devices cache a block).
 pub const BLOCK_TTL: u32 = 300;
-
-/// A small set of names matched with their subdomains (configuration overrides).
-#[derive(Debug, Default, Clone)]
-pub struct NameSet {
-    names: HashSet<String>,
-}
-
-impl NameSet {
-    /// A set of normalised names (lower case, no trailing dot).
-    pub fn new(names: impl IntoIterator<Item = String>) -> NameSet {
-        NameSet {
-            names: names.into_iter().collect(),
-        }
-    }
-
-    /// The most specific listed ancestor of `key` (or `key` itself) as `(depth, entry)`,
-    /// where depth counts the labels of the entry.
-    ///
-    /// ```
-    /// use hedgerow::pipeline::policy::NameSet;
-    /// let set = NameSet::new(["example.com".to_string()]);
-    /// assert_eq!(set.deepest("a.b.example.com"), Some((2, "example.com")));
-    /// assert_eq!(set.deepest("notexample.com"), None);
-    /// ```
-    pub fn deepest<'k>(&self, key: &'k str) -> Option<(usize, &'k str)> {
-        if self.names.is_empty() || key.is_empty() {
-            return None;
-        }
-        let mut depth = key.bytes().filter(|&b| b == b'.').count() + 1;
-        let mut suffix = key;
-        loop {
-            if self.names.contains(suffix) {
-                return Some((depth, suffix));
-            }
-            match suffix.split_once('.') {
-                Some((_, rest)) => {
-                    suffix = rest;
-                    depth -= 1;
-                }
-                None => return None,
-            }
-        }
-    }
-
-    /// Listed names, sorted (for descriptions).
-    pub fn sorted(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        v.sort_unstable();
-        v
-    }
-}
-
-/// A time-limited allow entry (from the unblock-request workflow).
-#[derive(Debug, Clone)]
-pub struct Grant {
-    /// The allowed name (with subdomains).
-    pub name: String,
-    /// When the grant lapses.
-    pub expires: SystemTime,
-}
-
-/// How a group's blocked queries are answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BlockAnswer {
-    /// NXDOMAIN with an SOA carrying the block TTL (the default: no TLS errors, cached).
-    #[default]
-    NxDomain,
-    /// `0.0.0.0` / `::` for A/AAAA; NODATA for other types.
-    Null,
-    /// The address of a block page for A (IPv4) or AAAA (IPv6); NODATA for other types.
-    Address(IpAddr),
-}
-
-/// What one group may and may not reach.
-#[derive(Debug, Default)]
-pub struct GroupPolicy {
-    /// Always blocked (with subdomains).
-    pub deny: NameSet,
-    /// Never blocked (with subdomains), except by the illegal tier.
-    pub allow: NameSet,
-    /// Time-limited allow entries.
-    pub grants: Vec<Grant>,
-    /// Bits of the categories this group blocks (against the lists in force).
-    pub categories: u32,
-    /// Windows during which some of those categories are not blocked.
-    pub schedules: Vec<Schedule>,
-    /// How blocks are answered.
-    pub block_answer: BlockAnswer,
-    /// Built-in anti-circumvention names are answered locally.
-    pub anti_circumvention: bool,
-    /// Remove `ech` from HTTPS/SVCB answers (keeps SNI visible to the school's firewall).
-    pub strip_ech: bool,
-}
 
 /// Why a name is blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,19 +50,35 @@ pub enum Decision {
     Block(Block),
 }
 
-/// A block decision with its reasons.
+/// A block decision: why, and how to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
-    /// Low-cardinality label: `illegal`, `circumvention`, `deny`, `category`, …
-    pub label: &'static str,
+    /// Why, complete (kind, plain-words detail, severity, category).
+    pub reason: Reason,
     /// Category bits involved (0 when a deny entry or built-in rule decided).
     pub categories: u32,
-    /// Safeguarding severity of the attempt, if it is a breach.
-    pub severity: Option<Severity>,
-    /// Full explanation: group, rule, category. Never names an illegal-tier entry.
-    pub detail: String,
     /// How to answer.
     pub answer: LocalAnswer,
+}
+
+impl Block {
+    fn new(
+        kind: BlockReason,
+        detail: String,
+        severity: Option<Severity>,
+        answer: LocalAnswer,
+    ) -> Block {
+        Block {
+            reason: Reason {
+                kind,
+                detail,
+                severity,
+                category: None,
+            },
+            categories: 0,
+            answer,
+        }
+    }
 }
 
 /// The local answer for a blocked or special name.
@@ -166,33 +94,49 @@ pub enum LocalAnswer {
     Proxy(IpAddr),
 }
 
+/// One built-in name that steers devices away from the school's DNS.
+struct Circumvention {
+    name: &'static str,
+    answer: LocalAnswer,
+    what: &'static str,
+    /// Private Relay is something a person switched on: a breach for the DSL. Firefox asks
+    /// its canary and operating systems ask for DDR on their own, many times a day, so those
+    /// are answered but are nobody's attempt.
+    severity: Option<Severity>,
+}
+
 /// Built-in names that steer devices away from the school's DNS, and their answers.
-const CIRCUMVENTION: [(&str, LocalAnswer, &str); 5] = [
-    (
-        "use-application-dns.net",
-        LocalAnswer::NxDomain,
-        "Firefox DoH canary",
-    ),
-    (
-        "mask.icloud.com",
-        LocalAnswer::NxDomain,
-        "iCloud Private Relay",
-    ),
-    (
-        "mask-h2.icloud.com",
-        LocalAnswer::NxDomain,
-        "iCloud Private Relay",
-    ),
-    (
-        "mask-canary.icloud.com",
-        LocalAnswer::NxDomain,
-        "iCloud Private Relay",
-    ),
-    (
-        "_dns.resolver.arpa",
-        LocalAnswer::NoData,
-        "designated-resolver discovery (RFC 9462)",
-    ),
+const CIRCUMVENTION: [Circumvention; 5] = [
+    Circumvention {
+        name: "use-application-dns.net",
+        answer: LocalAnswer::NxDomain,
+        what: "Firefox DoH canary",
+        severity: None,
+    },
+    Circumvention {
+        name: "mask.icloud.com",
+        answer: LocalAnswer::NxDomain,
+        what: "iCloud Private Relay",
+        severity: Some(Severity::Medium),
+    },
+    Circumvention {
+        name: "mask-h2.icloud.com",
+        answer: LocalAnswer::NxDomain,
+        what: "iCloud Private Relay",
+        severity: Some(Severity::Medium),
+    },
+    Circumvention {
+        name: "mask-canary.icloud.com",
+        answer: LocalAnswer::NxDomain,
+        what: "iCloud Private Relay",
+        severity: Some(Severity::Medium),
+    },
+    Circumvention {
+        name: "_dns.resolver.arpa",
+        answer: LocalAnswer::NoData,
+        what: "designated-resolver discovery (RFC 9462)",
+        severity: None,
+    },
 ];
 
 /// Everything [`decide`] reads besides the name.
@@ -215,39 +159,36 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
     if let Some(hit) = cx.lists.illegal(key) {
         match (hit.kind, cx.illegal_proxy) {
             (IllegalKind::Domain, _) => {
-                return Decision::Block(Block {
-                    label: "illegal",
-                    categories: 0,
-                    severity: Some(Severity::High),
-                    detail: hit.to_string(),
-                    answer: LocalAnswer::NxDomain,
-                })
+                return Decision::Block(Block::new(
+                    BlockReason::Illegal,
+                    hit.to_string(),
+                    Some(Severity::High),
+                    LocalAnswer::NxDomain,
+                ))
             }
             (IllegalKind::PathOnly, Some(proxy)) => {
-                return Decision::Block(Block {
-                    label: "illegal_proxy",
-                    categories: 0,
-                    severity: Some(Severity::High),
-                    detail: format!("{hit}: host sent to the URL-filtering proxy"),
-                    answer: LocalAnswer::Proxy(proxy),
-                })
+                return Decision::Block(Block::new(
+                    BlockReason::IllegalProxy,
+                    format!("{hit}: host sent to the URL-filtering proxy"),
+                    Some(Severity::High),
+                    LocalAnswer::Proxy(proxy),
+                ))
             }
             // Only some URLs on this host are listed: DNS cannot block just those.
             (IllegalKind::PathOnly, None) => {}
         }
     }
     if p.anti_circumvention {
-        if let Some((name, answer, what)) = CIRCUMVENTION.iter().find(|(n, ..)| *n == key) {
-            return Decision::Block(Block {
-                label: "circumvention",
-                categories: 0,
-                severity: Some(Severity::Medium),
-                detail: format!(
-                    "group `{}`: built-in anti-circumvention rule `{name}` ({what})",
-                    cx.group
+        if let Some(c) = CIRCUMVENTION.iter().find(|c| c.name == key) {
+            return Decision::Block(Block::new(
+                BlockReason::Circumvention,
+                format!(
+                    "group `{}`: built-in anti-circumvention rule `{}` ({})",
+                    cx.group, c.name, c.what
                 ),
-                answer: *answer,
-            });
+                c.severity,
+                c.answer,
+            ));
         }
     }
 
@@ -264,13 +205,12 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
     };
     match (deny, allow) {
         (Some((d, entry)), allow) if allow.is_none_or(|(a, _)| d >= a) => {
-            return Decision::Block(Block {
-                label: "deny",
-                categories: 0,
-                severity: None,
-                detail: format!("group `{}`: deny entry `{entry}`", cx.group),
-                answer: LocalAnswer::Group,
-            })
+            return Decision::Block(Block::new(
+                BlockReason::Deny,
+                format!("group `{}`: deny entry `{entry}`", cx.group),
+                None,
+                LocalAnswer::Group,
+            ))
         }
         _ => {}
     }
@@ -288,16 +228,19 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
                     .categories_in(hit.bits)
                     .map(|c| c.id.as_str())
                     .collect();
+                let category = names.join(", ");
                 return Decision::Block(Block {
-                    label: "category",
+                    reason: Reason {
+                        kind: BlockReason::Category,
+                        detail: format!(
+                            "group `{}`: category {category} (list entry `{}`)",
+                            cx.group,
+                            cx.lists.matched_key(key, hit.depth)
+                        ),
+                        severity,
+                        category: Some(category),
+                    },
                     categories: hit.bits,
-                    severity,
-                    detail: format!(
-                        "group `{}`: category {} (list entry `{}`)",
-                        cx.group,
-                        names.join(", "),
-                        cx.lists.matched_key(key, hit.depth)
-                    ),
                     answer: LocalAnswer::Group,
                 });
             }
@@ -329,11 +272,13 @@ pub fn block_answer(query: &Query, block: &Block, group: BlockAnswer) -> Answer 
             address(query, &[ip])
         }
     };
-    answer.disposition = Disposition::Blocked;
-    let mut answer = answer.with_reason(block.label, block.detail.clone());
-    if let Some(reason) = &mut answer.reason {
-        reason.severity = block.severity;
-    }
+    // Designated-resolver discovery is asked by operating systems on their own: answering it
+    // locally blocks nothing a person asked for.
+    answer.disposition = match block.answer {
+        LocalAnswer::NoData => Disposition::Local,
+        _ => Disposition::Blocked,
+    };
+    answer.reason = Some(block.reason.clone());
     answer
 }
 
@@ -407,7 +352,7 @@ impl Policy {
         }
     }
 
-    fn context<'a>(&'a self, group: &'a crate::pipeline::identify::Group) -> Context<'a> {
+    fn context<'a>(&'a self, group: &'a Group) -> Context<'a> {
         Context {
             group: &group.name,
             policy: &group.policy,
@@ -437,9 +382,13 @@ impl Stage for Policy {
             // CNAME cloaking: an allowed name must not lead into a blocked one.
             for record in answer.answers() {
                 if let RData::CNAME(target) = &record.data {
-                    let target_key = crate::pipeline::name_key(&target.0);
+                    let target_key = crate::names::key(&target.0);
                     if let Decision::Block(mut block) = decide(&cx, &target_key) {
-                        block.detail = format!("CNAME to `{target_key}`: {}", block.detail);
+                        // An illegal-tier target is never named.
+                        if !block.reason.kind.is_illegal_tier() {
+                            block.reason.detail =
+                                format!("CNAME to `{target_key}`: {}", block.reason.detail);
+                        }
                         return block_answer(query, &block, group.policy.block_answer);
                     }
                 }
@@ -473,7 +422,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::lists::{BlocklistsBuilder, EntryKind, Severity};
+    use crate::{
+        lists::{BlocklistsBuilder, EntryKind},
+        pipeline::group::{Grant, NameSet},
+    };
 
     fn lists() -> (Blocklists, u32, u32) {
         let mut b = BlocklistsBuilder::new();
@@ -503,7 +455,7 @@ mod tests {
 
     fn blocked(d: &Decision) -> Option<&'static str> {
         match d {
-            Decision::Block(b) => Some(b.label),
+            Decision::Block(b) => Some(b.reason.kind.label()),
             Decision::Allow { .. } => None,
         }
     }
@@ -574,12 +526,15 @@ mod tests {
             ..Default::default()
         };
         let severity = |key| match decide_for(&policy, &lists, key) {
-            Decision::Block(b) => b.severity,
+            Decision::Block(b) => b.reason.severity,
             Decision::Allow { .. } => panic!("{key} allowed"),
         };
         assert_eq!(severity("www.bad.example"), Some(Severity::High));
         assert_eq!(severity("roblox.com"), Some(Severity::Low));
         assert_eq!(severity("mask.icloud.com"), Some(Severity::Medium));
+        // Asked by browsers and operating systems on their own: nobody's attempt.
+        assert_eq!(severity("use-application-dns.net"), None);
+        assert_eq!(severity("_dns.resolver.arpa"), None);
         assert_eq!(severity("ads.example.org"), None);
     }
 

@@ -103,7 +103,7 @@ impl Stage for RateLimit {
         } else {
             Box::pin(async {
                 Answer::empty(ResponseCode::Refused, Disposition::RateLimited)
-                    .with_reason("rate_limited", "client exceeded its query rate limit")
+                    .with_note("client exceeded its query rate limit")
             })
         }
     }

@@ -1,30 +1,66 @@
-//! The outermost stage: times every query, counts it, and hands it to the query log.
+//! The outermost stage: times every query, counts it, and hands one [`QueryEvent`] per
+//! finished query to the query log.
 
 use std::sync::Arc;
 
 use crate::{
+    clock::Clock,
+    event::{EventName, QueryEvent, QuerySink},
     metrics::Metrics,
-    pipeline::{Next, Query, Stage, StageFuture},
+    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
 };
-
-/// Where finished queries go after they are counted (the store's channel in production).
-///
-/// `record` must never wait: implementations do a non-blocking send and count drops.
-pub trait QuerySink: Send + Sync + 'static {
-    /// Takes one finished query and its answer.
-    fn record(&self, query: &Query, answer: &crate::pipeline::Answer);
-}
 
 /// Times, counts and logs every query.
 pub struct Record {
     metrics: Arc<Metrics>,
     sink: Option<Arc<dyn QuerySink>>,
+    clock: Clock,
 }
 
 impl Record {
-    /// A record stage reporting to `metrics` and, if given, to `sink`.
-    pub fn new(metrics: Arc<Metrics>, sink: Option<Arc<dyn QuerySink>>) -> Record {
-        Record { metrics, sink }
+    /// A record stage reporting to `metrics` and, if given, to `sink`, stamping events with
+    /// `clock`.
+    pub fn new(metrics: Arc<Metrics>, sink: Option<Arc<dyn QuerySink>>, clock: Clock) -> Record {
+        Record {
+            metrics,
+            sink,
+            clock,
+        }
+    }
+}
+
+/// The event for `query` answered with `answer`, stamped `at`.
+///
+/// Built here, once, from the finished query: an illegal-tier name is withheld at this point,
+/// so it never reaches a channel, a journal or a database.
+pub fn event(query: &Query, answer: &Answer, at: std::time::SystemTime) -> QueryEvent {
+    let reason = answer.reason.as_ref();
+    let illegal = reason.is_some_and(|r| r.kind.is_illegal_tier());
+    QueryEvent {
+        at,
+        client: query.client,
+        device: query.device.clone(),
+        group: query.group.as_ref().map(|g| g.name.clone()),
+        name: if illegal {
+            EventName::Withheld
+        } else {
+            EventName::Clear(query.key.clone())
+        },
+        qtype: u16::from(query.qtype),
+        transport: query.transport,
+        disposition: answer.disposition,
+        reason: reason.map(|r| r.kind),
+        category: reason.and_then(|r| r.category.clone()),
+        rule: if illegal {
+            Some("illegal-content list, entry withheld".to_string())
+        } else {
+            reason
+                .map(|r| r.detail.clone())
+                .or_else(|| answer.note.as_ref().map(|n| n.to_string()))
+        },
+        severity: reason.and_then(|r| r.severity),
+        rcode: u16::from(answer.rcode),
+        duration: query.received.elapsed(),
     }
 }
 
@@ -41,12 +77,12 @@ impl Stage for Record {
             self.metrics
                 .observe_query(group, query.qtype, answer.disposition, elapsed);
             if let (Some(reason), Some(g)) = (&answer.reason, group) {
-                if answer.disposition == crate::pipeline::Disposition::Blocked {
-                    g.blocked(reason.label);
+                if answer.disposition == Disposition::Blocked {
+                    g.blocked(reason.kind);
                 }
             }
             if let Some(sink) = &self.sink {
-                sink.record(query, &answer);
+                sink.record(event(query, &answer, self.clock.now()));
             }
             answer
         })

@@ -22,10 +22,9 @@ use hickory_server::{
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    app::InFlight,
-    pipeline::{Pipeline, Query, Transport},
-};
+use crate::pipeline::{Pipeline, Query, Transport};
+
+use drain::Drain;
 
 /// Our EDNS UDP payload size (DNS flag day 2020); larger answers are truncated (TC).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -48,19 +47,25 @@ pub enum ListenError {
 }
 
 mod batch;
+mod drain;
 mod udp;
+
+pub use udp::{query_from_wire, write_answer};
 
 /// hickory's request handler, bridging into the pipeline in force.
 #[derive(Clone)]
 pub struct Handler {
     pipeline: Arc<ArcSwap<Pipeline>>,
-    inflight: Arc<InFlight>,
+    drain: Drain,
 }
 
 impl Handler {
     /// A handler running queries through whatever pipeline `pipeline` holds.
-    pub(crate) fn new(pipeline: Arc<ArcSwap<Pipeline>>, inflight: Arc<InFlight>) -> Handler {
-        Handler { pipeline, inflight }
+    pub fn new(pipeline: Arc<ArcSwap<Pipeline>>) -> Handler {
+        Handler {
+            pipeline,
+            drain: Drain::default(),
+        }
     }
 }
 
@@ -71,7 +76,7 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response: R,
     ) -> ResponseInfo {
-        let Some(_guard) = self.inflight.enter() else {
+        let Some(_guard) = self.drain.enter() else {
             // Draining for shutdown: stay silent so the client asks its other server.
             return dropped(request);
         };
@@ -251,11 +256,17 @@ impl Sockets {
                 )));
             }
         }
+        let drain = handler.drain.clone();
         let mut tcp = Server::new(handler);
         for l in self.tcp {
             tcp.register_listener(l, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
         }
-        Listeners { tcp, udp, shutdown }
+        Listeners {
+            tcp,
+            udp,
+            shutdown,
+            drain,
+        }
     }
 }
 
@@ -264,11 +275,25 @@ pub struct Listeners {
     tcp: Server<Handler>,
     udp: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
+    drain: Drain,
 }
 
 impl Listeners {
+    /// Stops taking new queries, lets those in flight finish (up to `grace`), then stops the
+    /// listeners.
+    pub async fn shutdown(self, grace: Duration) {
+        let left = self.drain.drain(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "grace period over; abandoning queries still in flight"
+            );
+        }
+        self.stop().await;
+    }
+
     /// Stops accepting, then waits (up to a second) for the listener tasks to end.
-    pub async fn stop(mut self) {
+    async fn stop(mut self) {
         self.shutdown.cancel();
         self.tcp.shutdown_token().cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), async {

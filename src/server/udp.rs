@@ -14,7 +14,7 @@
 
 use std::{
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -37,7 +37,10 @@ use super::{
     batch::{Received, Replies},
     Handler, MAX_UDP_PAYLOAD,
 };
-use crate::wire::{self, WireQuery};
+use crate::{
+    pipeline::{Answer, Query, Transport},
+    wire::{self, WireQuery},
+};
 
 /// Writes one response to one client.
 #[derive(Clone)]
@@ -89,11 +92,60 @@ async fn answer_plain(
     mut wire_query: WireQuery,
     mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
-    let _guard = handler.inflight.enter()?;
-    let mut query = wire_query.take_query(client.ip());
+    let _guard = handler.drain.enter()?;
+    let mut query = query_from_wire(&mut wire_query, client.ip());
     let answer = handler.pipeline.load_full().resolve(&mut query).await;
-    wire::write_answer(&wire_query, &query, &answer, MAX_UDP_PAYLOAD, &mut out);
+    write_answer(&wire_query, &query, &answer, MAX_UDP_PAYLOAD, &mut out);
     Some(out)
+}
+
+/// The pipeline's view of `wire_query` from `client`. The name moves into it; pass the query
+/// back to [`write_answer`] with the same `WireQuery`.
+pub fn query_from_wire(wire_query: &mut WireQuery, client: IpAddr) -> Query {
+    let name = std::mem::take(&mut wire_query.name);
+    let mut query = Query::new(client, Transport::Udp, name, wire_query.qtype);
+    query.dnssec_ok = wire_query.edns.is_some_and(|e| e.dnssec_ok);
+    query.checking_disabled = wire_query.checking_disabled();
+    query
+}
+
+/// Writes the response to `wire_query` (read into `query`, which the pipeline answered with
+/// `answer`) into `out`: a cache hit's pre-encoded bytes when they were made for this name,
+/// else the records encoded now.
+pub fn write_answer(
+    wire_query: &WireQuery,
+    query: &Query,
+    answer: &Answer,
+    ours: u16,
+    out: &mut Vec<u8>,
+) {
+    let authentic_data = answer.authentic_data && !query.checking_disabled;
+    wire::write_response(
+        wire_query,
+        &query.name,
+        answer.rcode,
+        authentic_data,
+        ours,
+        out,
+        |out| match answer.encoded() {
+            Some((encoded, ttl)) if encoded.is_for(&query.key) => {
+                Ok(encoded.write(out, |stored| ttl.apply(stored)))
+            }
+            _ => {
+                let sections = answer.sections_as_sent();
+                wire::write_records(
+                    out,
+                    &query.name,
+                    [
+                        &sections.answers,
+                        &sections.authorities,
+                        &sections.additionals,
+                    ],
+                    query.dnssec_ok,
+                )
+            }
+        },
+    );
 }
 
 /// Answers queries arriving on `socket` until `shutdown` is cancelled.

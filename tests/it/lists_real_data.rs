@@ -10,7 +10,10 @@
 
 use crate::common::tempdir::TempDir;
 
-use hedgerow::pipeline::policy::{decide, Context, Decision, GroupPolicy};
+use hedgerow::pipeline::{
+    group::GroupPolicy,
+    policy::{decide, Context, Decision},
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};

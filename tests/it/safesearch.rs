@@ -18,7 +18,10 @@ use std::{
 };
 
 use crate::common::dns::{a_records, start_hedgerow, udp_query, Ask, Upstream, Zone};
-use hedgerow::pipeline::safesearch::{decide, Decision, SafeSearchConfig, Target, YouTubeMode};
+use hedgerow::{
+    config::{SafeSearchConfig, YouTubeMode},
+    pipeline::safesearch::{decide, Decision, Target},
+};
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{
