@@ -1,5 +1,5 @@
-//! One query through the whole pipeline (record → identify → ratelimit → policy → cache →
-//! forward) with a warm cache, and the policy decision alone on real category lists.
+//! One query through the whole pipeline (record → identify → ratelimit → policy → safesearch →
+//! cache → forward) with a warm cache, and the policy decision alone on real category lists.
 //!
 //! `cargo bench --bench pipeline`. The upstream is a tiny responder on 127.0.0.1:0.
 

@@ -1,25 +1,26 @@
-//! Wiring: configuration → metrics → pipeline → DNS listener + HTTP listener, reload on
-//! SIGHUP, and a graceful drain on shutdown.
+//! Wiring: configuration → metrics → lists → pipeline → DNS listeners + HTTP listener, reload
+//! on SIGHUP or when the compiled lists change on disk, and a graceful drain on shutdown.
+//!
+//! This file only connects parts; each part lives in its own module. Work that blocks (reading
+//! and hashing list artifacts, fsyncing the audit trail, reading the neighbour table) runs on
+//! tokio's blocking pool, never on a runtime worker that answers DNS.
 
 use std::{
     future::Future,
     net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    path::PathBuf,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
-use tokio::task::JoinHandle;
 
 use crate::{
     audit::{AuditLog, AuditRecord},
     clock::Clock,
     config::{Config, ConfigError},
-    lists::{compile, Blocklists, CompileOptions, IllegalSource, ListError, Manifest},
+    http::{self, HttpError},
+    lists::{self, ListError},
     metrics::{Metrics, MetricsError},
     neighbours::Neighbours,
     pipeline::{
@@ -44,15 +45,21 @@ pub enum AppError {
     /// The pipeline could not be built.
     #[error(transparent)]
     Chain(#[from] ChainError),
-    /// A socket could not be bound.
+    /// A DNS socket could not be bound.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The HTTP socket could not be bound.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// Metrics could not be registered.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     /// The compiled lists could not be loaded.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// A blocking task was lost (the runtime is shutting down).
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Command-line values that override the configuration file (and survive reloads).
@@ -64,23 +71,54 @@ pub struct Overrides {
     pub upstreams: Vec<SocketAddr>,
     /// `--http`.
     pub http: Option<SocketAddr>,
-    /// The clock for schedules and grants (tests inject one); `None` is the system clock.
+    /// The clock for schedules, grants and records (tests inject one); `None` is the system
+    /// clock.
     pub clock: Option<Clock>,
+}
+
+/// What triggered a reload: it decides what is re-read and which counter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// SIGHUP or [`Hedgerow::reload`]: the configuration file, and the lists if they changed.
+    Configuration,
+    /// The compiled lists changed on disk: the lists, under the configuration in force.
+    ListsChanged,
+}
+
+impl Trigger {
+    fn reason(self) -> &'static str {
+        match self {
+            Trigger::Configuration => "reload requested (SIGHUP)",
+            Trigger::ListsChanged => "compiled lists changed on disk",
+        }
+    }
+}
+
+/// What is in force, replaced as a whole by a successful reload.
+struct InForce {
+    config: Config,
+    parts: ChainParts,
+    /// When the artifact in force was written (to notice a new one).
+    lists_stamp: Option<SystemTime>,
+}
+
+/// The parts that reloads and background jobs share.
+struct Inner {
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    audit: AuditLog,
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    /// Also serialises reloads.
+    in_force: Mutex<InForce>,
 }
 
 /// A running Hedgerow: DNS and HTTP listeners and the pipeline in force.
 pub struct Hedgerow {
-    config_path: Option<PathBuf>,
-    overrides: Overrides,
-    metrics: Arc<Metrics>,
-    parts: Mutex<ChainParts>,
-    lists_stamp: Mutex<Option<SystemTime>>,
-    /// The configuration in force (for the audit diff on reload).
-    config: Mutex<Config>,
-    audit: AuditLog,
-    pipeline: Arc<ArcSwap<Pipeline>>,
+    inner: Arc<Inner>,
     server: Option<Listeners>,
-    http: Option<(SocketAddr, JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    http: Option<http::Listener>,
     dns_addrs: Vec<SocketAddr>,
 }
 
@@ -92,23 +130,37 @@ impl Hedgerow {
         overrides: Overrides,
     ) -> Result<Hedgerow, AppError> {
         let config = load(config_path.as_deref(), &overrides)?;
+        Self::start_with(config, config_path, overrides).await
+    }
+
+    /// Starts with `config`, already read from `config_path` (which reloads re-read).
+    async fn start_with(
+        config: Config,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> Result<Hedgerow, AppError> {
         let metrics = Arc::new(Metrics::new()?);
-        let lists = Arc::new(open_lists(&config)?);
-        publish_list_metrics(&metrics, &lists);
+        let clock = overrides.clock.clone().unwrap_or_default();
+        let (config, lists) = tokio::task::spawn_blocking(move || {
+            let lists = lists::configured::open(&config);
+            (config, lists)
+        })
+        .await?;
+        let lists = Arc::new(lists?);
+        metrics.publish_lists(lists.meta());
         let parts = ChainParts {
             metrics: metrics.clone(),
             sink: None,
             lists,
             cache: Arc::new(CacheStore::new()),
             buckets: Default::default(),
-            clock: overrides.clock.clone().unwrap_or_default(),
+            clock: clock.clone(),
             neighbours: Neighbours::default(),
         };
-        let pipeline = chain::build(&config, &parts)?;
-        let lists_stamp = Mutex::new(artifact_stamp(&config.lists.artifact_dir));
+        let pipeline = Arc::new(ArcSwap::from_pointee(chain::build(&config, &parts)?));
         let audit = AuditLog::in_dir(&config.server.data_dir);
-        audit.append(&[AuditRecord {
-            at: crate::audit::now(),
+        let started = AuditRecord {
+            at: clock.unix_secs(),
             actor: actor(&config),
             change: format!(
                 "policy in force at start-up: {} group(s); lists built {} ({} names)",
@@ -117,27 +169,14 @@ impl Hedgerow {
                 parts.lists.meta().names
             ),
             reason: "Hedgerow started".into(),
-        }]);
-        let pipeline = Arc::new(ArcSwap::from_pointee(pipeline));
+        };
+        let log = audit.clone();
+        tokio::task::spawn_blocking(move || log.append(&[started])).await?;
 
         let sockets = Sockets::bind(&config.server.listen).await?;
         let dns_addrs = sockets.local_addrs();
         let http = match config.server.http {
-            Some(addr) => {
-                let listener = crate::http::bind(addr).await?;
-                let local = listener.local_addr().unwrap_or(addr);
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let router = crate::http::router(metrics.clone());
-                let task = tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    });
-                    if let Err(error) = serve.await {
-                        tracing::error!(%error, "HTTP listener failed");
-                    }
-                });
-                Some((local, task, tx))
-            }
+            Some(addr) => Some(http::Listener::bind(addr, http::router(metrics.clone())).await?),
             None => None,
         };
         let server = sockets.serve(
@@ -147,18 +186,24 @@ impl Hedgerow {
         for addr in &dns_addrs {
             tracing::info!(%addr, "DNS listening (UDP and TCP)");
         }
-        if let Some((addr, ..)) = &http {
-            tracing::info!(%addr, "HTTP listening (/metrics)");
+        if let Some(http) = &http {
+            tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics)");
         }
+        let lists_stamp = lists::configured::stamp(&config.lists.artifact_dir);
         Ok(Hedgerow {
-            config_path,
-            overrides,
-            metrics,
-            parts: Mutex::new(parts),
-            lists_stamp,
-            config: Mutex::new(config),
-            audit,
-            pipeline,
+            inner: Arc::new(Inner {
+                config_path,
+                overrides,
+                metrics,
+                clock,
+                audit,
+                pipeline,
+                in_force: Mutex::new(InForce {
+                    config,
+                    parts,
+                    lists_stamp,
+                }),
+            }),
             server: Some(server),
             http,
             dns_addrs,
@@ -172,122 +217,155 @@ impl Hedgerow {
 
     /// The bound HTTP address, if any.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(|(a, ..)| *a)
+        self.http.as_ref().map(http::Listener::local_addr)
     }
 
     /// Shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.inner.metrics
     }
 
-    /// Re-reads the configuration and the compiled lists and swaps in a new pipeline. On any
-    /// error the pipeline in force stays, and the error says why. Listener addresses need a
-    /// restart to change.
-    pub fn reload(&self) -> Result<(), AppError> {
-        self.reload_because("reload requested (SIGHUP)")
+    /// Re-reads the configuration (and the compiled lists, if they changed) and swaps in a new
+    /// pipeline. On any error the pipeline in force stays, and the error says why. Listener
+    /// addresses need a restart to change.
+    pub async fn reload(&self) -> Result<(), AppError> {
+        self.reload_for(Trigger::Configuration).await
     }
 
-    fn reload_because(&self, reason: &str) -> Result<(), AppError> {
-        let result = self.rebuild(reason);
-        match result {
-            Ok(pipeline) => {
-                self.pipeline.store(Arc::new(pipeline));
-                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
-                tracing::info!("configuration reloaded");
-                Ok(())
+    /// Reloads when the compiled artifact on disk has changed since it was opened.
+    pub async fn reload_lists_if_changed(&self) {
+        let _ = self.reload_for(Trigger::ListsChanged).await;
+    }
+
+    async fn reload_for(&self, trigger: Trigger) -> Result<(), AppError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.reload(trigger)).await?
+    }
+
+    /// Re-reads the neighbour table when a device is pinned by MAC address.
+    pub async fn refresh_neighbours(&self) {
+        let neighbours = {
+            let in_force = lock(&self.inner.in_force);
+            if !in_force.config.devices.iter().any(|d| d.mac.is_some()) {
+                return;
             }
-            Err(error) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["error"])
-                    .inc();
-                tracing::error!(%error, "configuration reload failed; the previous configuration stays in force");
-                Err(error)
-            }
+            in_force.parts.neighbours.clone()
+        };
+        let path = std::path::Path::new(crate::neighbours::PROC_ARP);
+        if let Ok(table) = tokio::task::spawn_blocking(move || crate::neighbours::read(path)).await
+        {
+            neighbours.store(Arc::new(table));
         }
     }
 
-    fn rebuild(&self, reason: &str) -> Result<Pipeline, AppError> {
-        let config = load(self.config_path.as_deref(), &self.overrides)?;
-        if config.server.listen.len() != self.dns_addrs.len() {
+    /// Stops taking queries, lets those in flight finish (up to the configured grace period),
+    /// and stops.
+    pub async fn shutdown(mut self) {
+        let grace = lock(&self.inner.in_force).config.server.shutdown_grace;
+        if let Some(listeners) = self.server.take() {
+            listeners.shutdown(grace).await;
+        }
+        if let Some(http) = self.http.take() {
+            http.shutdown(Duration::from_secs(1)).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+impl Inner {
+    /// Rebuilds the pipeline for `trigger`, counts the outcome, and audits what changed.
+    /// Blocking: runs on tokio's blocking pool.
+    fn reload(&self, trigger: Trigger) -> Result<(), AppError> {
+        let mut in_force = lock(&self.in_force);
+        let stamp = lists::configured::stamp(&in_force.config.lists.artifact_dir);
+        if trigger == Trigger::ListsChanged {
+            if stamp.is_none() || stamp == in_force.lists_stamp {
+                return Ok(());
+            }
+            tracing::info!("compiled lists changed on disk: reloading");
+            // Recorded first, so a broken artifact is reported once, not at every poll.
+            in_force.lists_stamp = stamp;
+        }
+        let result = self.rebuild(&mut in_force, trigger);
+        if trigger == Trigger::Configuration {
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            self.metrics
+                .config_reloads
+                .with_label_values(&[outcome])
+                .inc();
+        }
+        match &result {
+            Ok(()) if trigger == Trigger::Configuration => tracing::info!("configuration reloaded"),
+            Ok(()) => tracing::info!("compiled lists reloaded"),
+            Err(error) => tracing::error!(
+                %error,
+                "reload failed; the previous configuration and lists stay in force"
+            ),
+        }
+        result
+    }
+
+    fn rebuild(&self, in_force: &mut InForce, trigger: Trigger) -> Result<(), AppError> {
+        let config = match trigger {
+            Trigger::Configuration => load(self.config_path.as_deref(), &self.overrides)?,
+            Trigger::ListsChanged => in_force.config.clone(),
+        };
+        if config.server.listen != in_force.config.server.listen {
             tracing::warn!("listen addresses changed: restart Hedgerow to apply them");
         }
-        let mut parts = lock(&self.parts).clone();
-        let stamp = artifact_stamp(&config.lists.artifact_dir);
-        parts.lists = Arc::new(open_lists(&config).inspect_err(|_| {
+        let stamp = lists::configured::stamp(&config.lists.artifact_dir);
+        let old = &in_force.config.lists;
+        let lists_changed = trigger == Trigger::ListsChanged
+            || stamp != in_force.lists_stamp
+            || config.lists.artifact_dir != old.artifact_dir
+            || config.lists.illegal_list != old.illegal_list
+            || config.lists.illegal_key_file != old.illegal_key_file;
+        let mut parts = in_force.parts.clone();
+        if lists_changed {
+            let opened = lists::configured::open(&config);
+            let outcome = if opened.is_ok() { "ok" } else { "error" };
             self.metrics
                 .list_reloads
-                .with_label_values(&["error"])
+                .with_label_values(&[outcome])
                 .inc();
-        })?);
-        *lock(&self.lists_stamp) = stamp;
+            parts.lists = Arc::new(opened?);
+        }
         let pipeline = chain::build(&config, &parts)?;
-        self.metrics.list_reloads.with_label_values(&["ok"]).inc();
-        publish_list_metrics(&self.metrics, &parts.lists);
-        let mut records: Vec<AuditRecord> = crate::audit::diff(&lock(&self.config), &config)
+        self.pipeline.store(Arc::new(pipeline));
+
+        let at = self.clock.unix_secs();
+        let reason = trigger.reason();
+        let mut records: Vec<AuditRecord> = crate::audit::diff(&in_force.config, &config)
             .into_iter()
             .map(|change| AuditRecord {
-                at: crate::audit::now(),
+                at,
                 actor: actor(&config),
                 change,
                 reason: reason.to_string(),
             })
             .collect();
-        let (old_meta, new_meta) = (lock(&self.parts).lists.meta().clone(), parts.lists.meta());
-        if old_meta.built_unix != new_meta.built_unix || old_meta.names != new_meta.names {
-            records.push(AuditRecord {
-                at: crate::audit::now(),
-                actor: format!("compiled lists in {}", config.lists.artifact_dir.display()),
-                change: format!(
-                    "lists in force: built {} with {} names (was built {} with {})",
-                    new_meta.built, new_meta.names, old_meta.built, old_meta.names
-                ),
-                reason: reason.to_string(),
-            });
+        if lists_changed {
+            let (old_meta, new_meta) = (in_force.parts.lists.meta(), parts.lists.meta());
+            self.metrics.publish_lists(new_meta);
+            if old_meta.built_unix != new_meta.built_unix || old_meta.names != new_meta.names {
+                records.push(AuditRecord {
+                    at,
+                    actor: format!("compiled lists in {}", config.lists.artifact_dir.display()),
+                    change: format!(
+                        "lists in force: built {} with {} names (was built {} with {})",
+                        new_meta.built, new_meta.names, old_meta.built, old_meta.names
+                    ),
+                    reason: reason.to_string(),
+                });
+            }
         }
         self.audit.append(&records);
-        *lock(&self.parts) = parts;
-        *lock(&self.config) = config;
-        Ok(pipeline)
-    }
-
-    /// Re-reads the neighbour table when a device is pinned by MAC address (off the DNS
-    /// path, on a blocking thread).
-    pub async fn refresh_neighbours(&self) {
-        let pinned = lock(&self.config).devices.iter().any(|d| d.mac.is_some());
-        if !pinned {
-            return;
-        }
-        let path = std::path::Path::new(crate::neighbours::PROC_ARP);
-        if let Ok(table) = tokio::task::spawn_blocking(move || crate::neighbours::read(path)).await
-        {
-            lock(&self.parts).neighbours.store(Arc::new(table));
-        }
-    }
-
-    /// Reloads when the compiled artifact on disk has changed since it was opened.
-    pub fn reload_lists_if_changed(&self) {
-        let dir = lock(&self.config).lists.artifact_dir.clone();
-        let stamp = artifact_stamp(&dir);
-        if stamp.is_none() || stamp == *lock(&self.lists_stamp) {
-            return;
-        }
-        tracing::info!(dir = %dir.display(), "compiled lists changed on disk: reloading");
-        // Record the stamp first so a broken artifact is reported once, not every poll.
-        *lock(&self.lists_stamp) = stamp;
-        let _ = self.reload_because("compiled lists changed on disk");
-    }
-
-    /// Stops accepting queries, lets those in flight finish (up to `grace`), and stops.
-    pub async fn shutdown(mut self, grace: Duration) {
-        if let Some(listeners) = self.server.take() {
-            listeners.shutdown(grace).await;
-        }
-        if let Some((_, task, stop)) = self.http.take() {
-            let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
-        }
-        tracing::info!("stopped");
+        *in_force = InForce {
+            config,
+            parts,
+            lists_stamp: stamp,
+        };
+        Ok(())
     }
 }
 
@@ -300,56 +378,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// When the artifact's metadata was last written (it is renamed into place last).
-fn artifact_stamp(dir: &Path) -> Option<SystemTime> {
-    std::fs::metadata(dir.join("meta.toml"))
-        .and_then(|m| m.modified())
-        .ok()
-}
-
-/// Opens the compiled lists named by `config`, compiling them first when the configuration
-/// asks for that and none exist. Never returns an empty snapshot silently: a school filter
-/// must not start unfiltered.
-pub fn open_lists(config: &Config) -> Result<Blocklists, ListError> {
-    let l = &config.lists;
-    let key = l
-        .illegal_list
-        .as_ref()
-        .map(|_| l.illegal_key_file.as_path());
-    match Blocklists::open(&l.artifact_dir, key) {
-        Err(ListError::NoArtifact { .. }) if l.compile_if_missing => {
-            tracing::info!(manifest = %l.manifest.display(), "no compiled lists yet: compiling");
-            let report = compile(&compile_options(config)?)?;
-            tracing::info!("{}", report.to_string().lines().next().unwrap_or_default());
-            Blocklists::open(&l.artifact_dir, key)
-        }
-        other => other,
-    }
-}
-
-/// What `hedgerow lists compile` and `compile_if_missing` compile.
-pub fn compile_options(config: &Config) -> Result<CompileOptions, ListError> {
-    let l = &config.lists;
-    Ok(CompileOptions {
-        manifest: Manifest::load(&l.manifest)?.with_cache_dir(&l.download_dir),
-        out_dir: l.artifact_dir.clone(),
-        illegal: l.illegal_list.as_ref().map(|list| IllegalSource {
-            list: list.clone(),
-            key: l.illegal_key_file.clone(),
-        }),
-    })
-}
-
-fn publish_list_metrics(metrics: &Metrics, lists: &Blocklists) {
-    for (category, count) in lists.meta().category_counts() {
-        metrics
-            .list_entries
-            .with_label_values(&[category])
-            .set(count as i64);
-    }
-    metrics.lists_built.set(lists.meta().built_unix as i64);
-}
-
 fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
     let mut config = match path {
         Some(path) => Config::from_file(path)?,
@@ -359,15 +387,15 @@ fn load(path: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config,
     Ok(config)
 }
 
-/// Runs Hedgerow until `shutdown` completes: reloads on SIGHUP, then drains gracefully.
+/// Runs Hedgerow until `shutdown` completes: reloads on SIGHUP or when the compiled lists
+/// change, then drains gracefully.
 pub async fn run(
     config_path: Option<PathBuf>,
     overrides: Overrides,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let config = load(config_path.as_deref(), &overrides)?;
-    let grace = config.server.shutdown_grace;
-    let app = Hedgerow::start(config_path, overrides).await?;
+    let app = Hedgerow::start_with(config, config_path, overrides).await?;
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut watch = tokio::time::interval(LIST_POLL);
     let mut arp = tokio::time::interval(NEIGHBOUR_POLL);
@@ -375,15 +403,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = watch.tick() => app.reload_lists_if_changed(),
+            _ = watch.tick() => app.reload_lists_if_changed().await,
             _ = arp.tick() => app.refresh_neighbours().await,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 tracing::info!("SIGHUP: reloading");
-                let _ = app.reload();
+                let _ = app.reload().await;
             }
         }
     }
     tracing::info!("shutting down");
-    app.shutdown(grace).await;
+    app.shutdown().await;
     Ok(())
 }

@@ -2,20 +2,22 @@
 //! (DfE: "decisions on what is blocked or allowed and why", changes logged so nobody can make
 //! unilateral changes).
 //!
-//! Records are appended as JSON lines to `DATA_DIR/audit.jsonl` and fsynced; the store reads
-//! the same records. A failed write is logged loudly and never stops the resolver.
+//! Records are appended as JSON lines to `DATA_DIR/audit.jsonl` and fsynced (callers run this
+//! off the runtime's workers). A failed write is logged loudly and never stops the resolver.
 
 use std::{
     collections::BTreeSet,
     fs::OpenOptions,
     io::Write,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
 
-use crate::config::{Config, GroupConfig};
+use crate::config::{
+    Config, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig, ScheduleConfig, ServerConfig,
+    TlsRoots, UpstreamConfig, UpstreamSettings,
+};
 
 /// One change to the filtering policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,114 +81,232 @@ impl AuditLog {
     }
 }
 
-/// Now, in Unix seconds.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The policy differences between two configurations, in plain English.
+/// The policy differences between two configurations, in plain English: every setting that
+/// changes what a device can reach, or who counts as which device.
+///
+/// Each configuration struct is taken apart field by field without `..`, so a new field does
+/// not compile until it is either compared here or named as not filtering policy.
 pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
-    let list_change = |out: &mut Vec<String>, what: String, old: &[String], new: &[String]| {
-        let (o, n) = (set(old), set(new));
-        let added: Vec<&String> = n.difference(&o).collect();
-        let removed: Vec<&String> = o.difference(&n).collect();
-        if !added.is_empty() {
-            out.push(format!("{what}: added {}", join(&added)));
-        }
-        if !removed.is_empty() {
-            out.push(format!("{what}: removed {}", join(&removed)));
-        }
-    };
-    for g in &old.groups {
-        if !new.groups.iter().any(|n| n.name == g.name) {
-            out.push(format!("group `{}` removed", g.name));
-        }
-    }
-    for n in &new.groups {
-        let Some(o) = old.groups.iter().find(|o| o.name == n.name) else {
-            out.push(format!("group `{}` added ({})", n.name, summary(n)));
-            continue;
-        };
-        let nets = |g: &GroupConfig| g.networks.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        list_change(
-            &mut out,
-            format!("group `{}` networks", n.name),
-            &nets(o),
-            &nets(n),
-        );
-        list_change(
-            &mut out,
-            format!("group `{}` deny", n.name),
-            &o.deny,
-            &n.deny,
-        );
-        list_change(
-            &mut out,
-            format!("group `{}` allow", n.name),
-            &o.allow,
-            &n.allow,
-        );
-        list_change(
-            &mut out,
-            format!("group `{}` blocked categories", n.name),
-            &o.block_categories,
-            &n.block_categories,
-        );
-        if o.block_answer != n.block_answer {
-            out.push(format!(
-                "group `{}` block answer: {:?} → {:?}",
-                n.name, o.block_answer, n.block_answer
-            ));
-        }
-        if o.anti_circumvention != n.anti_circumvention {
-            out.push(format!(
-                "group `{}` anti-circumvention rules: {}",
-                n.name,
-                if n.anti_circumvention { "on" } else { "OFF" }
-            ));
-        }
-        if o.safesearch != n.safesearch {
-            out.push(format!(
-                "group `{}` {}",
-                n.name,
-                crate::pipeline::safesearch::describe(&n.safesearch)
-            ));
-        }
-        if o.strip_ech != n.strip_ech {
-            out.push(format!("group `{}` ECH stripping: {}", n.name, n.strip_ech));
-        }
-        if o.schedules.len() != n.schedules.len()
-            || o.schedules
-                .iter()
-                .zip(&n.schedules)
-                .any(|(a, b)| a.window != b.window || a.allow_categories != b.allow_categories)
-        {
-            out.push(format!(
-                "group `{}` schedules changed ({} now)",
-                n.name,
-                n.schedules.len()
-            ));
-        }
-    }
-    if old.lists.illegal_list != new.lists.illegal_list {
-        out.push(match &new.lists.illegal_list {
+    let Config {
+        source: _,
+        server,
+        upstream,
+        cache: _, // how long answers are kept, not what is answered
+        rate_limit,
+        lists,
+        groups,
+        devices,
+    } = new;
+    let ServerConfig {
+        listen: _,
+        http: _,
+        data_dir: _,
+        tcp_idle_timeout: _,
+        shutdown_grace: _,
+        timezone, // schedules are read in it
+    } = server;
+    changed(
+        &mut out,
+        "school time zone (for schedules)",
+        &old.server.timezone,
+        timezone,
+    );
+    let UpstreamSettings {
+        servers,
+        attempt_timeout: _,
+        deadline: _,
+        tls_roots,
+    } = upstream;
+    let ups = |s: &[UpstreamConfig]| s.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    list_change(
+        &mut out,
+        "upstreams".into(),
+        &ups(&old.upstream.servers),
+        &ups(servers),
+    );
+    let roots = |r: &Option<TlsRoots>| r.as_ref().map(|r| r.path.display().to_string());
+    changed(
+        &mut out,
+        "CA file trusted for DNS-over-TLS upstreams",
+        &roots(&old.upstream.tls_roots),
+        &roots(tls_roots),
+    );
+    let RateLimitConfig { qps, burst } = rate_limit;
+    changed(
+        &mut out,
+        "rate limit (queries/s per client)",
+        &old.rate_limit.qps,
+        qps,
+    );
+    changed(&mut out, "rate limit burst", &old.rate_limit.burst, burst);
+    let ListsConfig {
+        manifest,
+        artifact_dir,
+        download_dir: _,
+        compile_if_missing: _,
+        illegal_list,
+        illegal_key_file,
+        shrink_threshold: _,
+        illegal_proxy,
+    } = lists;
+    let o = &old.lists;
+    changed(&mut out, "list manifest", &o.manifest, manifest);
+    changed(
+        &mut out,
+        "compiled lists folder",
+        &o.artifact_dir,
+        artifact_dir,
+    );
+    if o.illegal_list != *illegal_list {
+        out.push(match illegal_list {
             Some(_) => "illegal-content list configured".to_string(),
             None => "illegal-content list REMOVED from the configuration".to_string(),
         });
     }
-    let ups = |c: &Config| {
-        c.upstream
-            .servers
-            .iter()
-            .map(|u| u.to_string())
+    if o.illegal_key_file != *illegal_key_file {
+        out.push("illegal-content list key file changed".to_string());
+    }
+    changed(
+        &mut out,
+        "illegal-content URL-filtering proxy",
+        &o.illegal_proxy,
+        illegal_proxy,
+    );
+    for g in &old.groups {
+        if !groups.iter().any(|n| n.name == g.name) {
+            out.push(format!("group `{}` removed", g.name));
+        }
+    }
+    for n in groups {
+        match old.groups.iter().find(|o| o.name == n.name) {
+            Some(o) => group_diff(&mut out, o, n),
+            None => out.push(format!("group `{}` added ({})", n.name, summary(n))),
+        }
+    }
+    for d in &old.devices {
+        if !devices.iter().any(|n| n.name == d.name) {
+            out.push(format!("device `{}` removed (was {})", d.name, device(d)));
+        }
+    }
+    for n in devices {
+        let DeviceConfig {
+            name,
+            ip: _,
+            mac: _,
+            group: _,
+        } = n;
+        match old.devices.iter().find(|o| o.name == *name) {
+            Some(o) if device(o) != device(n) => {
+                out.push(format!("device `{name}`: {} → {}", device(o), device(n)))
+            }
+            Some(_) => {}
+            None => out.push(format!("device `{name}` added ({})", device(n))),
+        }
+    }
+    out
+}
+
+/// One group's changes.
+fn group_diff(out: &mut Vec<String>, o: &GroupConfig, n: &GroupConfig) {
+    let GroupConfig {
+        name,
+        networks,
+        deny,
+        allow,
+        block_categories,
+        block_answer,
+        anti_circumvention,
+        strip_ech,
+        schedules,
+        safesearch,
+    } = n;
+    let nets = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    list_change(
+        out,
+        format!("group `{name}` networks"),
+        &nets(&o.networks),
+        &nets(networks),
+    );
+    list_change(out, format!("group `{name}` deny"), &o.deny, deny);
+    list_change(out, format!("group `{name}` allow"), &o.allow, allow);
+    list_change(
+        out,
+        format!("group `{name}` blocked categories"),
+        &o.block_categories,
+        block_categories,
+    );
+    changed(
+        out,
+        &format!("group `{name}` block answer"),
+        &o.block_answer,
+        block_answer,
+    );
+    if o.anti_circumvention != *anti_circumvention {
+        out.push(format!(
+            "group `{name}` anti-circumvention rules: {}",
+            if *anti_circumvention { "on" } else { "OFF" }
+        ));
+    }
+    if o.safesearch != *safesearch {
+        out.push(format!(
+            "group `{name}` {}",
+            crate::pipeline::safesearch::describe(safesearch)
+        ));
+    }
+    if o.strip_ech != *strip_ech {
+        out.push(format!("group `{name}` ECH stripping: {strip_ech}"));
+    }
+    let windows = |v: &[ScheduleConfig]| {
+        v.iter()
+            .map(|s| format!("{:?} {}", s.window, s.allow_categories.join("+")))
             .collect::<Vec<_>>()
     };
-    list_change(&mut out, "upstreams".into(), &ups(old), &ups(new));
-    out
+    if windows(&o.schedules) != windows(schedules) {
+        out.push(format!(
+            "group `{name}` schedules changed ({} now)",
+            schedules.len()
+        ));
+    }
+}
+
+/// `what: old → new` when they differ.
+fn changed<T: PartialEq + std::fmt::Debug + ?Sized>(
+    out: &mut Vec<String>,
+    what: &str,
+    old: &T,
+    new: &T,
+) {
+    if old != new {
+        out.push(format!("{what}: {old:?} → {new:?}"));
+    }
+}
+
+/// `what: added …` / `what: removed …`.
+fn list_change(out: &mut Vec<String>, what: String, old: &[String], new: &[String]) {
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let (o, n) = (set(old), set(new));
+    let added: Vec<&String> = n.difference(&o).collect();
+    let removed: Vec<&String> = o.difference(&n).collect();
+    if !added.is_empty() {
+        out.push(format!("{what}: added {}", join(&added)));
+    }
+    if !removed.is_empty() {
+        out.push(format!("{what}: removed {}", join(&removed)));
+    }
+}
+
+/// How a device is pinned, and to which group.
+fn device(d: &DeviceConfig) -> String {
+    let by = match (d.ip, d.mac) {
+        (Some(ip), _) => format!("address {ip}"),
+        (None, Some(m)) => format!(
+            "MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ),
+        (None, None) => "not pinned".to_string(),
+    };
+    format!("{by} in group `{}`", d.group)
 }
 
 fn summary(g: &GroupConfig) -> String {

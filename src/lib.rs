@@ -4,22 +4,48 @@
 //! subnets only (never an open resolver), applies each group's policy (pupils, staff,
 //! guests…), and forwards everything else to upstream resolvers through a cache.
 //!
-//! # Layout
+//! # How a query flows
 //!
-//! Every query flows through one pipeline, assembled in [`pipeline::chain`]:
+//! Every query runs through one pipeline, assembled in [`pipeline::chain`]:
 //!
 //! ```text
-//!  UDP/TCP ─▶ server::Handler ─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ safesearch ─▶ cache ─▶ forward ─▶ upstreams
-//!                                  │
-//!                                  └─▶ metrics (and the query log)
+//!  UDP ─▶ server's UDP loop (wire codec) ─┐
+//!  TCP ─▶ hickory-server ─▶ server::Handler ┴─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ safesearch ─▶ cache ─▶ forward ─▶ upstreams
+//!                                              │
+//!                                              └─▶ metrics, and one event::QueryEvent per query to the query log's sink
 //! ```
 //!
-//! - [`config`]: the TOML schema, validated, with file/line/key errors.
-//! - [`pipeline`]: the [`pipeline::Stage`] trait and one file per stage.
-//! - [`server`]: sockets and the bridge from hickory-server into the pipeline; [`wire`]: the
-//!   UDP hot path's own reader and writer for plain queries.
-//! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
-//! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
+//! Plain UDP queries are read and answered by the listener's own loop with [`wire`]'s codec;
+//! TCP and unusual UDP queries go through hickory-server and [`server::Handler`].
+//!
+//! # Layers, and who may import whom
+//!
+//! ```text
+//!  main.rs (CLI, anyhow)          app (wiring: config → lists → pipeline → listeners; reload; drain)
+//!        │                          │
+//!        ├── lookup, describe, audit ── the technician's views of a configuration
+//!        │                          │
+//!  DNS path:  server ─▶ pipeline ─▶ lists        wire (codec, imports no pipeline type)
+//!        │                          │
+//!  leaves:    config ─▶ names, schedule, neighbours, event, clock        metrics ─▶ event, lists
+//! ```
+//!
+//! - **Leaves** import nothing above them: [`event`] (the plain data the DNS path hands to the
+//!   query log: [`event::QueryEvent`], [`event::BlockReason`], [`event::Disposition`],
+//!   [`event::Severity`]), [`clock`] (the one "now"), [`names`] (the one name normaliser),
+//!   [`schedule`], [`neighbours`].
+//! - [`config`] is the TOML schema, validated; it imports only leaves, and owns the value types
+//!   the file spells out (block answers, SafeSearch settings).
+//! - **The DNS path** — [`server`], [`wire`], [`pipeline`], [`lists`] — never imports the
+//!   store, the dashboard or [`app`]. The pipeline's per-client context (group, policy,
+//!   SafeSearch) is [`pipeline::group`]; the trait and the types that flow are in
+//!   [`pipeline`].
+//! - [`app`] is the only module that wires parts together; the binary only parses arguments.
+//!
+//! `python3 ../shared/tools/modcycles.py src` checks that no two files import each other,
+//! directly or around a loop.
+
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod audit;
@@ -27,7 +53,7 @@ pub mod clock;
 pub mod config;
 pub mod describe;
 pub mod event;
-pub mod http;
+mod http;
 pub mod lists;
 pub mod lookup;
 pub mod metrics;

@@ -148,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lists(ListsCommand::Compile { config }) => {
             let config = config_or_default(config.as_ref())?;
-            let report = lists::compile(&app::compile_options(&config)?)?;
+            let report = lists::compile(&lists::configured::compile_options(&config)?)?;
             print!("{report}");
             Ok(())
         }
@@ -161,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.shrink_threshold = config.lists.shrink_threshold;
             let report = lists::update(&options)?;
             print!("{report}");
-            let compiled = lists::compile(&app::compile_options(&config)?)?;
+            let compiled = lists::compile(&lists::configured::compile_options(&config)?)?;
             print!("{compiled}");
             anyhow::ensure!(
                 report.failed() == 0,
@@ -175,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         }) => {
             let config = config_or_default(config.as_ref())?;
-            let blocklists = app::open_lists(&config)?;
+            let blocklists = lists::configured::open(&config)?;
             let manifest = lists::Manifest::load(&config.lists.manifest).ok();
             let report = hedgerow::lookup::report(
                 &config,

@@ -232,6 +232,17 @@ impl Metrics {
         }
     }
 
+    /// Publishes the entry counts and build time of the lists in force.
+    pub fn publish_lists(&self, meta: &crate::lists::Meta) {
+        for (category, count) in meta.category_counts() {
+            self.list_entries
+                .with_label_values(&[category])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.lists_built
+            .set(i64::try_from(meta.built_unix).unwrap_or(i64::MAX));
+    }
+
     /// Counts a cache lookup.
     pub fn observe_cache(&self, hit: bool) {
         self.lookups.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::artifact::{
     self, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
@@ -329,9 +329,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileReport, ListError> {
         rep.allow_entries = allow_stats.bits[usize::from(rep.bit)].kept;
     }
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::Clock::system().unix_secs();
     let meta = Meta {
         format_version: artifact::FORMAT_VERSION,
         built_unix: now,

@@ -305,9 +305,7 @@ impl Blocklists {
         blocks: SuffixMap<Vec<u8>>,
         allow: SuffixMap<Vec<u8>>,
     ) -> Blocklists {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::Clock::system().unix_secs();
         let meta = Meta {
             format_version: artifact::FORMAT_VERSION,
             built_unix: now,

@@ -59,6 +59,7 @@
 
 pub mod artifact;
 pub mod compile;
+pub mod configured;
 mod digest;
 pub mod error;
 pub mod explain;

@@ -17,7 +17,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -229,12 +229,6 @@ fn count_lines(mut r: impl Read) -> io::Result<u64> {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Downloads every `url` source of the manifest into its cache folder.
 ///
 /// Only local problems (the cache folder cannot be created or written) are errors; a failed
@@ -319,7 +313,7 @@ fn fetch_one(
     };
     if resp.status() == 304 {
         if let Some(mut m) = old {
-            m.fetched_unix = now_unix();
+            m.fetched_unix = crate::clock::Clock::system().unix_secs();
             write_meta(path, &m)?;
             return Ok(UpdateOutcome::NotModified);
         }
@@ -358,7 +352,7 @@ fn fetch_one(
             last_modified,
             lines,
             bytes,
-            fetched_unix: now_unix(),
+            fetched_unix: crate::clock::Clock::system().unix_secs(),
         },
     )?;
     Ok(UpdateOutcome::Downloaded {

@@ -504,10 +504,9 @@ impl Table {
 
 /// The SafeSearch stage.
 ///
-/// Built from each group's settings keyed by [`Group::index`](crate::pipeline::identify::Group)
-/// (the group's position in the configuration). A group missing from the list, and a query
-/// without a group, get no SafeSearch: policy, which runs first, already refuses queries
-/// without a group, and a group without a `[group.safesearch]` section means "off".
+/// Each group's settings travel on its [`Group`] ([`decide_for_group`]). A query without a
+/// group gets no SafeSearch (policy, which runs first, already refuses it), and a group
+/// without a `[group.safesearch]` section means "off".
 ///
 /// Answers:
 /// - rewritten name, A/AAAA/HTTPS/SVCB: a CNAME from the name as asked to the target, then the

@@ -11,4 +11,5 @@ mod policy;
 mod reload;
 mod resolver;
 mod safesearch;
+mod seams;
 mod upstream_tls;

@@ -13,9 +13,10 @@ use std::{
 
 use crate::common::dns::{ask, scratch_dir, start_hedgerow, Upstream};
 use hedgerow::{
-    app::{compile_options, Hedgerow, Overrides},
+    app::{Hedgerow, Overrides},
     config::Config,
     lists,
+    lists::configured::compile_options,
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
@@ -101,7 +102,7 @@ async fn lists_swap_under_load_without_a_failed_query() {
             .await
             .unwrap();
         // mtime granularity: make sure the watcher sees a change.
-        app.reload_lists_if_changed();
+        app.reload_lists_if_changed().await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::SeqCst);
@@ -133,6 +134,12 @@ async fn lists_swap_under_load_without_a_failed_query() {
         "games.test is no longer listed"
     );
     crate::common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"ok\"}");
+    // New lists on disk are a list reload, not a configuration reload.
+    let text = app.metrics().encode();
+    assert!(
+        !text.contains("hedgerow_config_reloads_total{outcome="),
+        "counted as a configuration reload:\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +170,7 @@ async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
         let mid = b.len() / 2;
         b[mid] ^= 0xff;
     });
-    let err = app.reload().unwrap_err().to_string();
+    let err = app.reload().await.unwrap_err().to_string();
     assert!(err.contains("categories.fst"), "{err}");
     assert_eq!(
         ask(dns, "play.games.test.", RecordType::A)
@@ -176,7 +183,7 @@ async fn a_corrupt_artifact_is_rejected_and_the_old_lists_stay() {
     crate::common::dns::assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"error\"} 1");
     // Truncated.
     replace_with(&|b| b.truncate(10));
-    let err = app.reload().unwrap_err().to_string();
+    let err = app.reload().await.unwrap_err().to_string();
     assert!(err.contains("categories.fst"), "{err}");
     assert_eq!(
         ask(dns, "play.games.test.", RecordType::A)
@@ -229,7 +236,7 @@ async fn metrics_follow_groups_across_a_reload() {
          [[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"games\"]\n"
     );
     std::fs::write(&cfg, text).unwrap();
-    app.reload().unwrap();
+    app.reload().await.unwrap();
     ask(dns, "www.example.test.", RecordType::A).await;
     crate::common::dns::assert_metric(
         &app,
@@ -238,5 +245,12 @@ async fn metrics_follow_groups_across_a_reload() {
     crate::common::dns::assert_metric(
         &app,
         "hedgerow_queries_total{disposition=\"cached\",group=\"staff\",qtype=\"A\"} 1",
+    );
+    // A configuration reload is counted as one; the lists, unchanged, were not reopened.
+    crate::common::dns::assert_metric(&app, "hedgerow_config_reloads_total{outcome=\"ok\"} 1");
+    let text = app.metrics().encode();
+    assert!(
+        !text.contains("hedgerow_list_reloads_total{outcome=\"ok\"}"),
+        "lists counted as reloaded:\n{text}"
     );
 }
