@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     str::FromStr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -331,37 +331,7 @@ impl Upstream {
     }
 }
 
-/// A unique scratch directory under the system temp dir. It outlives the test (a running
-/// server may still use it); folders left by test processes that have exited are removed on
-/// first use, so they do not pile up.
-pub fn scratch_dir(tag: &str) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    static SWEEP: std::sync::Once = std::sync::Once::new();
-    SWEEP.call_once(|| {
-        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix("hedgerow-test-")
-                .and_then(|r| r.split('-').next());
-            if let Some(pid) = pid {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-    });
-    let dir = std::env::temp_dir().join(format!(
-        "hedgerow-test-{}-{tag}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+pub use super::tempdir::scratch_dir;
 
 /// Starts Hedgerow in-process on 127.0.0.1:0 with `config` (TOML), forwarding to `upstream`.
 pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, PathBuf) {
