@@ -23,10 +23,12 @@
 
 pub mod app;
 pub mod audit;
+pub mod civil;
 pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod identity;
 pub mod lists;
 pub mod lookup;
 pub mod metrics;
