@@ -21,6 +21,7 @@
 //! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
 //! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod civil;
