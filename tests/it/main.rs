@@ -3,6 +3,7 @@
 
 mod binary;
 mod common;
+mod identity;
 mod lists_compile;
 mod lists_real_data;
 mod lists_scale;
