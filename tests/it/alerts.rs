@@ -465,4 +465,30 @@ fn email_through_aiosmtpd_with_authentication() {
     assert_eq!(count(&metrics, "email", "sent"), 3);
     assert_eq!(count(&metrics, "email", "suppressed"), 1);
     assert_eq!(count(&metrics, "email", "failed"), 0);
+
+    // `starttls = true` against a server that offers no STARTTLS: nothing is sent in clear.
+    let (clock, _) = stepped_clock(t0());
+    let metrics = Metrics::new().unwrap();
+    let alerter = Alerter::new(
+        &AlertsConfig {
+            email: Some(EmailConfig {
+                server: "127.0.0.1".into(),
+                port: sink.port,
+                starttls: true,
+                credentials: Some(("hedgerow".into(), dir.path().join("smtp.password"))),
+                from: "hedgerow@school.example".parse().unwrap(),
+                to: vec!["dsl@school.example".parse().unwrap()],
+            }),
+            tries: 1,
+            ..config()
+        },
+        clock,
+        metrics.registry(),
+    )
+    .unwrap();
+    assert!(alerter.submit(alert(46, "PC-12", t0())));
+    alerter.close();
+    assert_eq!(count(&metrics, "email", "failed"), 1);
+    assert_eq!(count(&metrics, "email", "sent"), 0);
+    assert!(!mail.join("0003.txt").exists(), "an alert was sent without TLS");
 }
