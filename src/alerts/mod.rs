@@ -221,7 +221,8 @@ impl Alerter {
     }
 
     /// Queues `alert` without waiting; the throttle window is judged from now (the one
-    /// clock's time). `false` when it was dropped: no channel configured, or the queue is
+    /// clock's time). Every alert submitted is sent (throttle permitting): the caller submits
+    /// the breaches that warrant an instant alert, i.e. [`Severity::High`] ones. `false` when it was dropped: no channel configured, or the queue is
     /// full (counted as `failed` on every channel and logged by breach id).
     pub fn submit(&self, alert: BreachAlert) -> bool {
         let Some(tx) = &self.tx else { return false };
@@ -329,5 +330,46 @@ fn deliver_all(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_alerter_on_one_registry_replaces_the_counters() {
+        let registry = Registry::new_custom(Some("hedgerow".into()), None).unwrap();
+        let first = register(&registry).unwrap();
+        first.with_label_values(&["email", "sent"]).inc();
+        let second = register(&registry).unwrap();
+        second.with_label_values(&["email", "sent"]).inc_by(5);
+        let families = registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.get_name() == "hedgerow_store_alerts_total")
+            .unwrap();
+        assert_eq!(family.get_metric()[0].get_counter().get_value(), 5.0);
+    }
+
+    #[test]
+    fn with_no_channel_alerts_are_dropped() {
+        let registry = Registry::new();
+        let alerter = Alerter::new(&AlertsConfig::default(), Clock::system(), &registry).unwrap();
+        assert!(!alerter.enabled());
+        let now = SystemTime::now();
+        assert!(!alerter.submit(BreachAlert {
+            breach_id: 1,
+            device: "pc".into(),
+            group: None,
+            category: None,
+            severity: Severity::High,
+            domain: WITHHELD.into(),
+            count: 1,
+            first: now,
+            last: now,
+            dashboard_url: None,
+        }));
+        alerter.close();
     }
 }

@@ -339,7 +339,14 @@ pub fn parse_isc(text: &str, file: &Path) -> Result<Vec<Lease>, LeaseError> {
         let is_lease = matches!(tok, Tok::Word(w) if w == "lease")
             && matches!(toks.get(i + 2), Some((_, Tok::Open)));
         if !is_lease {
-            i = skip_statement(&toks, i);
+            let next = skip_statement(&toks, i);
+            if next == i {
+                // A `}` closing nothing: a damaged or hand-edited file.
+                c.error(*line, "`}` without a block to close");
+                i += 1;
+            } else {
+                i = next;
+            }
             continue;
         }
         let addr = match &toks[i + 1].1 {
@@ -642,6 +649,19 @@ lease 10.0.0.7 { starts 4 2026/13/26 08:01:02; ends 4 2026/11/26 08:05:00; }
         let leases = err.into_leases();
         assert_eq!(leases.len(), 1);
         assert_eq!(leases[0].hostname.as_deref(), Some("pc-12b"));
+
+        // A stray `}` and a block cut short (a file read while being written).
+        let text = "}\nlease 10.0.0.9 { starts 4 2026/11/26 08:01:02; ends never; binding state active; }\nlease 10.0.0.8 {\n  starts 4 2026/11/26 08:01:02;\n  ends 4 2026/11/";
+        let LeaseError::Partial {
+            leases: cut,
+            errors,
+        } = parse_isc(text, p()).unwrap_err()
+        else {
+            panic!("not partial");
+        };
+        assert_eq!(cut.len(), 1);
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 3], "{errors:?}");
         assert_eq!(
             leases[0].starts.map(civil::format_rfc3339).as_deref(),
             Some("2026-11-26T09:00:00Z")

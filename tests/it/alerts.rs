@@ -490,5 +490,8 @@ fn email_through_aiosmtpd_with_authentication() {
     alerter.close();
     assert_eq!(count(&metrics, "email", "failed"), 1);
     assert_eq!(count(&metrics, "email", "sent"), 0);
-    assert!(!mail.join("0003.txt").exists(), "an alert was sent without TLS");
+    assert!(
+        !mail.join("0003.txt").exists(),
+        "an alert was sent without TLS"
+    );
 }
