@@ -347,7 +347,7 @@ mod tests {
         let families = registry.gather();
         let family = families
             .iter()
-            .find(|f| f.get_name() == "hedgerow_store_alerts_total")
+            .find(|f| f.name() == "hedgerow_store_alerts_total")
             .unwrap();
         assert_eq!(family.get_metric()[0].get_counter().get_value(), 5.0);
     }
