@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use lettre::{
     message::{header::ContentType, Mailbox},
-    transport::smtp::authentication::Credentials,
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, CertificateStore, Tls, TlsParameters},
+    },
     Message, SmtpTransport, Transport,
 };
 
@@ -111,16 +114,28 @@ impl Email {
         zone: TimeZone,
         throttle: Duration,
     ) -> Result<Email, AlertError> {
-        let builder = if config.starttls {
+        let smtp = |e: lettre::transport::smtp::Error| AlertError::Smtp {
+            reason: e.to_string(),
+        };
+        let mut builder = SmtpTransport::builder_dangerous(&config.server)
+            .port(config.port)
+            .timeout(Some(ATTEMPT_TIMEOUT));
+        if config.starttls {
+            let mut params = TlsParameters::builder(config.server.clone());
+            if let Some(ca) = &config.tls_ca {
+                let pem = std::fs::read(ca).map_err(|source| AlertError::Read {
+                    path: ca.clone(),
+                    source,
+                })?;
+                // The configured CA replaces the web roots, as `upstream.tls_ca` does.
+                params = params
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(Certificate::from_pem(&pem).map_err(smtp)?);
+            }
             // STARTTLS is required, not opportunistic: a downgrade must fail, not send the
             // alert in clear.
-            SmtpTransport::starttls_relay(&config.server).map_err(|e| AlertError::Smtp {
-                reason: e.to_string(),
-            })?
-        } else {
-            SmtpTransport::builder_dangerous(&config.server)
-        };
-        let mut builder = builder.port(config.port).timeout(Some(ATTEMPT_TIMEOUT));
+            builder = builder.tls(Tls::Required(params.build_rustls().map_err(smtp)?));
+        }
         if let Some((user, file)) = &config.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), secret(file)?));
         }

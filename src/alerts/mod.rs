@@ -84,6 +84,14 @@ pub enum AlertError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another configured file (the mail server's CA) could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The SMTP transport could not be built.
     #[error("alerts email: {reason}")]
     Smtp {

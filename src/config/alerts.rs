@@ -13,6 +13,7 @@
 //! server = "smtp.example.sch.uk"
 //! port = 587
 //! starttls = true
+//! # tls_ca = "/etc/hedgerow/mail-ca.pem"   # a private CA instead of the web roots
 //! username = "hedgerow"
 //! password_file = "/etc/hedgerow/smtp.password"
 //! from = "Hedgerow <hedgerow@example.sch.uk>"
@@ -69,6 +70,8 @@ struct RawEmail {
     #[serde(default = "yes")]
     starttls: bool,
     #[serde(default)]
+    tls_ca: Option<Spanned<PathBuf>>,
+    #[serde(default)]
     username: Option<Spanned<String>>,
     #[serde(default)]
     password_file: Option<Spanned<PathBuf>>,
@@ -99,6 +102,10 @@ pub struct EmailConfig {
     /// `true`: STARTTLS is required before anything is sent; `false`: plain SMTP, for a relay
     /// on the same machine or network.
     pub starttls: bool,
+    /// PEM file of CA certificates trusted for STARTTLS instead of the built-in web roots (a
+    /// mail server with a local authority's or the school's own CA). Checked when the
+    /// configuration is read.
+    pub tls_ca: Option<PathBuf>,
     /// User name and the file holding the password, when the server wants authentication.
     pub credentials: Option<(String, PathBuf)>,
     /// The sender.
@@ -284,8 +291,24 @@ impl RawAlerts {
                         ))
                     }
                 };
+                let tls_ca = match &e.tls_ca {
+                    None => None,
+                    Some(_) if !e.starttls => {
+                        return Err(invalid(
+                            e.tls_ca.as_ref().map_or(0..0, |c| c.span()),
+                            "alerts.email.tls_ca",
+                            "`tls_ca` applies only with `starttls = true`".into(),
+                        ))
+                    }
+                    Some(ca) => {
+                        super::TlsRoots::read(ca.get_ref())
+                            .map_err(|r| invalid(ca.span(), "alerts.email.tls_ca", r))?;
+                        Some(ca.get_ref().clone())
+                    }
+                };
                 Some(EmailConfig {
                     server: server.to_string(),
+                    tls_ca,
                     port: e.port.unwrap_or(if e.starttls { 587 } else { 25 }),
                     starttls: e.starttls,
                     credentials,
@@ -355,6 +378,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 3") && err.contains("secret"), "{err}");
+
+        let ca_without_tls = "[alerts.email]\nserver = \"x\"\nstarttls = false\ntls_ca = \"/x.pem\"\nfrom = \"a@b.uk\"\nto = [\"c@b.uk\"]\n";
+        let err = Config::from_toml_str(ca_without_tls, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("s.toml:4: `alerts.email.tls_ca`: `tls_ca` applies only"),
+            "{err}"
+        );
+        let missing_ca = "[alerts.email]\nserver = \"x\"\ntls_ca = \"/nonexistent/ca.pem\"\nfrom = \"a@b.uk\"\nto = [\"c@b.uk\"]\n";
+        let err = Config::from_toml_str(missing_ca, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("s.toml:3: `alerts.email.tls_ca`: cannot read"),
+            "{err}"
+        );
 
         let bad_url = "[alerts.webhook]\nurl = \"ftp://x\"\n";
         let err = Config::from_toml_str(bad_url, "s.toml")

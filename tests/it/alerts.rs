@@ -275,6 +275,7 @@ fn email_to_an_unreachable_server_is_retried_then_counted_as_failed() {
                 server: "127.0.0.1".into(),
                 port,
                 starttls: false,
+                tls_ca: None,
                 credentials: None,
                 from: "Hedgerow <hedgerow@school.example>".parse().unwrap(),
                 to: vec!["dsl@school.example".parse().unwrap()],
@@ -295,13 +296,19 @@ fn email_to_an_unreachable_server_is_retried_then_counted_as_failed() {
 /// An aiosmtpd server on 127.0.0.1 (port chosen by the system, printed on its first line)
 /// that wants `AUTH` with the given login and password, and writes each message it accepts
 /// to a file in the folder: the envelope recipients, the subject, then the decoded body.
+/// Given a certificate and key, it requires STARTTLS.
 const SMTP_SINK: &str = r#"
-import asyncio, email, email.policy, logging, os, sys, warnings
+import asyncio, email, email.policy, logging, os, ssl, sys, warnings
 # Plain-text AUTH is what this test wants; keep aiosmtpd's warnings about it out of the output.
 warnings.simplefilter("ignore")
 logging.disable(logging.CRITICAL)
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 folder, user, password = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
+# With a certificate and key: STARTTLS offered and required before anything else.
+tls = None
+if len(sys.argv) > 5:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
 
 class Sink:
     async def handle_DATA(self, server, session, envelope):
@@ -323,7 +330,8 @@ def check(server, session, envelope, mechanism, data):
 async def main():
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(
-        lambda: SMTP(Sink(), authenticator=check, auth_required=True, auth_require_tls=False),
+        lambda: SMTP(Sink(), authenticator=check, auth_required=True, auth_require_tls=False,
+                     tls_context=tls, require_starttls=tls is not None),
         "127.0.0.1", 0)
     print(srv.sockets[0].getsockname()[1], flush=True)
     await srv.serve_forever()
@@ -339,14 +347,15 @@ struct SmtpSink {
 }
 
 impl SmtpSink {
-    fn start(folder: &Path, user: &str, password: &str) -> SmtpSink {
-        let mut child = Command::new("python3")
-            .args(["-c", SMTP_SINK])
+    fn start(folder: &Path, user: &str, password: &str, tls: Option<(&Path, &Path)>) -> SmtpSink {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", SMTP_SINK])
             .arg(folder)
-            .args([user, password])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .args([user, password]);
+        if let Some((cert, key)) = tls {
+            cmd.args([cert, key]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -393,7 +402,7 @@ fn email_through_aiosmtpd_with_authentication() {
     std::fs::create_dir(&mail).unwrap();
     let password = dir.path().join("smtp.password");
     std::fs::write(&password, "correct horse\n").unwrap();
-    let sink = SmtpSink::start(&mail, "hedgerow", "correct horse");
+    let sink = SmtpSink::start(&mail, "hedgerow", "correct horse", None);
 
     let (clock, now) = stepped_clock(t0());
     let metrics = Metrics::new().unwrap();
@@ -403,6 +412,7 @@ fn email_through_aiosmtpd_with_authentication() {
                 server: "127.0.0.1".into(),
                 port: sink.port,
                 starttls: false,
+                tls_ca: None,
                 credentials: Some(("hedgerow".into(), password)),
                 from: "Hedgerow <hedgerow@school.example>".parse().unwrap(),
                 to: vec![
@@ -475,6 +485,7 @@ fn email_through_aiosmtpd_with_authentication() {
                 server: "127.0.0.1".into(),
                 port: sink.port,
                 starttls: true,
+                tls_ca: None,
                 credentials: Some(("hedgerow".into(), dir.path().join("smtp.password"))),
                 from: "hedgerow@school.example".parse().unwrap(),
                 to: vec!["dsl@school.example".parse().unwrap()],
@@ -494,4 +505,99 @@ fn email_through_aiosmtpd_with_authentication() {
         !mail.join("0003.txt").exists(),
         "an alert was sent without TLS"
     );
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir` (`ca.pem`, `smtp.pem`,
+/// `smtp.key`). `false` when `openssl` fails.
+fn make_certificates(dir: &Path) -> bool {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let split = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ca = [
+        split("req -x509"),
+        split(ec),
+        split("-keyout ca.key -out ca.pem -days 2 -subj"),
+        vec!["/CN=Hedgerow test mail CA".into()],
+    ]
+    .concat();
+    let csr = [
+        split("req"),
+        split(ec),
+        split("-keyout smtp.key -out smtp.csr -subj /CN=127.0.0.1"),
+    ]
+    .concat();
+    let sign = split(
+        "x509 -req -in smtp.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out smtp.pem -days 2 -extfile ext.cnf",
+    );
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    run(&refs(&ca)) && run(&refs(&csr)) && run(&refs(&sign))
+}
+
+#[test]
+fn email_over_required_starttls_with_a_private_ca() {
+    if !tools::aiosmtpd() || !tools::openssl() {
+        return;
+    }
+    let dir = TempDir::new("alerts-starttls");
+    assert!(
+        make_certificates(dir.path()),
+        "openssl could not make test certificates"
+    );
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    let password = dir.path().join("smtp.password");
+    std::fs::write(&password, "correct horse\n").unwrap();
+    let (cert, key) = (dir.path().join("smtp.pem"), dir.path().join("smtp.key"));
+    let sink = SmtpSink::start(&mail, "hedgerow", "correct horse", Some((&cert, &key)));
+
+    let email = |tls_ca: Option<PathBuf>| EmailConfig {
+        server: "127.0.0.1".into(),
+        port: sink.port,
+        starttls: true,
+        tls_ca,
+        credentials: Some(("hedgerow".into(), password.clone())),
+        from: "hedgerow@school.example".parse().unwrap(),
+        to: vec!["dsl@school.example".parse().unwrap()],
+    };
+    let send = |tls_ca: Option<PathBuf>, id: i64| {
+        let (clock, _) = stepped_clock(t0());
+        let metrics = Metrics::new().unwrap();
+        let alerter = Alerter::new(
+            &AlertsConfig {
+                email: Some(email(tls_ca)),
+                tries: 1,
+                ..config()
+            },
+            clock,
+            metrics.registry(),
+        )
+        .unwrap();
+        assert!(alerter.submit(alert(id, "PC-12", t0())));
+        alerter.close();
+        (
+            count(&metrics, "email", "sent"),
+            count(&metrics, "email", "failed"),
+        )
+    };
+
+    // The school's CA: the alert goes over TLS.
+    assert_eq!(send(Some(dir.path().join("ca.pem")), 50), (1, 0));
+    let m = sink.message(0);
+    assert!(m.contains("Breach reference: 50"), "{m}");
+    // The web roots do not trust a private CA: refused, nothing sent.
+    assert_eq!(send(None, 51), (0, 1));
+    assert!(!mail.join("0001.txt").exists());
 }
