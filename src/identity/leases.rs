@@ -84,14 +84,62 @@ impl LeaseError {
     }
 }
 
-/// Reads and parses the lease file at `path`.
+/// Reads a file's text; host names are whatever clients sent, so a stray non-UTF-8 byte
+/// must not lose the whole file.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Reads and parses the lease file at `path` (for Kea, with the files its lease file cleanup
+/// leaves beside it: see [`kea_files`]).
 pub fn read(path: &Path, format: LeaseFormat) -> Result<Vec<Lease>, LeaseError> {
-    let bytes = std::fs::read(path).map_err(|source| LeaseError::Read {
+    let read_error = |path: &Path, source| LeaseError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    // Host names are whatever clients sent; a stray non-UTF-8 byte must not lose the file.
-    parse(format, &String::from_utf8_lossy(&bytes), path)
+    };
+    if format != LeaseFormat::Kea {
+        let text = read_text(path).map_err(|e| read_error(path, e))?;
+        return parse(format, &text, path);
+    }
+    let files = kea_files(path);
+    let mut texts = Vec::with_capacity(files.len());
+    for file in &files {
+        match read_text(file) {
+            Ok(t) => texts.push(t),
+            // Only the lease file itself must exist; the others come and go with cleanups.
+            Err(e) if file.as_path() != path && e.kind() == std::io::ErrorKind::NotFound => {
+                texts.push(String::new())
+            }
+            Err(e) => return Err(read_error(file, e)),
+        }
+    }
+    let mut c = Collected::new(path);
+    for (file, text) in files.iter().zip(&texts) {
+        c.file = file;
+        kea_rows(&mut c, text);
+    }
+    c.finish()
+}
+
+/// The files Kea's memfile backend loads for the lease file at `path`, in its own order:
+/// `PATH.completed` (the output of a finished lease file cleanup) if it exists, otherwise
+/// `PATH.2` and `PATH.1` (the inputs of an unfinished one), then `PATH`, which Kea starts
+/// afresh at each cleanup and so holds only the changes since. Reading `PATH` alone would
+/// lose every lease not renewed since the last cleanup (by default, an hour).
+pub fn kea_files(path: &Path) -> Vec<PathBuf> {
+    let with = |suffix: &str| {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let completed = with(".completed");
+    let mut files = if completed.exists() {
+        vec![completed]
+    } else {
+        vec![with(".2"), with(".1")]
+    };
+    files.push(path.to_path_buf());
+    files
 }
 
 /// Parses lease file text in `format`; `file` names it in errors.
@@ -521,12 +569,18 @@ fn kea_unescape(field: &str) -> String {
 /// (a release). A lifetime of 4294967295 is infinite.
 pub fn parse_kea(text: &str, file: &Path) -> Result<Vec<Lease>, LeaseError> {
     let mut c = Collected::new(file);
+    kea_rows(&mut c, text);
+    c.finish()
+}
+
+/// Applies the rows of one Kea lease file to `c`, in order.
+fn kea_rows(c: &mut Collected<'_>, text: &str) {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let Some((hn, header)) = lines.next() else {
-        return c.finish();
+        return;
     };
     let cols: Vec<&str> = header.trim().split(',').map(str::trim).collect();
     let col = |name: &str| cols.iter().position(|c| *c == name);
@@ -537,7 +591,7 @@ pub fn parse_kea(text: &str, file: &Path) -> Result<Vec<Lease>, LeaseError> {
             hn + 1,
             "not a Kea lease file header: `address`, `valid_lifetime` and `expire` are needed",
         );
-        return c.finish();
+        return;
     };
     let (hwaddr, host, state) = (col("hwaddr"), col("hostname"), col("state"));
     for (i, line) in lines {
@@ -593,7 +647,6 @@ pub fn parse_kea(text: &str, file: &Path) -> Result<Vec<Lease>, LeaseError> {
             },
         );
     }
-    c.finish()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! It polls rather than using inotify: lease files live on whatever the DHCP server uses
 //! (sometimes a network share or another container's volume), every server writes them
 //! differently (dnsmasq rewrites in place, ISC dhcpd renames a new file over the old one, Kea
-//! appends), and a few seconds' delay is fine for attribution. The file is re-read only when
+//! appends and, at each lease file cleanup, moves the file aside and starts a new one; the
+//! follower reads the files Kea itself reads, see [`leases::kea_files`]), and a few seconds'
+//! delay is fine for attribution. The file is re-read only when
 //! its size, modification time or inode changed, so an idle poll is one `stat`.
 
 use std::{
@@ -73,11 +75,25 @@ fn signature(path: &Path) -> std::io::Result<Signature> {
     })
 }
 
+/// The versions of the lease file and, for Kea, of the files its cleanup leaves beside it
+/// (`None` for one that does not exist). Only the lease file itself must exist.
+fn signatures(path: &Path, format: LeaseFormat) -> std::io::Result<Vec<Option<Signature>>> {
+    let mut all = vec![Some(signature(path)?)];
+    if format == LeaseFormat::Kea {
+        for suffix in [".completed", ".2", ".1"] {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            all.push(signature(Path::new(&name)).ok());
+        }
+    }
+    Ok(all)
+}
+
 /// The follower's state between polls.
 struct Follower {
     path: PathBuf,
     format: LeaseFormat,
-    seen: Option<Signature>,
+    seen: Option<Vec<Option<Signature>>>,
     leases: HashMap<IpAddr, Lease>,
     unavailable: bool,
     bad_lines: Vec<LineError>,
@@ -87,20 +103,20 @@ impl Follower {
     /// One poll: the events to report (none when nothing changed).
     fn poll(&mut self) -> Vec<WatchEvent> {
         let mut events = Vec::new();
-        let before = match signature(&self.path) {
+        let before = match signatures(&self.path, self.format) {
             Ok(s) => s,
             Err(e) => {
                 self.unreadable(e.to_string(), &mut events);
                 return events;
             }
         };
-        if self.seen == Some(before) {
+        if self.seen.as_ref() == Some(&before) {
             return events;
         }
         let parsed = leases::read(&self.path, self.format);
         // A writer in the middle of rewriting the file: read it again next poll rather
         // than report a half-written version.
-        match signature(&self.path) {
+        match signatures(&self.path, self.format) {
             Ok(after) if after == before => {}
             Ok(_) => return events,
             Err(e) => {

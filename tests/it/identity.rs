@@ -227,3 +227,72 @@ fn watcher_reports_changes_rotation_and_a_missing_file_once() {
     }
     watcher.stop();
 }
+
+#[test]
+fn kea_lease_file_cleanup_loses_no_lease() {
+    let dir = TempDir::new("kea-lfc");
+    let path = dir.path().join("kea-leases4.csv");
+    let sample = std::fs::read_to_string(data("leases/kea-leases4.csv")).unwrap();
+    let header = sample.lines().next().unwrap().to_string() + "\n";
+    std::fs::write(&path, &sample).unwrap();
+    let ips = |l: Vec<Lease>| l.iter().map(|l| l.ip.to_string()).collect::<Vec<_>>();
+    let all = ["10.40.0.10", "10.40.0.11", "10.40.0.15"];
+    assert_eq!(ips(leases::read(&path, LeaseFormat::Kea).unwrap()), all);
+
+    let (tx, rx) = mpsc::channel();
+    let _watcher = LeaseWatcher::spawn(
+        path.clone(),
+        LeaseFormat::Kea,
+        Duration::from_millis(100),
+        move |e| {
+            let _ = tx.send(e);
+        },
+    )
+    .unwrap();
+    let WatchEvent::Changed(c) = next(&rx) else {
+        panic!("expected the initial leases")
+    };
+    assert_eq!(c.changed.len(), 3);
+
+    // A cleanup starts: Kea moves the lease file to `.1` and starts a new one.
+    let companion = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
+    std::fs::rename(&path, companion(".1")).unwrap();
+    std::fs::write(&path, &header).unwrap();
+    assert_eq!(ips(leases::read(&path, LeaseFormat::Kea).unwrap()), all);
+    // Let the follower poll the half-way state: no lease may vanish there.
+    std::thread::sleep(Duration::from_millis(400));
+
+    // It finishes: the compacted leases in `.completed`, `.1` gone; meanwhile .11 released.
+    // What a cleanup keeps: the header and the last row of each address still leased.
+    let rows: Vec<&str> = sample.lines().collect();
+    let compacted: String = [rows[0], rows[2], rows[7], rows[8]]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(companion(".completed"), compacted).unwrap();
+    std::fs::remove_file(companion(".1")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{header}10.40.0.11,a4:83:e7:11:22:33,01:a4:83:e7:11:22:33,0,1795690000,1,0,0,,0,,0\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        ips(leases::read(&path, LeaseFormat::Kea).unwrap()),
+        ["10.40.0.10", "10.40.0.15"]
+    );
+    // The follower saw no lease vanish during the cleanup, only the release.
+    loop {
+        match next(&rx) {
+            WatchEvent::Changed(c) => {
+                assert_eq!(c.removed, [ip("10.40.0.11")], "{c:?}");
+                assert!(c.changed.is_empty(), "{c:?}");
+                break;
+            }
+            // The lease file is briefly missing while Kea moves it aside.
+            WatchEvent::Unavailable { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
