@@ -16,7 +16,7 @@ pub mod watch;
 use std::path::PathBuf;
 
 pub use leases::{Lease, LeaseError, LeaseFormat, LeaseSource};
-pub use sessions::{Session, SessionError, SessionRequest};
+pub use sessions::{Session, SessionError, SessionRequest, SessionsToken};
 pub use watch::{LeaseChanges, LeaseWatcher, WatchEvent};
 
 /// One line of an input file that could not be used; the good lines around it are kept.

@@ -60,6 +60,14 @@ pub enum SessionError {
         /// What is wrong.
         reason: String,
     },
+    /// The sessions API token file is unusable.
+    #[error("{}: {reason}", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// Some rows could not be used; the sessions from the others are here.
     #[error("{} ({} sessions read from the good lines)", summarise(errors), sessions.len())]
     Partial {
@@ -196,6 +204,57 @@ impl SessionRequest {
             starts,
             ends,
         )
+    }
+}
+
+/// Shortest sessions API token accepted: a guessable token would let anyone on the network
+/// attribute browsing to another person.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The bearer token login scripts present to `POST /api/v1/sessions`, read from
+/// `identity.sessions_token_file`. Only its SHA-256 digest is kept, and comparison is over
+/// digests in constant time, so neither memory dumps nor response timing give it away.
+#[derive(Clone)]
+pub struct SessionsToken([u8; 32]);
+
+impl SessionsToken {
+    /// Reads the token from `path` (surrounding white space ignored).
+    pub fn read(path: &Path) -> Result<SessionsToken, SessionError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SessionError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(SessionError::Token {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the token is shorter than {MIN_TOKEN_LEN} characters: make one with `openssl rand -hex 32`"
+                ),
+            });
+        }
+        Ok(SessionsToken(Self::digest(token)))
+    }
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// Whether `presented` (the `Authorization` header's value after `Bearer `) is the token.
+    pub fn matches(&self, presented: &str) -> bool {
+        let other = Self::digest(presented.trim());
+        self.0
+            .iter()
+            .zip(other.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for SessionsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionsToken(..)")
     }
 }
 
@@ -370,6 +429,22 @@ mod tests {
             bad.to_string().starts_with("s.csv:1: expected the header"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn token_from_file() {
+        let dir = std::env::temp_dir().join(format!("hedgerow-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessions.token");
+        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        let token = SessionsToken::read(&path).unwrap();
+        assert!(token.matches("0123456789abcdef0123"));
+        assert!(!token.matches("0123456789abcdef012"));
+        assert_eq!(format!("{token:?}"), "SessionsToken(..)");
+        std::fs::write(&path, "short\n").unwrap();
+        let err = SessionsToken::read(&path).unwrap_err().to_string();
+        assert!(err.contains("shorter than 16"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

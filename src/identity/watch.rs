@@ -22,6 +22,10 @@ use super::{
     summarise, LineError,
 };
 
+/// How often a lease file is checked unless the caller says otherwise: a device's first
+/// queries after joining the network may go unattributed for this long.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What changed in a lease file since the last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseChanges {
