@@ -19,6 +19,8 @@
 //! - [`server`]: sockets and the bridge from hickory-server into the pipeline; [`wire`]: the
 //!   UDP hot path's own reader and writer for plain queries.
 //! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
+//! - [`identity`]: who an address was (DHCP lease files, user sessions); [`alerts`]: instant
+//!   safeguarding alerts to the DSL; both off the DNS path. [`civil`]: UTC calendar time.
 //! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
 
 pub mod alerts;

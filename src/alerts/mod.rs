@@ -237,11 +237,16 @@ impl Alerter {
         let id = alert.breach_id;
         match tx.try_send((self.clock.now(), alert)) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(e) => {
                 for c in &self.dropped {
                     c.inc();
                 }
-                tracing::warn!(breach_id = id, "alert queue full: alert dropped");
+                let why = match e {
+                    TrySendError::Full(_) => "the alert queue is full",
+                    // Only after a panic in the dispatcher.
+                    TrySendError::Disconnected(_) => "the alert dispatcher has stopped",
+                };
+                tracing::warn!(breach_id = id, "alert dropped: {why}");
                 false
             }
         }
