@@ -15,6 +15,7 @@ use std::{
 use serde::Serialize;
 
 use crate::config::{
+    identity::{DhcpSource, IdentityConfig},
     Config, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig, ScheduleConfig, ServerConfig,
     TlsRoots, UpstreamConfig, UpstreamSettings,
 };
@@ -97,6 +98,8 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         lists,
         groups,
         devices,
+        identity,
+        alerts: _, // who is told about breaches, not what a device can reach
     } = new;
     let ServerConfig {
         listen: _,
@@ -184,6 +187,27 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
             None => out.push(format!("group `{}` added ({})", n.name, summary(n))),
         }
     }
+    let IdentityConfig {
+        dhcp,
+        sessions_token_file,
+    } = identity;
+    let leases = |v: &[DhcpSource]| {
+        v.iter()
+            .map(|d| format!("{} ({:?})", d.path.display(), d.format))
+            .collect::<Vec<_>>()
+    };
+    list_change(
+        &mut out,
+        "DHCP lease files naming devices".into(),
+        &leases(&old.identity.dhcp),
+        &leases(dhcp),
+    );
+    changed(
+        &mut out,
+        "token file for login sessions",
+        &old.identity.sessions_token_file,
+        sessions_token_file,
+    );
     for d in &old.devices {
         if !devices.iter().any(|n| n.name == d.name) {
             out.push(format!("device `{}` removed (was {})", d.name, device(d)));

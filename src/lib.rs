@@ -40,6 +40,9 @@
 //!   store, the dashboard or [`app`]. The pipeline's per-client context (group, policy,
 //!   SafeSearch) is [`pipeline::group`]; the trait and the types that flow are in
 //!   [`pipeline`].
+//! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
+//!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
+//!   `config`; [`civil`] is UTC calendar time (a leaf).
 //! - [`app`] is the only module that wires parts together; the binary only parses arguments.
 //!
 //! `python3 ../shared/tools/modcycles.py src` checks that no two files import each other,
@@ -47,13 +50,16 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod civil;
 pub mod clock;
 pub mod config;
 pub mod describe;
 pub mod event;
 mod http;
+pub mod identity;
 pub mod lists;
 pub mod lookup;
 pub mod metrics;

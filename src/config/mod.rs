@@ -26,6 +26,8 @@
 //! assert_eq!(config.groups[0].name, "staff");
 //! ```
 
+pub mod alerts;
+pub mod identity;
 mod raw;
 mod safesearch;
 
@@ -283,6 +285,10 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Known devices.
     pub devices: Vec<DeviceConfig>,
+    /// Where client identities come from (DHCP leases, sessions).
+    pub identity: identity::IdentityConfig,
+    /// Instant safeguarding alerts.
+    pub alerts: alerts::AlertsConfig,
 }
 
 impl Config {

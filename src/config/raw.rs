@@ -36,6 +36,10 @@ pub struct RawConfig {
     groups: Vec<RawGroup>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    identity: super::identity::RawIdentity,
+    #[serde(default)]
+    alerts: super::alerts::RawAlerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -445,7 +449,12 @@ impl RawConfig {
             });
         }
 
+        let identity = self.identity.validate(&invalid)?;
+        let alerts = self.alerts.validate(timezone, &invalid)?;
+
         Ok(Config {
+            identity,
+            alerts,
             devices,
             source: path.to_path_buf(),
             server,

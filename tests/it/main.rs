@@ -1,8 +1,10 @@
 //! Integration tests, one binary (ripgrep's `tests/` layout): one link instead of one per
 //! file, which matters on a 2-core machine. Each module is one area; `common` is the harness.
 
+mod alerts;
 mod binary;
 mod common;
+mod identity;
 mod lists_compile;
 mod lists_real_data;
 mod lists_scale;

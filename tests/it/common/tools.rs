@@ -48,3 +48,12 @@ pub fn openssl() -> bool {
         "apt-get install openssl",
     )
 }
+
+/// Python's aiosmtpd (a real SMTP server for the alert tests).
+pub fn aiosmtpd() -> bool {
+    required(
+        "Python's aiosmtpd",
+        Command::new("python3").args(["-c", "import aiosmtpd.smtp"]),
+        "pip install aiosmtpd",
+    )
+}

@@ -1,0 +1,176 @@
+//! The two ways an alert leaves: a webhook `POST` (ureq, blocking) and SMTP email (lettre,
+//! blocking). Both run on their channel's own thread, never on the DNS path.
+
+use std::time::Duration;
+
+use lettre::{
+    message::{header::ContentType, Mailbox},
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, CertificateStore, Tls, TlsParameters},
+    },
+    Message, SmtpTransport, Transport,
+};
+
+use super::{message, throttle::Outgoing, AlertError};
+use crate::{
+    config::alerts::{EmailConfig, WebhookConfig},
+    schedule::TimeZone,
+};
+
+/// How long one delivery attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why one delivery attempt failed. `reason` never holds personal data (no device names,
+/// domains or addresses of people), because it is logged.
+#[derive(Debug)]
+pub(super) struct Failure {
+    /// Retrying cannot help (a 4xx answer, a refused recipient).
+    pub permanent: bool,
+    /// What went wrong, for the log.
+    pub reason: String,
+}
+
+/// One way an alert leaves.
+pub(super) trait Channel: Send {
+    /// The `channel` label.
+    fn name(&self) -> &'static str;
+    /// One attempt to deliver `out`.
+    fn deliver(&mut self, out: &Outgoing) -> Result<(), Failure>;
+}
+
+/// Reads a secret file, without its trailing newline.
+fn secret(path: &std::path::Path) -> Result<String, AlertError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AlertError::Secret {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// JSON `POST` to the configured URL.
+pub(super) struct Webhook {
+    agent: ureq::Agent,
+    url: String,
+    secret: Option<(String, String)>,
+    zone: TimeZone,
+}
+
+impl Webhook {
+    pub(super) fn new(config: &WebhookConfig, zone: TimeZone) -> Result<Webhook, AlertError> {
+        let secret = match &config.secret {
+            Some((header, file)) => Some((header.clone(), secret(file)?)),
+            None => None,
+        };
+        Ok(Webhook {
+            agent: ureq::AgentBuilder::new().timeout(ATTEMPT_TIMEOUT).build(),
+            url: config.url.clone(),
+            secret,
+            zone,
+        })
+    }
+}
+
+impl Channel for Webhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn deliver(&mut self, out: &Outgoing) -> Result<(), Failure> {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json");
+        if let Some((header, value)) = &self.secret {
+            req = req.set(header, value);
+        }
+        match req.send_string(&message::webhook_json(out, self.zone)) {
+            Ok(_) => Ok(()),
+            // Only the status: the URL itself may carry a token (chat webhooks do).
+            Err(ureq::Error::Status(code, _)) => Err(Failure {
+                permanent: (400..500).contains(&code) && code != 408 && code != 429,
+                reason: format!("the receiver answered HTTP {code}"),
+            }),
+            Err(ureq::Error::Transport(t)) => Err(Failure {
+                permanent: false,
+                reason: format!("cannot reach the receiver ({})", t.kind()),
+            }),
+        }
+    }
+}
+
+/// SMTP to the configured server.
+pub(super) struct Email {
+    transport: SmtpTransport,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    zone: TimeZone,
+    throttle_minutes: u64,
+}
+
+impl Email {
+    pub(super) fn new(
+        config: &EmailConfig,
+        zone: TimeZone,
+        throttle: Duration,
+    ) -> Result<Email, AlertError> {
+        let smtp = |e: lettre::transport::smtp::Error| AlertError::Smtp {
+            reason: e.to_string(),
+        };
+        let mut builder = SmtpTransport::builder_dangerous(&config.server)
+            .port(config.port)
+            .timeout(Some(ATTEMPT_TIMEOUT));
+        if config.starttls {
+            let mut params = TlsParameters::builder(config.server.clone());
+            if let Some(ca) = &config.tls_ca {
+                let pem = std::fs::read(ca).map_err(|source| AlertError::Read {
+                    path: ca.clone(),
+                    source,
+                })?;
+                // The configured CA replaces the web roots, as `upstream.tls_ca` does.
+                params = params
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(Certificate::from_pem(&pem).map_err(smtp)?);
+            }
+            // STARTTLS is required, not opportunistic: a downgrade must fail, not send the
+            // alert in clear.
+            builder = builder.tls(Tls::Required(params.build_rustls().map_err(smtp)?));
+        }
+        if let Some((user, file)) = &config.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), secret(file)?));
+        }
+        Ok(Email {
+            transport: builder.build(),
+            from: config.from.clone(),
+            to: config.to.clone(),
+            zone,
+            throttle_minutes: throttle.as_secs() / 60,
+        })
+    }
+}
+
+impl Channel for Email {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn deliver(&mut self, out: &Outgoing) -> Result<(), Failure> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(message::email_subject(out))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let msg = builder
+            .body(message::email_body(out, self.zone, self.throttle_minutes))
+            .map_err(|e| Failure {
+                permanent: true,
+                reason: format!("cannot build the message: {e}"),
+            })?;
+        self.transport.send(&msg).map(|_| ()).map_err(|e| Failure {
+            permanent: e.is_permanent(),
+            reason: e.to_string(),
+        })
+    }
+}
