@@ -28,7 +28,7 @@ use crate::{
         chain::{self, ChainError, ChainParts},
         Pipeline,
     },
-    server::{Handler, ListenError, Listeners, Sockets},
+    server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -60,6 +60,9 @@ pub enum AppError {
     /// A blocking task was lost (the runtime is shutting down).
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A DNS listener stopped while the process was running (exit, so systemd restarts us).
+    #[error("{0}; exiting so that the service is restarted")]
+    ListenerFailed(String),
 }
 
 /// Command-line values that override the configuration file (and survive reloads).
@@ -173,16 +176,33 @@ impl Hedgerow {
         let log = audit.clone();
         tokio::task::spawn_blocking(move || log.append(&[started])).await?;
 
+        let open_files = crate::server::descriptors::raise_open_file_limit();
         let sockets = Sockets::bind(&config.server.listen).await?;
         let dns_addrs = sockets.local_addrs();
+        let options = ServeOptions::new(&config.server, open_files, metrics.clone());
+        let budget = options.budget;
+        tracing::info!(
+            tcp = budget.tcp,
+            tcp_per_client = budget.tcp_per_client,
+            tcp_outsiders = budget.tcp_outsiders,
+            http = budget.http,
+            "connection caps"
+        );
+        let server = sockets.serve(Handler::new(pipeline.clone()), options);
         let http = match config.server.http {
-            Some(addr) => Some(http::Listener::bind(addr, http::router(metrics.clone())).await?),
+            Some(addr) => Some(
+                http::Listener::bind(
+                    addr,
+                    http::router(metrics.clone(), Some(server.health())),
+                    http::HttpOptions {
+                        max_connections: budget.http,
+                    },
+                    metrics.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
-        let server = sockets.serve(
-            Handler::new(pipeline.clone()),
-            config.server.tcp_idle_timeout,
-        );
         for addr in &dns_addrs {
             tracing::info!(%addr, "DNS listening (UDP and TCP)");
         }
@@ -218,6 +238,17 @@ impl Hedgerow {
     /// The bound HTTP address, if any.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(http::Listener::local_addr)
+    }
+
+    /// Completes, saying which, if a DNS listener ends or panics before shutdown.
+    pub fn listener_failed(&self) -> impl Future<Output = String> + Send + 'static {
+        let failed = self.server.as_ref().map(Listeners::failed);
+        async move {
+            match failed {
+                Some(failed) => failed.await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// Shared metrics.
@@ -399,10 +430,16 @@ pub async fn run(
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut watch = tokio::time::interval(LIST_POLL);
     let mut arp = tokio::time::interval(NEIGHBOUR_POLL);
-    tokio::pin!(shutdown);
+    let failed = app.listener_failed();
+    tokio::pin!(shutdown, failed);
+    let mut outcome = Ok(());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            why = &mut failed => {
+                outcome = Err(AppError::ListenerFailed(why));
+                break;
+            }
             _ = watch.tick() => app.reload_lists_if_changed().await,
             _ = arp.tick() => app.refresh_neighbours().await,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
@@ -413,5 +450,5 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     app.shutdown().await;
-    Ok(())
+    outcome
 }

@@ -106,6 +106,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         http: _,
         data_dir: _,
         tcp_idle_timeout: _,
+        // Connection caps protect the server, not what a device can reach.
+        tcp_max_connections: _,
+        tcp_max_connections_per_client: _,
+        http_max_connections: _,
         shutdown_grace: _,
         timezone, // schedules are read in it
     } = server;

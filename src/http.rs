@@ -1,12 +1,53 @@
 //! The HTTP listener: Prometheus metrics at `/metrics` and a health check at `/healthz`.
 //! (The DSL dashboard is mounted here too, once it exists.)
+//!
+//! `axum::serve` has no timeouts and no connection cap, so ~1,100 half-open requests could
+//! take every descriptor the DNS path needs. This listener owns its accept loop: at most
+//! [`HttpOptions::max_connections`] connections (more are closed at once), request headers
+//! within [`HEADER_READ_TIMEOUT`] (also the keep-alive idle limit: hyper starts the timer
+//! when it waits for the next request's head), a response within [`REQUEST_TIMEOUT`], and no
+//! connection older than [`MAX_CONNECTION_AGE`]. `/metrics` is encoded at most once a second,
+//! so a scraper flood costs a copy, not a walk of every metric.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
-use tokio::{sync::oneshot, task::JoinHandle};
+use axum::{
+    extract::{Request, State},
+    http::{header, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::task::JoinHandle;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::metrics::Metrics;
+use crate::{
+    log_limit::LogLimit,
+    metrics::Metrics,
+    server::{accept::Acceptor, Health},
+};
+
+/// A request's headers must arrive within this; also how long an idle keep-alive connection
+/// is kept.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A response must be ready within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer than this (a client that stops reading its response).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// `/metrics` is encoded at most this often.
+const METRICS_MAX_AGE: Duration = Duration::from_secs(1);
+
+static ACCEPT_WARNINGS: LogLimit = LogLimit::new("HTTP accept failed", 5);
+static CAP_WARNINGS: LogLimit = LogLimit::new("HTTP connection cap reached", 5);
 
 /// Why the HTTP listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -18,48 +59,118 @@ pub struct HttpError {
     pub source: std::io::Error,
 }
 
-/// The HTTP routes, separate from binding so tests can drive them without a socket.
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics)
+/// What the pages read.
+#[derive(Clone)]
+struct Pages {
+    metrics: Arc<Metrics>,
+    /// The last `/metrics` text and when it was encoded.
+    encoded: Arc<Mutex<Option<(Instant, axum::body::Bytes)>>>,
+    health: Option<Health>,
 }
 
-async fn metrics_page(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// The HTTP routes, separate from binding so tests can drive them without a socket.
+/// `health`: the DNS listeners `/healthz` reports on.
+pub fn router(metrics: Arc<Metrics>, health: Option<Health>) -> Router {
+    let pages = Pages {
+        metrics,
+        encoded: Arc::default(),
+        health,
+    };
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(health_page))
+        .layer(axum::middleware::from_fn(request_timeout))
+        .with_state(pages)
+}
+
+async fn request_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn metrics_page(State(pages): State<Pages>) -> impl IntoResponse {
+    let text = {
+        let mut encoded = pages.encoded.lock().unwrap_or_else(|p| p.into_inner());
+        match &*encoded {
+            Some((at, text)) if at.elapsed() < METRICS_MAX_AGE => text.clone(),
+            _ => {
+                // Encoding under the lock: concurrent scrapes wait for one encoding instead
+                // of each walking every metric.
+                let text = axum::body::Bytes::from(pages.metrics.encode());
+                *encoded = Some((Instant::now(), text.clone()));
+                text
+            }
+        }
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics.encode(),
+        text,
     )
+}
+
+/// `ok` and one line per DNS listener; 503 when one is down.
+async fn health_page(State(pages): State<Pages>) -> impl IntoResponse {
+    let (up, listeners) = pages
+        .health
+        .as_ref()
+        .map_or((true, String::new()), Health::report);
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let first = if up { "ok\n" } else { "down\n" };
+    (status, format!("{first}{listeners}"))
+}
+
+/// Connection limits for [`Listener::bind`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// At most this many connections at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 /// A running HTTP listener.
 pub struct Listener {
     addr: SocketAddr,
     task: JoinHandle<()>,
-    stop: oneshot::Sender<()>,
+    stop: CancellationToken,
+    connections: TaskTracker,
 }
 
 impl Listener {
     /// Binds `addr` and serves `router` until [`Listener::shutdown`].
-    pub async fn bind(addr: SocketAddr, router: Router) -> Result<Listener, HttpError> {
+    pub async fn bind(
+        addr: SocketAddr,
+        router: Router,
+        options: HttpOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Listener, HttpError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| HttpError { addr, source })?;
         let addr = listener.local_addr().unwrap_or(addr);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "HTTP listener failed");
-            }
-        });
-        Ok(Listener { addr, task, stop })
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let task = tokio::spawn(accept_loop(
+            Acceptor::new(listener, &ACCEPT_WARNINGS),
+            router,
+            options,
+            metrics,
+            stop.clone(),
+            connections.clone(),
+        ));
+        Ok(Listener {
+            addr,
+            task,
+            stop,
+            connections,
+        })
     }
 
     /// The bound address.
@@ -69,7 +180,62 @@ impl Listener {
 
     /// Stops accepting and gives open requests up to `grace` to finish.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(grace, self.task).await;
+        self.stop.cancel();
+        self.connections.close();
+        let _ = tokio::time::timeout(grace, async {
+            let _ = self.task.await;
+            self.connections.wait().await;
+        })
+        .await;
+    }
+}
+
+async fn accept_loop(
+    mut acceptor: Acceptor,
+    router: Router,
+    options: HttpOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    connections: TaskTracker,
+) {
+    let open = metrics.connections_open.with_label_values(&["http"]);
+    let rejected = metrics
+        .connections_rejected
+        .with_label_values(&["http", "total"]);
+    while let Some((stream, _peer)) = acceptor.accept(&stop).await {
+        if connections.len() >= options.max_connections {
+            rejected.inc();
+            crate::warn_limited!(
+                CAP_WARNINGS,
+                max = options.max_connections,
+                "HTTP connection closed at once: connection cap reached"
+            );
+            drop(stream);
+            continue;
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let (stop, open) = (stop.clone(), open.clone());
+        connections.spawn(async move {
+            open.inc();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                // The smallest hyper allows: our requests are a line and a few headers.
+                .max_buf_size(8192);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended");
+                },
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+                }
+                _ = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
+            }
+            open.dec();
+        });
     }
 }

@@ -9,14 +9,15 @@
 //! Every query runs through one pipeline, assembled in [`pipeline::chain`]:
 //!
 //! ```text
-//!  UDP ─▶ server's UDP loop (wire codec) ─┐
-//!  TCP ─▶ hickory-server ─▶ server::Handler ┴─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ safesearch ─▶ cache ─▶ forward ─▶ upstreams
-//!                                              │
-//!                                              └─▶ metrics, and one event::QueryEvent per query to the query log's sink
+//!  UDP ─▶ server's UDP loop (wire codec) ───────────────────┐
+//!  TCP ─▶ server's TCP loop (caps, framing) ─▶ server::Handler ┴─▶ record ─▶ identify ─▶ ratelimit ─▶ policy ─▶ safesearch ─▶ cache ─▶ forward ─▶ upstreams
+//!                                                                │
+//!                                                                └─▶ metrics, and one event::QueryEvent per query to the query log's sink
 //! ```
 //!
 //! Plain UDP queries are read and answered by the listener's own loop with [`wire`]'s codec;
-//! TCP and unusual UDP queries go through hickory-server and [`server::Handler`].
+//! TCP (our own accept loop, under connection caps) and unusual UDP queries go through
+//! hickory's request type and [`server::Handler`].
 //!
 //! # Layers, and who may import whom
 //!
@@ -33,7 +34,8 @@
 //! - **Leaves** import nothing above them: [`event`] (the plain data the DNS path hands to the
 //!   query log: [`event::QueryEvent`], [`event::BlockReason`], [`event::Disposition`],
 //!   [`event::Severity`]), [`clock`] (the one "now"), [`names`] (the one name normaliser),
-//!   [`schedule`], [`neighbours`].
+//!   [`schedule`], [`neighbours`], [`log_limit`] (rate-limited warnings about client
+//!   traffic).
 //! - [`config`] is the TOML schema, validated; it imports only leaves, and owns the value types
 //!   the file spells out (block answers, SafeSearch settings).
 //! - **The DNS path** — [`server`], [`wire`], [`pipeline`], [`lists`] — never imports the
@@ -61,6 +63,7 @@ pub mod event;
 mod http;
 pub mod identity;
 pub mod lists;
+pub mod log_limit;
 pub mod lookup;
 pub mod metrics;
 pub mod names;

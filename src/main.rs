@@ -79,8 +79,11 @@ enum ListsCommand {
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEDGEROW_LOG").unwrap_or_else(|_| {
+        // hickory's per-packet warnings (a malformed EDNS option, a bad query from outside)
+        // cost a client nothing to cause and would flood the log: errors only. Hedgerow's
+        // own warnings about client traffic are rate-limited (`log_limit`).
         tracing_subscriber::EnvFilter::new(
-            "info,hickory_server=warn,hickory_resolver=warn,hickory_net=warn",
+            "info,hickory_proto=error,hickory_server=error,hickory_net=error,hickory_resolver=warn",
         )
     });
     tracing_subscriber::fmt()

@@ -83,6 +83,14 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Query-log events dropped because the writer fell behind.
     pub log_dropped: IntCounter,
+    /// Panics caught while answering, by listener (`udp`, `tcp`): each cost one query or
+    /// one connection, not the listener.
+    pub panics: IntCounterVec,
+    /// Connections closed at once because a cap was reached, by listener (`tcp`, `http`)
+    /// and cap (`total`, `client`, `outsider`).
+    pub connections_rejected: IntCounterVec,
+    /// Connections open now, by listener (`tcp`, `http`).
+    pub connections_open: IntGaugeVec,
     hits: AtomicU64,
     lookups: AtomicU64,
 }
@@ -163,6 +171,27 @@ impl Metrics {
             "Query-log events dropped because the writer fell behind",
         )?;
         registry.register(Box::new(log_dropped.clone()))?;
+        let panics = IntCounterVec::new(
+            Opts::new(
+                "panics_total",
+                "Panics caught while answering (each cost one query or connection), by listener",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(panics.clone()))?;
+        let connections_rejected = IntCounterVec::new(
+            Opts::new(
+                "connections_rejected_total",
+                "Connections closed on accept because a cap was reached, by listener and cap",
+            ),
+            &["listener", "cap"],
+        )?;
+        registry.register(Box::new(connections_rejected.clone()))?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new("connections_open", "Connections open now, by listener"),
+            &["listener"],
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
         let no_group = Self::group_handles(&queries_vec, &blocked, NO_GROUP);
         Ok(Metrics {
             registry,
@@ -180,6 +209,9 @@ impl Metrics {
             list_reloads,
             config_reloads,
             log_dropped,
+            panics,
+            connections_rejected,
+            connections_open,
             hits: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
         })

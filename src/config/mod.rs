@@ -122,6 +122,13 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// A TCP connection idle for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// At most this many DNS-over-TCP connections at once (lowered at start-up when the
+    /// open-file limit cannot hold them).
+    pub tcp_max_connections: usize,
+    /// At most this many DNS-over-TCP connections at once from one client address.
+    pub tcp_max_connections_per_client: usize,
+    /// At most this many HTTP (`/metrics`, dashboard) connections at once.
+    pub http_max_connections: usize,
     /// On SIGINT/SIGTERM, in-flight queries get this long to finish.
     pub shutdown_grace: Duration,
     /// The school's time zone, for schedules.

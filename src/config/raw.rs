@@ -60,6 +60,9 @@ struct RawServer {
     http: Option<SocketAddr>,
     data_dir: PathBuf,
     tcp_idle_timeout_secs: u64,
+    tcp_max_connections: usize,
+    tcp_max_connections_per_client: usize,
+    http_max_connections: usize,
     shutdown_grace_secs: u64,
     timezone: Spanned<String>,
 }
@@ -71,6 +74,9 @@ impl Default for RawServer {
             http: None,
             data_dir: PathBuf::from("hedgerow-data"),
             tcp_idle_timeout_secs: 10,
+            tcp_max_connections: 1000,
+            tcp_max_connections_per_client: 50,
+            http_max_connections: 64,
             shutdown_grace_secs: 5,
             timezone: Spanned::new(0..0, "Europe/London".to_string()),
         }
@@ -239,6 +245,10 @@ impl RawConfig {
             http: s.http,
             data_dir: s.data_dir,
             tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
+            // Zero would refuse every connection; one is the least that still serves.
+            tcp_max_connections: s.tcp_max_connections.max(1),
+            tcp_max_connections_per_client: s.tcp_max_connections_per_client.max(1),
+            http_max_connections: s.http_max_connections.max(1),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
         };
 

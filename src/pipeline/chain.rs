@@ -156,6 +156,13 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         return Err(ChainError(errors));
     };
 
+    let identify = Arc::new(
+        Identify::new(&groups).with_devices(devices(config, &groups), parts.neighbours.clone()),
+    );
+    let gate = {
+        let identify = identify.clone();
+        Arc::new(move |ip| identify.client(ip).is_some())
+    };
     let stages: Vec<Arc<dyn Stage>> = vec![
         // Outermost, so it sees every answer, including refusals, and times the whole path.
         Arc::new(Record::new(
@@ -164,9 +171,7 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
             parts.clock.clone(),
         )),
         // Before anything spends effort: clients outside the school's subnets are REFUSED.
-        Arc::new(
-            Identify::new(&groups).with_devices(devices(config, &groups), parts.neighbours.clone()),
-        ),
+        identify,
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
         Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone())),
         // Decides on the name as asked, before any rewrite or cached answer can be served;
@@ -190,5 +195,5 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         // Last: asks the upstreams.
         Arc::new(forward),
     ];
-    Ok(Pipeline::new(stages))
+    Ok(Pipeline::new(stages).with_gate(gate))
 }

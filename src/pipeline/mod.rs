@@ -29,7 +29,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod safesearch;
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc};
 
 pub use answer::{Answer, Reason, Sections, SharedSections, Ttl};
 pub use query::Query;
@@ -68,10 +68,15 @@ impl<'a> Next<'a> {
     }
 }
 
+/// Whether a client address is served at all (belongs to a group).
+pub type Gate = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// An assembled, ordered chain of stages.
 #[derive(Clone)]
 pub struct Pipeline {
     stages: Arc<[Arc<dyn Stage>]>,
+    /// `None`: every client is served as far as the listeners know (the stages decide).
+    gate: Option<Gate>,
 }
 
 impl Pipeline {
@@ -79,7 +84,20 @@ impl Pipeline {
     pub fn new(stages: Vec<Arc<dyn Stage>>) -> Pipeline {
         Pipeline {
             stages: stages.into(),
+            gate: None,
         }
+    }
+
+    /// Tells the listeners which clients are served, so that a TCP connection from outside
+    /// every group can be held to the outsiders' small share before any query is read.
+    pub fn with_gate(mut self, gate: Gate) -> Pipeline {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Whether `client` is served (with no gate: yes).
+    pub fn admits(&self, client: IpAddr) -> bool {
+        self.gate.as_ref().is_none_or(|gate| gate(client))
     }
 
     /// Runs `query` through the whole chain.

@@ -1,10 +1,16 @@
-//! The DNS listeners — TCP served by hickory-server, UDP by our own batched loop (plain queries
-//! read and answered with [`crate::wire`]) — and the bridge ([`Handler`]) that turns a hickory
-//! request into a pipeline [`Query`] and the pipeline's [`Answer`](crate::pipeline::Answer)
-//! into a response (TCP, and unusual UDP queries).
+//! The DNS listeners — UDP by our own batched loop (plain queries read and answered with
+//! [`crate::wire`]), TCP by our own accept loop with connection caps (`tcp.rs`) — and the
+//! bridge ([`Handler`]) that turns a hickory request into a pipeline [`Query`] and the
+//! pipeline's [`Answer`](crate::pipeline::Answer) into a response (TCP, and unusual UDP
+//! queries).
 //!
 //! The pipeline in force sits behind an [`ArcSwap`], so a reload swaps it between two queries
 //! without dropping any.
+//!
+//! Under abuse: a panic while answering costs one query or connection (`panics.rs`); a
+//! listener that ends anyway is reported by [`Health`] and [`Listeners::failed`], so the
+//! process can exit and be restarted rather than live on half-dead; descriptors are shared
+//! out by [`descriptors::Budget`].
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,19 +23,20 @@ use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
-    Server,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{Pipeline, Query, Transport};
+use crate::{
+    config::ServerConfig,
+    metrics::Metrics,
+    pipeline::{Pipeline, Query, Transport},
+};
 
 use drain::Drain;
 
 /// Our EDNS UDP payload size (DNS flag day 2020); larger answers are truncated (TC).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
-/// Per-connection buffer of responses waiting to be written on TCP.
-const TCP_RESPONSE_BUFFER: usize = 32;
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +53,17 @@ pub enum ListenError {
     },
 }
 
+pub mod accept;
 mod batch;
+pub mod descriptors;
 mod drain;
+mod health;
+mod panics;
+mod tcp;
 mod udp;
 
+pub use health::Health;
+pub use tcp::MAX_QUERY as MAX_TCP_QUERY;
 pub use udp::{query_from_wire, write_answer};
 
 /// hickory's request handler, bridging into the pipeline in force.
@@ -66,6 +80,11 @@ impl Handler {
             pipeline,
             drain: Drain::default(),
         }
+    }
+
+    /// Whether the pipeline in force serves `client` (it belongs to a group).
+    fn admits(&self, client: std::net::IpAddr) -> bool {
+        self.pipeline.load().admits(client)
     }
 }
 
@@ -236,49 +255,132 @@ impl Sockets {
             .collect()
     }
 
-    /// Starts serving `handler` on every socket: UDP with our own batched loop, TCP
-    /// with hickory-server (pipelining, idle timeouts, framing).
-    pub fn serve(self, handler: Handler, tcp_idle_timeout: Duration) -> Listeners {
+    /// Starts serving `handler` on every socket: UDP with our own batched loop, TCP with our
+    /// own accept loop under `options`' caps.
+    pub fn serve(self, handler: Handler, options: ServeOptions) -> Listeners {
         let shutdown = CancellationToken::new();
+        let health = Health::default();
         let shared = Arc::new(handler.clone());
-        let mut udp = Vec::new();
+        let udp_panics = options.metrics.panics.with_label_values(&["udp"]);
+        let mut tasks = Vec::new();
         for socket in self.udp {
+            let name = format!(
+                "dns udp {}",
+                socket.local_addr().map_or("?".into(), |a| a.to_string())
+            );
             let socket = Arc::new(socket);
             // One receive loop per worker thread, all on the same socket.
-            for _ in 0..std::thread::available_parallelism()
+            let loops = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(4)
-            {
-                udp.push(tokio::spawn(udp::serve(
-                    socket.clone(),
-                    shared.clone(),
-                    shutdown.clone(),
-                )));
+                .min(4);
+            for i in 0..loops {
+                tasks.push(supervise(
+                    &health,
+                    format!("{name} loop {i}"),
+                    &shutdown,
+                    udp::serve(
+                        socket.clone(),
+                        shared.clone(),
+                        shutdown.clone(),
+                        udp_panics.clone(),
+                    ),
+                ));
             }
         }
-        let drain = handler.drain.clone();
-        let mut tcp = Server::new(handler);
-        for l in self.tcp {
-            tcp.register_listener(l, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        let slots = tcp::Slots::new(
+            options.budget,
+            options.metrics.connections_open.with_label_values(&["tcp"]),
+        );
+        let tcp_shared = Arc::new(tcp::Shared {
+            handler: shared,
+            slots,
+            idle_timeout: options.tcp_idle_timeout,
+            metrics: options.metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        for listener in self.tcp {
+            let name = format!(
+                "dns tcp {}",
+                listener.local_addr().map_or("?".into(), |a| a.to_string())
+            );
+            tasks.push(supervise(
+                &health,
+                name,
+                &shutdown,
+                tcp::serve(listener, tcp_shared.clone()),
+            ));
         }
         Listeners {
-            tcp,
-            udp,
+            tasks,
             shutdown,
-            drain,
+            drain: handler.drain.clone(),
+            health,
         }
     }
 }
 
+/// How the listeners run: the TCP idle timeout and connection caps, and where they count.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Connection caps.
+    pub budget: descriptors::Budget,
+    /// Where panics and refused connections are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ServeOptions {
+    /// The options `server` asks for, with caps lowered to fit `open_file_limit`
+    /// descriptors.
+    pub fn new(server: &ServerConfig, open_file_limit: u64, metrics: Arc<Metrics>) -> Self {
+        ServeOptions {
+            tcp_idle_timeout: server.tcp_idle_timeout,
+            budget: descriptors::Budget::new(server, open_file_limit),
+            metrics,
+        }
+    }
+}
+
+/// Runs a listener task; if it ends (or panics) before shutdown, marks it down in `health`.
+fn supervise(
+    health: &Health,
+    name: String,
+    shutdown: &CancellationToken,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let index = health.register(name);
+    let (health, shutdown) = (health.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        // The listener runs in a task of its own so that a panic in its loop is seen here.
+        let panicked = tokio::spawn(task).await.is_err_and(|e| e.is_panic());
+        if !shutdown.is_cancelled() {
+            health.down(index, if panicked { "panicked" } else { "ended" });
+        }
+    })
+}
+
 /// Running DNS listeners.
 pub struct Listeners {
-    tcp: Server<Handler>,
-    udp: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
     drain: Drain,
+    health: Health,
 }
 
 impl Listeners {
+    /// Each listener's state, for `/healthz`.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Completes, saying which, when a listener has ended or panicked before shutdown: the
+    /// process should then exit non-zero so that systemd restarts it.
+    pub fn failed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let health = self.health.clone();
+        async move { health.failed().await }
+    }
+
     /// Stops taking new queries, lets those in flight finish (up to `grace`), then stops the
     /// listeners.
     pub async fn shutdown(self, grace: Duration) {
@@ -293,12 +395,10 @@ impl Listeners {
     }
 
     /// Stops accepting, then waits (up to a second) for the listener tasks to end.
-    async fn stop(mut self) {
+    async fn stop(self) {
         self.shutdown.cancel();
-        self.tcp.shutdown_token().cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = self.tcp.block_until_done().await;
-            for task in self.udp {
+            for task in self.tasks {
                 let _ = task.await;
             }
         })

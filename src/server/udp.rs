@@ -30,11 +30,13 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponse,
 };
+use prometheus::IntCounter;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     batch::{Received, Replies},
+    panics::{guard, CatchUnwind},
     Handler, MAX_UDP_PAYLOAD,
 };
 use crate::{
@@ -153,6 +155,7 @@ pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
+    panics: IntCounter,
 ) {
     let mut received = Received::new();
     let mut replies = Replies::default();
@@ -168,7 +171,10 @@ pub(crate) async fn serve(
         for (bytes, client) in received.iter() {
             match client {
                 Some(client) if client.port() != 0 => {
-                    datagram(bytes, client, &socket, &handler, &mut replies)
+                    // A panic while answering costs this datagram, not the listener.
+                    guard(&panics, "udp", || {
+                        datagram(bytes, client, &socket, &handler, &mut replies, &panics)
+                    });
                 }
                 _ => {}
             }
@@ -185,6 +191,7 @@ fn datagram(
     socket: &Arc<UdpSocket>,
     handler: &Arc<Handler>,
     replies: &mut Replies,
+    panics: &IntCounter,
 ) {
     if let Some(wire_query) = WireQuery::read(bytes) {
         let handler = handler.clone();
@@ -198,8 +205,9 @@ fn datagram(
             Poll::Ready(None) => {}
             Poll::Pending => {
                 let socket = socket.clone();
+                let work = CatchUnwind::pinned(work, panics.clone(), "udp");
                 tokio::spawn(async move {
-                    if let Some(out) = work.await {
+                    if let Some(Some(out)) = work.await {
                         if let Err(error) = send(&socket, &out, client).await {
                             tracing::debug!(%error, "failed to send a response");
                         }
@@ -231,7 +239,7 @@ fn datagram(
             .await;
     });
     if poll_once(work.as_mut()).is_pending() {
-        tokio::spawn(work);
+        tokio::spawn(CatchUnwind::pinned(work, panics.clone(), "udp"));
     }
 }
 
@@ -242,16 +250,22 @@ fn poll_once<T>(fut: Pin<&mut (impl Future<Output = T> + ?Sized)>) -> Poll<T> {
 
 /// FORMERR for a datagram with a readable header but an unreadable body; nothing for less.
 fn form_error(socket: &UdpSocket, bytes: &[u8], client: SocketAddr) {
-    let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
-        return;
-    };
+    if let Some(reply) = form_error_reply(bytes) {
+        let _ = socket.try_send_to(&reply, client);
+    }
+}
+
+/// The FORMERR reply to a message with a readable header but an unreadable body; `None` for
+/// less, or for a response (never answered: that would make us a reflector).
+pub(crate) fn form_error_reply(bytes: &[u8]) -> Option<[u8; 12]> {
+    let header = Header::read(&mut BinDecoder::new(bytes)).ok()?;
     if header.metadata.message_type == MessageType::Response {
-        return;
+        return None;
     }
     let mut reply = [0u8; 12];
     reply[..2].copy_from_slice(&header.metadata.id.to_be_bytes());
     // QR = 1, same opcode, RCODE = FORMERR; all counts zero.
     reply[2] = 0x80 | (u8::from(header.metadata.op_code) << 3);
     reply[3] = 0x01;
-    let _ = socket.try_send_to(&reply, client);
+    Some(reply)
 }
