@@ -258,7 +258,15 @@ pub fn write_response(
             [0; 3]
         }
         Err(error) => {
-            tracing::warn!(%error, name = %qname, "answer not encodable, sending SERVFAIL");
+            // Rate-limited: a client can ask for the same odd answer over and over.
+            static NOT_ENCODABLE: crate::log_limit::LogLimit =
+                crate::log_limit::LogLimit::new("answer not encodable", 10);
+            crate::warn_limited!(
+                NOT_ENCODABLE,
+                %error,
+                name = %qname,
+                "answer not encodable, sending SERVFAIL"
+            );
             flags.rcode = ResponseCode::ServFail;
             flags.authentic_data = false;
             start_response(query, qname, flags, out);

@@ -81,7 +81,12 @@ impl Serve {
             .arg("-c")
             // Soft and hard: the start-up raise cannot lift it.
             .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_hedgerow"))
+            // HEDGEROW_BIN runs another build (an older commit's, to see these tests fail
+            // before the fix).
+            .arg(
+                std::env::var_os("HEDGEROW_BIN")
+                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_hedgerow").into()),
+            )
             .args(["serve", "--config"])
             .arg(&config)
             .args([
