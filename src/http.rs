@@ -239,3 +239,58 @@ async fn accept_loop(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(health: Health) -> Pages {
+        Pages {
+            metrics: Arc::new(Metrics::new().unwrap()),
+            encoded: Arc::default(),
+            health: Some(health),
+        }
+    }
+
+    #[tokio::test]
+    async fn healthz_lists_listeners_and_is_503_when_one_is_down() {
+        let health = Health::default();
+        let (ok, _) = health.report();
+        assert!(ok);
+        let response = health_page(State(pages(health.clone())))
+            .await
+            .into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        crate::server::testing::mark_down(&health, "dns udp 127.0.0.1:53");
+        let response = health_page(State(pages(health))).await.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"down\ndns udp 127.0.0.1:53 down\n");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_encoded_at_most_once_a_second() {
+        let p = pages(Health::default());
+        let first = metrics_page(State(p.clone())).await.into_response();
+        let first = axum::body::to_bytes(first.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        p.metrics.log_dropped.inc();
+        let second = metrics_page(State(p.clone())).await.into_response();
+        let second = axum::body::to_bytes(second.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(first, second, "served from the cache within the second");
+        // Once the cached copy is old, the next scrape sees the change.
+        if let Some((at, _)) = p.encoded.lock().unwrap().as_mut() {
+            *at = at.checked_sub(METRICS_MAX_AGE).unwrap();
+        }
+        let third = metrics_page(State(p)).await.into_response();
+        let third = axum::body::to_bytes(third.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&third).contains("hedgerow_log_events_dropped_total 1"));
+    }
+}

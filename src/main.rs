@@ -90,6 +90,16 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // A panic while answering is caught and costs one query, but the default hook still
+    // prints each one: a client that finds a panicking name must not flood the log with them.
+    static PANIC_REPORTS: hedgerow::log_limit::LogLimit =
+        hedgerow::log_limit::LogLimit::new("panic report", 10);
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if PANIC_REPORTS.allow() {
+            report(info);
+        }
+    }));
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -63,6 +63,18 @@ mod tcp;
 mod udp;
 
 pub use health::Health;
+
+/// Test helpers for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Health;
+
+    /// Registers a listener called `name` in `health` and marks it down.
+    pub(crate) fn mark_down(health: &Health, name: &str) {
+        let index = health.register(name.to_string());
+        health.down(index, "ended");
+    }
+}
 pub use tcp::MAX_QUERY as MAX_TCP_QUERY;
 pub use udp::{query_from_wire, write_answer};
 
