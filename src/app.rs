@@ -181,13 +181,6 @@ impl Hedgerow {
         let dns_addrs = sockets.local_addrs();
         let options = ServeOptions::new(&config.server, open_files, metrics.clone());
         let budget = options.budget;
-        tracing::info!(
-            tcp = budget.tcp,
-            tcp_per_client = budget.tcp_per_client,
-            tcp_outsiders = budget.tcp_outsiders,
-            http = budget.http,
-            "connection caps"
-        );
         let server = sockets.serve(Handler::new(pipeline.clone()), options);
         let http = match config.server.http {
             Some(addr) => Some(

@@ -344,11 +344,19 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// The options `server` asks for, with caps lowered to fit `open_file_limit`
-    /// descriptors.
+    /// descriptors (the caps in force are logged).
     pub fn new(server: &ServerConfig, open_file_limit: u64, metrics: Arc<Metrics>) -> Self {
+        let budget = descriptors::Budget::new(server, open_file_limit);
+        tracing::info!(
+            tcp = budget.tcp,
+            tcp_per_client = budget.tcp_per_client,
+            tcp_outsiders = budget.tcp_outsiders,
+            http = budget.http,
+            "connection caps"
+        );
         ServeOptions {
             tcp_idle_timeout: server.tcp_idle_timeout,
-            budget: descriptors::Budget::new(server, open_file_limit),
+            budget,
             metrics,
         }
     }
