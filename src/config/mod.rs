@@ -125,7 +125,8 @@ pub struct ServerConfig {
     /// At most this many DNS-over-TCP connections at once (lowered at start-up when the
     /// open-file limit cannot hold them).
     pub tcp_max_connections: usize,
-    /// At most this many DNS-over-TCP connections at once from one client address.
+    /// At most this many DNS-over-TCP connections at once from one client address (an IPv6
+    /// client: from its /64).
     pub tcp_max_connections_per_client: usize,
     /// At most this many HTTP (`/metrics`, dashboard) connections at once.
     pub http_max_connections: usize,

@@ -51,7 +51,7 @@ pub fn raise_open_file_limit() -> u64 {
 pub struct Budget {
     /// DNS-over-TCP connections in all.
     pub tcp: usize,
-    /// DNS-over-TCP connections from one client address.
+    /// DNS-over-TCP connections from one client address (an IPv6 client: its /64).
     pub tcp_per_client: usize,
     /// DNS-over-TCP connections from clients outside every group (answered REFUSED), in all:
     /// a tenth of [`Budget::tcp`], so outsiders can never crowd out the school's clients.

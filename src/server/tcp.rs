@@ -106,6 +106,7 @@ impl Slots {
 
     /// A slot for a connection from `client`, unless a cap is reached.
     pub(crate) fn take(self: &Arc<Self>, client: IpAddr, outsider: bool) -> Result<Slot, Cap> {
+        let client = client_key(client);
         let mut state = self.lock();
         if state.total >= self.budget.tcp {
             return Err(Cap::Total);
@@ -145,6 +146,18 @@ impl Drop for Slot {
             }
         }
         self.slots.open.dec();
+    }
+}
+
+/// Whose connection it is, for the per-client cap: an IPv6 client counts by its /64, since
+/// one laptop can take as many addresses in its /64 as it likes (privacy addresses).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -356,5 +369,26 @@ mod tests {
             "a closed connection gives its slot back"
         );
         assert_eq!(s.lock().per_client.len(), 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64() {
+        let s = slots(10, 2, 10);
+        let _a = s.take("2001:db8:1:2::1".parse().unwrap(), false).unwrap();
+        let _b = s
+            .take("2001:db8:1:2::ffff".parse().unwrap(), false)
+            .unwrap();
+        assert_eq!(
+            s.take("2001:db8:1:2:abcd::7".parse().unwrap(), false).err(),
+            Some(Cap::Client)
+        );
+        assert!(s.take("2001:db8:1:3::1".parse().unwrap(), false).is_ok());
+        // A v4-mapped address is the IPv4 client it maps.
+        let _c = s.take("10.0.0.1".parse().unwrap(), false).unwrap();
+        let _d = s.take("::ffff:10.0.0.1".parse().unwrap(), false).unwrap();
+        assert_eq!(
+            s.take("10.0.0.1".parse().unwrap(), false).err(),
+            Some(Cap::Client)
+        );
     }
 }
