@@ -237,24 +237,35 @@ impl Sockets {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in addrs {
-            let u = UdpSocket::bind(addr)
-                .await
-                .map_err(|source| ListenError::Bind {
-                    addr,
-                    protocol: "UDP",
-                    source,
-                })?;
-            // TCP on the same port as UDP, also when the UDP port was picked by the OS.
-            let bound = u.local_addr().unwrap_or(addr);
-            let t = TcpListener::bind(bound)
-                .await
-                .map_err(|source| ListenError::Bind {
-                    addr: bound,
-                    protocol: "TCP",
-                    source,
-                })?;
-            udp.push(u);
-            tcp.push(t);
+            // Port 0 (tests): the OS picks a free UDP port, whose TCP twin may be taken by
+            // some client connection; pick again rather than fail.
+            let tries = if addr.port() == 0 { 20 } else { 1 };
+            for attempt in 1..=tries {
+                let u = UdpSocket::bind(addr)
+                    .await
+                    .map_err(|source| ListenError::Bind {
+                        addr,
+                        protocol: "UDP",
+                        source,
+                    })?;
+                // TCP on the same port as UDP, also when the UDP port was picked by the OS.
+                let bound = u.local_addr().unwrap_or(addr);
+                match TcpListener::bind(bound).await {
+                    Ok(t) => {
+                        udp.push(u);
+                        tcp.push(t);
+                        break;
+                    }
+                    Err(e) if attempt < tries && e.kind() == std::io::ErrorKind::AddrInUse => {}
+                    Err(source) => {
+                        return Err(ListenError::Bind {
+                            addr: bound,
+                            protocol: "TCP",
+                            source,
+                        })
+                    }
+                }
+            }
         }
         Ok(Sockets { udp, tcp })
     }
