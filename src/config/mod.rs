@@ -27,6 +27,7 @@
 //! ```
 
 mod raw;
+mod store;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -36,6 +37,7 @@ use std::{
 
 use ipnet::IpNet;
 pub use raw::RawConfig;
+pub use store::StoreConfig;
 
 /// The configuration used when `hedgerow serve` is given no `--config`.
 ///
@@ -269,6 +271,8 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Known devices.
     pub devices: Vec<DeviceConfig>,
+    /// The query log, breaches and audit trail.
+    pub store: StoreConfig,
 }
 
 impl Config {

@@ -39,6 +39,8 @@ pub struct RawConfig {
     groups: Vec<RawGroup>,
     #[serde(default, rename = "device")]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    store: super::store::RawStore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -445,7 +447,12 @@ impl RawConfig {
             });
         }
 
+        let store = self
+            .store
+            .validate()
+            .map_err(|(key, reason)| invalid(0..0, key, reason))?;
         Ok(Config {
+            store,
             devices,
             source: path.to_path_buf(),
             server,
