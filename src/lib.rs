@@ -34,4 +34,5 @@ pub mod neighbours;
 pub mod pipeline;
 pub mod schedule;
 pub mod server;
+pub mod store;
 pub mod wire;

@@ -1,0 +1,900 @@
+//! The one writer thread: batches query events into transactions, resolves each query's
+//! device and user at the time it arrived, opens and extends breaches, keeps per-minute
+//! rollups, replays the journal and enforces retention.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{atomic::Ordering, mpsc, Arc},
+    time::{Duration, Instant},
+};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::{
+    clock::{from_unix_millis, unix_millis, Clock},
+    config::StoreConfig,
+    event::{Disposition, EventName, QueryEvent, Severity},
+};
+
+use super::{
+    ip_text, journal, key_base, must_keep, registrable_domain, severity_of, BreachNotice, Control,
+    Shared, StoreError, WITHHELD,
+};
+
+/// Rows per transaction at most: large enough to amortise the commit, small enough that a
+/// batch stays well under the interval at full rate.
+pub const BATCH_ROWS: usize = 4096;
+/// Interning caches are cleared past this many entries (memory bound on a busy network).
+const CACHE_MAX: usize = 200_000;
+/// Retention runs this often.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// A failed journal replay is retried this often.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
+/// Rows deleted per retention transaction, so the writer never holds the lock for long.
+const DELETE_CHUNK: i64 = 20_000;
+
+pub(crate) struct Queues {
+    pub allowed: mpsc::Receiver<QueryEvent>,
+    pub blocked: mpsc::Receiver<QueryEvent>,
+    pub control: mpsc::Receiver<Control>,
+    pub notices: tokio::sync::mpsc::Sender<BreachNotice>,
+}
+
+/// Who a query came from, and for which span of time that answer holds for its address.
+#[derive(Clone, Copy)]
+struct Identity {
+    device: i64,
+    user: Option<i64>,
+    from: i64,
+    until: i64,
+}
+
+/// Interned ids, valid only while no transaction that created them has been rolled back.
+#[derive(Default)]
+struct Caches {
+    names: HashMap<String, i64>,
+    ips: HashMap<IpAddr, i64>,
+    groups: HashMap<Arc<str>, i64>,
+    categories: HashMap<String, i64>,
+    rules: HashMap<String, i64>,
+    users: HashMap<String, i64>,
+    devices: HashMap<String, i64>,
+    shapes: HashMap<ShapeKey, i64>,
+    identity: HashMap<IpAddr, Identity>,
+}
+
+impl Caches {
+    fn trim(&mut self) {
+        if self.names.len() > CACHE_MAX {
+            self.names.clear();
+        }
+        if self.identity.len() > CACHE_MAX {
+            self.identity.clear();
+        }
+        if self.ips.len() > CACHE_MAX {
+            self.ips.clear();
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ShapeKey {
+    group: Option<i64>,
+    qtype: u16,
+    transport: &'static str,
+    disposition: &'static str,
+    reason: Option<&'static str>,
+    category: Option<i64>,
+    rule: Option<i64>,
+    severity: Option<&'static str>,
+    rcode: u16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RollupKey {
+    minute: i64,
+    group: i64,
+    category: i64,
+    disposition: &'static str,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    config: StoreConfig,
+    clock: Clock,
+    shared: Arc<Shared>,
+    queues: Queues,
+    caches: Caches,
+    identity_generation: u64,
+    last_key: i64,
+    last_replay_try: Option<Instant>,
+    last_retention: Option<Instant>,
+    db_failing: bool,
+}
+
+/// What one batch produced besides rows.
+#[derive(Default)]
+struct BatchOut {
+    rows: u64,
+    notices: HashMap<i64, BreachNotice>,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        config: StoreConfig,
+        clock: Clock,
+        shared: Arc<Shared>,
+        queues: Queues,
+    ) -> Writer {
+        let last_key = conn
+            .query_row("SELECT COALESCE(MAX(k), 0) FROM queries", [], |r| r.get(0))
+            .unwrap_or(0);
+        Writer {
+            conn,
+            config,
+            clock,
+            shared,
+            queues,
+            caches: Caches::default(),
+            identity_generation: 0,
+            last_key,
+            last_replay_try: None,
+            last_retention: None,
+            db_failing: false,
+        }
+    }
+
+    /// The thread's body: until told to close, then everything queued is written.
+    pub fn run(mut self) {
+        let interval = self.config.batch_interval;
+        let mut batch: Vec<QueryEvent> = Vec::with_capacity(BATCH_ROWS);
+        let mut deadline = Instant::now() + interval;
+        let mut acks: Vec<mpsc::Sender<()>> = Vec::new();
+        let mut closing = false;
+        self.replay_journal();
+        loop {
+            while let Ok(c) = self.queues.control.try_recv() {
+                match c {
+                    Control::Flush(ack) => acks.push(ack),
+                    Control::Close => closing = true,
+                }
+            }
+            let got = self.drain(&mut batch);
+            let now = Instant::now();
+            if batch.len() >= BATCH_ROWS
+                || (!batch.is_empty() && (now >= deadline || !acks.is_empty() || closing))
+            {
+                self.write_batch(std::mem::take(&mut batch));
+                batch.reserve(BATCH_ROWS);
+                deadline = Instant::now() + interval;
+                // More may be queued: go round again before acknowledging a flush.
+                continue;
+            }
+            if batch.is_empty() {
+                deadline = Instant::now() + interval;
+            }
+            if got == 0 {
+                self.housekeeping(closing || !acks.is_empty());
+                for ack in acks.drain(..) {
+                    let _ = ack.send(());
+                }
+                if closing {
+                    break;
+                }
+                std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
+        tracing::debug!("store: writer stopped");
+    }
+
+    /// Moves queued events into the batch (blocked first); returns how many.
+    fn drain(&mut self, batch: &mut Vec<QueryEvent>) -> usize {
+        let mut n = 0;
+        while batch.len() < BATCH_ROWS {
+            match self.queues.blocked.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+            n += 1;
+        }
+        while batch.len() < BATCH_ROWS {
+            match self.queues.allowed.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+            n += 1;
+        }
+        if n > 0 {
+            let left = self.shared.depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
+            self.shared.metrics.channel_depth.set(left.max(0));
+        }
+        n
+    }
+
+    /// Journal replay (when due) and retention (when due), and the size gauges.
+    fn housekeeping(&mut self, force_replay: bool) {
+        let due =
+            |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
+        if (force_replay || due(self.last_replay_try, REPLAY_EVERY))
+            && self.shared.journal.pending()
+        {
+            self.replay_journal();
+        }
+        if due(self.last_retention, RETENTION_EVERY) {
+            self.last_retention = Some(Instant::now());
+            if let Err(error) = self.retention() {
+                tracing::warn!(%error, "store: retention did not complete; will retry");
+            }
+            self.update_size();
+        }
+    }
+
+    fn update_size(&self) {
+        let size: i64 = self
+            .conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        let wal = self
+            .conn
+            .path()
+            .and_then(|p| std::fs::metadata(format!("{p}-wal")).ok())
+            .map_or(0, |m| m.len() as i64);
+        self.shared.metrics.database_bytes.set(size + wal);
+    }
+
+    /// Writes one batch in one transaction; when the database refuses, the events that must
+    /// not be lost go to the journal and the rest are shed, counted.
+    fn write_batch(&mut self, events: Vec<QueryEvent>) {
+        let started = Instant::now();
+        match self.try_write(&events, None) {
+            Ok(out) => {
+                if self.db_failing {
+                    tracing::info!("store: the database is writable again");
+                    self.db_failing = false;
+                }
+                self.finish(out, started);
+            }
+            Err(error) => {
+                // Ids interned inside the rolled-back transaction no longer exist.
+                self.caches = Caches::default();
+                if !self.db_failing {
+                    tracing::error!(%error, "store: cannot write the query log; blocked queries go to the journal until it can");
+                    self.db_failing = true;
+                }
+                let (keep, shed): (Vec<QueryEvent>, Vec<QueryEvent>) =
+                    events.into_iter().partition(must_keep);
+                self.shared
+                    .metrics
+                    .shed
+                    .with_label_values(&["database"])
+                    .inc_by(shed.len() as u64);
+                self.shared.journal_events(&keep, true);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: BatchOut, started: Instant) {
+        self.shared.metrics.rows_written.inc_by(out.rows);
+        self.shared
+            .metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (_, notice) in out.notices {
+            if self.queues.notices.try_send(notice).is_err() {
+                tracing::warn!("store: breach notice queue full or not taken; notice dropped (the breach is stored)");
+            }
+        }
+    }
+
+    /// Replays the journal in one transaction that also records the last sequence.
+    fn replay_journal(&mut self) {
+        self.last_replay_try = Some(Instant::now());
+        let result = (|| -> Result<usize, StoreError> {
+            let (entries, bad) = self.shared.journal.take_for_replay()?;
+            if bad > 0 {
+                tracing::warn!(
+                    lines = bad,
+                    "store: skipped damaged journal lines (a torn write at a crash)"
+                );
+            }
+            let last = journal::last_replayed(&self.conn)?;
+            let fresh: Vec<&journal::Entry> = entries.iter().filter(|e| e.seq > last).collect();
+            let max = fresh.iter().map(|e| e.seq).max();
+            let events: Vec<QueryEvent> = fresh.iter().filter_map(|e| e.to_event()).collect();
+            let started = Instant::now();
+            let n = events.len();
+            if let Some(max) = max {
+                let out = self.try_write(&events, Some(max))?;
+                self.finish(out, started);
+            }
+            self.shared.journal.replayed()?;
+            Ok(n)
+        })();
+        match result {
+            Ok(0) => {}
+            Ok(n) => {
+                self.shared.metrics.replayed.inc_by(n as u64);
+                tracing::info!(events = n, "store: replayed the journal into the database");
+            }
+            Err(error) => {
+                self.caches = Caches::default();
+                tracing::debug!(%error, "store: journal replay postponed");
+            }
+        }
+        self.shared
+            .metrics
+            .journal_bytes
+            .set(i64::try_from(self.shared.journal.bytes()).unwrap_or(i64::MAX));
+    }
+
+    fn try_write(
+        &mut self,
+        events: &[QueryEvent],
+        replayed_up_to: Option<u64>,
+    ) -> Result<BatchOut, StoreError> {
+        let generation = self.shared.identity_generation.load(Ordering::Acquire);
+        if generation != self.identity_generation {
+            self.caches.identity.clear();
+            self.identity_generation = generation;
+        }
+        self.caches.trim();
+        let saved_key = self.last_key;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ctx = Batch {
+            tx: &tx,
+            caches: &mut self.caches,
+            config: &self.config,
+            last_key: &mut self.last_key,
+            out: BatchOut::default(),
+            rollups: HashMap::new(),
+        };
+        let result = (|| -> Result<(), StoreError> {
+            for e in events {
+                ctx.event(e)?;
+            }
+            ctx.flush_rollups()?;
+            if let Some(seq) = replayed_up_to {
+                ctx.tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![journal::LAST_REPLAYED, seq.to_string()],
+                )?;
+            }
+            Ok(())
+        })();
+        let out = std::mem::take(&mut ctx.out);
+        match result.and_then(|()| tx.commit().map_err(StoreError::from)) {
+            Ok(()) => Ok(out),
+            Err(e) => {
+                self.last_key = saved_key;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes what is past its retention, in short transactions.
+    fn retention(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.unix_millis();
+        let day = 86_400_000i64;
+        let allowed_cut = key_base(now - i64::from(self.config.retention_allowed_days) * day);
+        let blocked_cut = key_base(now - i64::from(self.config.retention_blocked_days) * day);
+        let rollup_cut = (now - i64::from(self.config.rollup_retention_days) * day) / 60_000;
+        // Rows that are evidence for a breach stay as long as the breach does.
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM queries WHERE k IN (
+                   SELECT k FROM queries WHERE k < ?1 AND shape >= 0
+                   AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)
+                   LIMIT ?2)",
+                params![allowed_cut, DELETE_CHUNK],
+            )?;
+            if (n as i64) < DELETE_CHUNK {
+                break;
+            }
+        }
+        loop {
+            let tx = self.conn.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM queries WHERE k IN (
+                   SELECT k FROM queries WHERE k < ?1
+                   AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)
+                   LIMIT ?2)",
+                params![blocked_cut, DELETE_CHUNK],
+            )?;
+            tx.execute(
+                "DELETE FROM blocked WHERE k < ?1
+                 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.k = blocked.k)",
+                [blocked_cut],
+            )?;
+            tx.commit()?;
+            if (n as i64) < DELETE_CHUNK {
+                break;
+            }
+        }
+        self.conn
+            .execute("DELETE FROM rollups WHERE minute < ?1", [rollup_cut])?;
+        Ok(())
+    }
+}
+
+/// One transaction's work.
+struct Batch<'a, 'c> {
+    tx: &'a Transaction<'c>,
+    caches: &'a mut Caches,
+    config: &'a StoreConfig,
+    last_key: &'a mut i64,
+    out: BatchOut,
+    rollups: HashMap<RollupKey, (i64, i64)>,
+}
+
+impl Batch<'_, '_> {
+    fn event(&mut self, e: &QueryEvent) -> Result<(), StoreError> {
+        let t = unix_millis(e.at);
+        let blocked = must_keep(e);
+        let group = match &e.group {
+            Some(g) => Some(self.group(g)?),
+            None => None,
+        };
+        let category = match &e.category {
+            Some(c) => Some(self.intern_category(c)?),
+            None => None,
+        };
+        let counts = self
+            .rollups
+            .entry(RollupKey {
+                minute: t.div_euclid(60_000),
+                group: group.unwrap_or(0),
+                category: category.unwrap_or(0),
+                disposition: e.disposition.label(),
+            })
+            .or_default();
+        counts.0 += 1;
+        counts.1 += i64::from(e.disposition == Disposition::Blocked);
+        let logged = blocked
+            || (self.config.log_allowed
+                && !e
+                    .group
+                    .as_deref()
+                    .is_some_and(|g| self.config.no_allowed_log_groups.contains(g)));
+        if !logged {
+            return Ok(());
+        }
+        let rule = match &e.rule {
+            Some(r) => Some(self.intern_rule(r)?),
+            None => None,
+        };
+        let shape = self.shape(
+            ShapeKey {
+                group,
+                qtype: e.qtype,
+                transport: e.transport.label(),
+                disposition: e.disposition.label(),
+                reason: e.reason.map(|r| r.label()),
+                category,
+                rule,
+                severity: e.severity.map(|s| s.label()),
+                rcode: e.rcode,
+            },
+            blocked,
+        )?;
+        let identity = self.identity(e.client, t, e.device.as_deref())?;
+        let ip = self.ip(e.client)?;
+        let name = match &e.name {
+            EventName::Clear(n) => self.intern_name(n)?,
+            EventName::Withheld => self.intern_name(WITHHELD)?,
+        };
+        let k = self.key(t)?;
+        let dur = i64::try_from(e.duration.as_micros()).unwrap_or(i64::MAX);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO queries (k, device, ip, name, shape, dur, user)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                k,
+                identity.device,
+                ip,
+                name,
+                shape,
+                dur,
+                identity.user
+            ])?;
+        self.out.rows += 1;
+        if blocked {
+            self.tx
+                .prepare_cached("INSERT INTO blocked (k) VALUES (?1)")?
+                .execute([k])?;
+        }
+        if let (true, Some(severity)) = (blocked, e.severity) {
+            let domain = match &e.name {
+                EventName::Clear(n) => registrable_domain(n),
+                EventName::Withheld => "withheld".to_string(),
+            };
+            self.breach(e, t, k, identity, group, category, severity, &domain)?;
+        }
+        Ok(())
+    }
+
+    /// A key for time `t`, unique and in arrival order (see `migrate::V1`).
+    fn key(&mut self, t: i64) -> Result<i64, StoreError> {
+        let base = key_base(t);
+        let k = if base > *self.last_key {
+            base
+        } else if *self.last_key < base + 255 {
+            *self.last_key + 1
+        } else {
+            // An older event (journal replay): the next free slot in its millisecond, or the
+            // first free one after it.
+            let mut probe = base;
+            loop {
+                let max: Option<i64> = self
+                    .tx
+                    .prepare_cached("SELECT MAX(k) FROM queries WHERE k >= ?1 AND k < ?2")?
+                    .query_row(params![probe, probe + 256], |r| r.get(0))?;
+                match max {
+                    None => break probe,
+                    Some(m) if m < probe + 255 => break m + 1,
+                    Some(_) => probe += 256,
+                }
+            }
+        };
+        *self.last_key = (*self.last_key).max(k);
+        Ok(k)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn breach(
+        &mut self,
+        e: &QueryEvent,
+        t: i64,
+        k: i64,
+        identity: Identity,
+        group: Option<i64>,
+        category: Option<i64>,
+        severity: Severity,
+        domain: &str,
+    ) -> Result<(), StoreError> {
+        let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
+        let open: Option<(i64, i64, i64, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, first, last, severity FROM breaches
+                 WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
+                 ORDER BY last DESC LIMIT 1",
+            )?
+            .query_row(
+                params![identity.device, domain, t - window, t + window],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let (id, new) = match open {
+            Some((id, _, _, old)) => {
+                let worst = severity_of(&old).map_or(severity, |o| o.min(severity));
+                self.tx
+                    .prepare_cached(
+                        "UPDATE breaches SET first = MIN(first, ?2), last = MAX(last, ?2),
+                         count = count + 1, severity = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, t, worst.label()])?;
+                (id, false)
+            }
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO breaches (device, domain, grp, category, severity, user, first, last, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)",
+                    )?
+                    .execute(params![
+                        identity.device,
+                        domain,
+                        group,
+                        category,
+                        severity.label(),
+                        identity.user,
+                        t
+                    ])?;
+                let id = self.tx.last_insert_rowid();
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO breach_events (breach, at, actor, change) VALUES (?1, ?2, 'hedgerow', 'opened')",
+                    )?
+                    .execute(params![id, t])?;
+                (id, true)
+            }
+        };
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO breach_queries (breach, k) VALUES (?1, ?2)")?
+            .execute(params![id, k])?;
+        let (first, last, count, worst): (i64, i64, i64, String) = self
+            .tx
+            .prepare_cached("SELECT first, last, count, severity FROM breaches WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        if worst == Severity::High.label() {
+            let device: String = self
+                .tx
+                .prepare_cached("SELECT label FROM devices WHERE id = ?1")?
+                .query_row([identity.device], |r| r.get(0))?;
+            let was_new = self.out.notices.get(&id).is_some_and(|n| n.new);
+            self.out.notices.insert(
+                id,
+                BreachNotice {
+                    breach_id: id,
+                    device,
+                    group: e.group.as_deref().map(str::to_string),
+                    category: e.category.clone(),
+                    severity: Severity::High,
+                    domain: domain.to_string(),
+                    count: u64::try_from(count).unwrap_or(0),
+                    first: from_unix_millis(first),
+                    last: from_unix_millis(last),
+                    new: new || was_new,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn flush_rollups(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO rollups (minute, grp, category, disposition, queries, blocks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (minute, grp, category, disposition) DO UPDATE SET
+               queries = queries + excluded.queries, blocks = blocks + excluded.blocks",
+        )?;
+        for (k, (q, b)) in self.rollups.drain() {
+            stmt.execute(params![k.minute, k.group, k.category, k.disposition, q, b])?;
+        }
+        Ok(())
+    }
+
+    /// The device and user at time `t`: the configured device wins, else a DHCP lease valid
+    /// then, else a session's device, else the address itself. Cached per address for the
+    /// span in which no lease or session for it starts or ends.
+    fn identity(
+        &mut self,
+        ip: IpAddr,
+        t: i64,
+        configured: Option<&str>,
+    ) -> Result<Identity, StoreError> {
+        let cached = self
+            .caches
+            .identity
+            .get(&ip)
+            .copied()
+            .filter(|i| i.from <= t && t < i.until);
+        let mut identity = match cached {
+            Some(i) => i,
+            None => {
+                let i = self.lookup_identity(ip, t)?;
+                self.caches.identity.insert(ip, i);
+                i
+            }
+        };
+        if let Some(name) = configured {
+            identity.device = self.device(&format!("device:{name}"), name, "configured")?;
+        }
+        Ok(identity)
+    }
+
+    fn lookup_identity(&mut self, ip: IpAddr, t: i64) -> Result<Identity, StoreError> {
+        let ip_s = ip_text(ip);
+        let lease: Option<(Option<String>, Option<String>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT mac, hostname FROM leases WHERE ip = ?1 AND starts <= ?2 AND ends > ?2
+                 ORDER BY starts DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![ip_s, t], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let session: Option<(String, Option<String>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT username, device FROM sessions WHERE ip = ?1 AND starts <= ?2 AND ends > ?2
+                 ORDER BY starts DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![ip_s, t], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (from, until): (Option<i64>, Option<i64>) = self
+            .tx
+            .prepare_cached(
+                "SELECT MAX(CASE WHEN x <= ?2 THEN x END), MIN(CASE WHEN x > ?2 THEN x END) FROM (
+                   SELECT starts AS x FROM leases WHERE ip = ?1 UNION ALL
+                   SELECT ends FROM leases WHERE ip = ?1 UNION ALL
+                   SELECT starts FROM sessions WHERE ip = ?1 UNION ALL
+                   SELECT ends FROM sessions WHERE ip = ?1)",
+            )?
+            .query_row(params![ip_s, t], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let device = match (&lease, &session) {
+            (Some((Some(mac), host)), _) => {
+                let label = host.clone().unwrap_or_else(|| mac.clone());
+                self.device(&format!("mac:{mac}"), &label, "lease")?
+            }
+            (Some((None, Some(host))), _) => self.device(&format!("host:{host}"), host, "lease")?,
+            (_, Some((_, Some(name)))) => {
+                self.device(&format!("device:{name}"), name, "session")?
+            }
+            _ => self.device(&format!("ip:{ip_s}"), &ip_s, "address")?,
+        };
+        let user = match session {
+            Some((u, _)) => Some(self.intern_user(&u)?),
+            None => None,
+        };
+        Ok(Identity {
+            device,
+            user,
+            from: from.unwrap_or(i64::MIN),
+            until: until.unwrap_or(i64::MAX),
+        })
+    }
+
+    fn device(&mut self, key: &str, label: &str, kind: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.devices.get(key) {
+            return Ok(id);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM devices WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO devices (key, label, kind) VALUES (?1, ?2, ?3)")?
+                    .execute(params![key, label, kind])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.caches.devices.insert(key.to_string(), id);
+        Ok(id)
+    }
+
+    fn shape(&mut self, key: ShapeKey, blocked: bool) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.shapes.get(&key) {
+            return Ok(id);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM shapes WHERE grp IS ?1 AND qtype = ?2 AND transport = ?3
+                 AND disposition = ?4 AND reason IS ?5 AND category IS ?6 AND rule IS ?7
+                 AND severity IS ?8 AND rcode = ?9",
+            )?
+            .query_row(
+                params![
+                    key.group,
+                    key.qtype,
+                    key.transport,
+                    key.disposition,
+                    key.reason,
+                    key.category,
+                    key.rule,
+                    key.severity,
+                    key.rcode
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                // Blocked shapes count down from -1, the rest up from 1: the sign is the
+                // "blocked" flag, free in every row.
+                let next: i64 = if blocked {
+                    self.tx.query_row(
+                        "SELECT MIN(COALESCE(MIN(id), 0), 0) - 1 FROM shapes",
+                        [],
+                        |r| r.get(0),
+                    )?
+                } else {
+                    self.tx.query_row(
+                        "SELECT MAX(COALESCE(MAX(id), 0), 0) + 1 FROM shapes",
+                        [],
+                        |r| r.get(0),
+                    )?
+                };
+                self.tx.execute(
+                    "INSERT INTO shapes (id, grp, qtype, transport, disposition, reason, category, rule, severity, rcode)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        next,
+                        key.group,
+                        key.qtype,
+                        key.transport,
+                        key.disposition,
+                        key.reason,
+                        key.category,
+                        key.rule,
+                        key.severity,
+                        key.rcode
+                    ],
+                )?;
+                next
+            }
+        };
+        self.caches.shapes.insert(key, id);
+        Ok(id)
+    }
+
+    fn group(&mut self, name: &Arc<str>) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.groups.get(name) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "groups", "name", name)?;
+        self.caches.groups.insert(name.clone(), id);
+        Ok(id)
+    }
+
+    fn ip(&mut self, ip: IpAddr) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.ips.get(&ip) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "ips", "ip", &ip_text(ip))?;
+        self.caches.ips.insert(ip, id);
+        Ok(id)
+    }
+
+    fn intern_name(&mut self, name: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.names.get(name) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "names", "name", name)?;
+        self.caches.names.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn intern_category(&mut self, v: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.categories.get(v) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "categories", "name", v)?;
+        self.caches.categories.insert(v.to_string(), id);
+        Ok(id)
+    }
+
+    fn intern_rule(&mut self, v: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.rules.get(v) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "rules", "text", v)?;
+        self.caches.rules.insert(v.to_string(), id);
+        Ok(id)
+    }
+
+    fn intern_user(&mut self, v: &str) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.users.get(v) {
+            return Ok(id);
+        }
+        let id = intern(self.tx, "users", "name", v)?;
+        self.caches.users.insert(v.to_string(), id);
+        Ok(id)
+    }
+}
+
+/// The id of `value` in a `(id, column UNIQUE)` table, inserting it if new. `table` and
+/// `column` are our own constants, never outside input.
+pub(crate) fn intern(
+    conn: &Connection,
+    table: &'static str,
+    column: &'static str,
+    value: &str,
+) -> Result<i64, StoreError> {
+    let found: Option<i64> = conn
+        .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))?
+        .query_row([value], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    conn.prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))?
+        .execute([value])?;
+    Ok(conn.last_insert_rowid())
+}
