@@ -217,10 +217,13 @@ impl Writer {
     fn housekeeping(&mut self, force_replay: bool) {
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
-        if (force_replay || due(self.last_replay_try, REPLAY_EVERY))
-            && self.shared.journal.pending()
-        {
-            self.replay_journal();
+        if force_replay || due(self.last_replay_try, REPLAY_EVERY) {
+            // Twice at most: the file being replayed, then what arrived meanwhile.
+            for _ in 0..2 {
+                if !self.shared.journal.pending() || !self.replay_journal() {
+                    break;
+                }
+            }
         }
         if due(self.last_retention, RETENTION_EVERY) {
             self.last_retention = Some(Instant::now());
@@ -292,8 +295,9 @@ impl Writer {
         }
     }
 
-    /// Replays the journal in one transaction that also records the last sequence.
-    fn replay_journal(&mut self) {
+    /// Replays the journal in one transaction that also records the last sequence; `false`
+    /// when the database still refuses.
+    fn replay_journal(&mut self) -> bool {
         self.last_replay_try = Some(Instant::now());
         let result = (|| -> Result<usize, StoreError> {
             let (entries, bad) = self.shared.journal.take_for_replay()?;
@@ -316,21 +320,24 @@ impl Writer {
             self.shared.journal.replayed()?;
             Ok(n)
         })();
-        match result {
-            Ok(0) => {}
-            Ok(n) => {
-                self.shared.metrics.replayed.inc_by(n as u64);
-                tracing::info!(events = n, "store: replayed the journal into the database");
-            }
-            Err(error) => {
-                self.caches = Caches::default();
-                tracing::debug!(%error, "store: journal replay postponed");
-            }
-        }
         self.shared
             .metrics
             .journal_bytes
             .set(i64::try_from(self.shared.journal.bytes()).unwrap_or(i64::MAX));
+        match result {
+            Ok(n) => {
+                if n > 0 {
+                    self.shared.metrics.replayed.inc_by(n as u64);
+                    tracing::info!(events = n, "store: replayed the journal into the database");
+                }
+                true
+            }
+            Err(error) => {
+                self.caches = Caches::default();
+                tracing::debug!(%error, "store: journal replay postponed");
+                false
+            }
+        }
     }
 
     fn try_write(

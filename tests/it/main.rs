@@ -11,4 +11,5 @@ mod policy;
 mod reload;
 mod resolver;
 mod safesearch;
+mod store;
 mod upstream_tls;
