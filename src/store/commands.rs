@@ -3,21 +3,15 @@
 //! with `BEGIN IMMEDIATE` and writes its audit record in the same transaction, so a change
 //! and its audit record are both there or both not.
 
-use std::{
-    io::Write,
-    net::IpAddr,
-    path::PathBuf,
-    sync::{atomic::Ordering, Arc},
-    time::SystemTime,
-};
+use std::{io::Write, net::IpAddr, path::PathBuf, sync::Arc, time::SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::clock::{unix_millis, Clock};
 
 use super::{
-    audit, ip_text, key_base, open_read, open_write, read, time, AuditKind, CaseStatus,
-    QueryFilter, QueryRow, Shared, StoreError,
+    audit, bump_cache_generation, ip_text, key_base, open_read, open_write, read, time, AuditKind,
+    CaseStatus, QueryFilter, QueryRow, StoreError,
 };
 
 /// A DHCP lease: which device held an address, and when.
@@ -154,15 +148,13 @@ pub struct EraseReport {
 pub struct Commands {
     path: Arc<PathBuf>,
     clock: Clock,
-    shared: Option<Arc<Shared>>,
 }
 
 impl Commands {
-    pub(crate) fn new(path: PathBuf, clock: Clock, shared: Option<Arc<Shared>>) -> Commands {
+    pub(crate) fn new(path: PathBuf, clock: Clock) -> Commands {
         Commands {
             path: Arc::new(path),
             clock,
-            shared,
         }
     }
 
@@ -193,7 +185,9 @@ impl Commands {
                 lease.ip
             )));
         }
-        self.conn()?.execute(
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO leases (ip, mac, hostname, starts, ends, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 ip_text(lease.ip),
@@ -204,7 +198,8 @@ impl Commands {
                 lease.source
             ],
         )?;
-        self.identity_changed();
+        bump_cache_generation(&tx)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -216,7 +211,9 @@ impl Commands {
                 session.username
             )));
         }
-        self.conn()?.execute(
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO sessions (ip, username, device, starts, ends) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 ip_text(session.ip),
@@ -226,14 +223,9 @@ impl Commands {
                 unix_millis(session.ends)
             ],
         )?;
-        self.identity_changed();
+        bump_cache_generation(&tx)?;
+        tx.commit()?;
         Ok(())
-    }
-
-    fn identity_changed(&self) {
-        if let Some(shared) = &self.shared {
-            shared.identity_generation.fetch_add(1, Ordering::Release);
-        }
     }
 
     /// Changes a breach's case: the case, its history and the audit record in one
@@ -472,6 +464,44 @@ impl Commands {
                 params![value, cut_ms],
             )?;
         }
+        // The person's own identifiers go too once nothing refers to them.
+        let unreferenced = |table: &str, column: &str| {
+            format!(
+                "DELETE FROM {table} WHERE {column} = ?1
+                 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.{fk} = {table}.id)
+                 AND NOT EXISTS (SELECT 1 FROM breaches b WHERE b.{bfk} = {table}.id)",
+                fk = match table {
+                    "users" => "user",
+                    "ips" => "ip",
+                    _ => "device",
+                },
+                bfk = match table {
+                    "users" => "user",
+                    _ => "device",
+                },
+            )
+        };
+        match target {
+            EraseTarget::User(u) => {
+                tx.execute(&unreferenced("users", "name"), [u])?;
+            }
+            EraseTarget::Ip(ip) => {
+                tx.execute(
+                    "DELETE FROM ips WHERE ip = ?1 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.ip = ips.id)",
+                    [ip_text(*ip)],
+                )?;
+                tx.execute(&unreferenced("devices", "key"), [format!("ip:{ip}")])?;
+            }
+            EraseTarget::Device(d) => {
+                tx.execute(&unreferenced("devices", "label"), [d])?;
+                tx.execute(
+                    "DELETE FROM leases WHERE hostname = ?1 AND ends < ?2",
+                    params![d, cut_ms],
+                )?;
+            }
+        }
+        // The writer's cached ids may point at what was just deleted.
+        bump_cache_generation(&tx)?;
         let kept_text = if kept.is_empty() {
             String::new()
         } else {

@@ -137,8 +137,17 @@ CREATE TABLE audit (
 /// v2: breach queries looked up by query (retention and erasure keep evidence rows).
 const V2: &str = "CREATE INDEX breach_queries_k ON breach_queries (k);";
 
+/// v3: the audit trail refuses updates and deletes. Anyone with the file can drop these
+/// triggers, which is why the chain of hashes exists; they stop mistakes and casual edits.
+const V3: &str = "
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+";
+
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
-const STEPS: &[&str] = &[V1, V2];
+const STEPS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const CURRENT: u32 = STEPS.len() as u32;

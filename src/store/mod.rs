@@ -36,10 +36,7 @@ mod writer;
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicI64, AtomicU64},
-        mpsc, Arc, Mutex,
-    },
+    sync::{atomic::AtomicI64, mpsc, Arc, Mutex},
     thread::JoinHandle,
     time::SystemTime,
 };
@@ -61,6 +58,21 @@ use crate::{
     config::StoreConfig,
     event::{BlockReason, Disposition, QueryEvent, QuerySink, Severity, Transport},
 };
+
+/// The `meta` key bumped by every change that can make the writer's cached ids or
+/// identities wrong (a lease or session added, data erased). Kept in the database, not in
+/// memory, so the command line changing it under a running server works too.
+pub(crate) const CACHE_GENERATION: &str = "cache_generation";
+
+/// Bumps [`CACHE_GENERATION`] inside the caller's transaction.
+pub(crate) fn bump_cache_generation(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [CACHE_GENERATION],
+    )?;
+    Ok(())
+}
 
 /// The database file's name inside `DATA_DIR`.
 pub const DB_FILE: &str = "hedgerow.sqlite";
@@ -192,8 +204,6 @@ pub struct BreachNotice {
 pub(crate) struct Shared {
     pub(crate) metrics: metrics::StoreMetrics,
     pub(crate) journal: journal::Journal,
-    /// Bumped by commands that change leases or sessions: the writer drops its identity cache.
-    pub(crate) identity_generation: AtomicU64,
     /// Events queued for the writer (both queues).
     pub(crate) depth: AtomicI64,
 }
@@ -208,7 +218,6 @@ enum Control {
 pub struct Store {
     path: PathBuf,
     clock: Clock,
-    shared: Arc<Shared>,
     sink: Arc<sink::StoreSink>,
     control: mpsc::SyncSender<Control>,
     writer: Option<JoinHandle<()>>,
@@ -232,7 +241,6 @@ impl Store {
         let shared = Arc::new(Shared {
             metrics,
             journal,
-            identity_generation: AtomicU64::new(0),
             depth: AtomicI64::new(0),
         });
         let (allowed_tx, allowed_rx) = mpsc::sync_channel(config.channel_capacity);
@@ -267,7 +275,6 @@ impl Store {
         Ok(Store {
             path,
             clock,
-            shared,
             sink,
             control: control_tx,
             writer: Some(handle),
@@ -287,11 +294,7 @@ impl Store {
 
     /// Case changes, audit records, leases, sessions, export and erasure (synchronous).
     pub fn commands(&self) -> Commands {
-        Commands::new(
-            self.path.clone(),
-            self.clock.clone(),
-            Some(self.shared.clone()),
-        )
+        Commands::new(self.path.clone(), self.clock.clone())
     }
 
     /// The receiver of high-severity breach notices; `None` after the first call.
@@ -345,7 +348,7 @@ pub fn open_offline(data_dir: &Path, clock: Clock) -> Result<(Reader, Commands),
     let path = prepare(data_dir, &clock)?;
     Ok((
         Reader::new(path.clone(), clock.clone()),
-        Commands::new(path, clock, None),
+        Commands::new(path, clock),
     ))
 }
 

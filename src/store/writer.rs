@@ -106,7 +106,7 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     queues: Queues,
     caches: Caches,
-    identity_generation: u64,
+    cache_generation: i64,
     last_key: i64,
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
@@ -138,7 +138,7 @@ impl Writer {
             shared,
             queues,
             caches: Caches::default(),
-            identity_generation: 0,
+            cache_generation: -1,
             last_key,
             last_replay_try: None,
             last_retention: None,
@@ -345,16 +345,21 @@ impl Writer {
         events: &[QueryEvent],
         replayed_up_to: Option<u64>,
     ) -> Result<BatchOut, StoreError> {
-        let generation = self.shared.identity_generation.load(Ordering::Acquire);
-        if generation != self.identity_generation {
-            self.caches.identity.clear();
-            self.identity_generation = generation;
-        }
-        self.caches.trim();
         let saved_key = self.last_key;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read under the write lock, so no lease, session or erasure can slip in between.
+        let generation: i64 = tx
+            .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
+            .query_row([super::CACHE_GENERATION], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if generation != self.cache_generation {
+            self.caches = Caches::default();
+            self.cache_generation = generation;
+        }
+        self.caches.trim();
         let mut ctx = Batch {
             tx: &tx,
             caches: &mut self.caches,
@@ -394,12 +399,13 @@ impl Writer {
         let allowed_cut = key_base(now - i64::from(self.config.retention_allowed_days) * day);
         let blocked_cut = key_base(now - i64::from(self.config.retention_blocked_days) * day);
         let rollup_cut = (now - i64::from(self.config.rollup_retention_days) * day) / 60_000;
-        // Rows that are evidence for a breach stay as long as the breach does.
+        // Rows that are evidence for a breach whose case is open stay until it is closed.
         loop {
             let n = self.conn.execute(
                 "DELETE FROM queries WHERE k IN (
                    SELECT k FROM queries WHERE k < ?1 AND shape >= 0
-                   AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)
+                   AND NOT EXISTS (SELECT 1 FROM breach_queries b JOIN breaches br ON br.id = b.breach
+                                   WHERE b.k = queries.k AND br.status != 'closed')
                    LIMIT ?2)",
                 params![allowed_cut, DELETE_CHUNK],
             )?;
@@ -412,7 +418,8 @@ impl Writer {
             let n = tx.execute(
                 "DELETE FROM queries WHERE k IN (
                    SELECT k FROM queries WHERE k < ?1
-                   AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)
+                   AND NOT EXISTS (SELECT 1 FROM breach_queries b JOIN breaches br ON br.id = b.breach
+                                   WHERE b.k = queries.k AND br.status != 'closed')
                    LIMIT ?2)",
                 params![blocked_cut, DELETE_CHUNK],
             )?;

@@ -128,7 +128,10 @@ fn store_migrates_from_empty_and_from_v1_and_refuses_newer() {
     }
     let (store, _) = open(&old, &StoreConfig::default(), &clock);
     store.close().unwrap();
-    assert_eq!(count(&old, "PRAGMA user_version"), 2);
+    assert_eq!(
+        count(&old, "PRAGMA user_version"),
+        i64::from(store::migrate::CURRENT)
+    );
     assert_eq!(
         count(
             &old,
@@ -482,13 +485,23 @@ fn store_audit_chain_verifies_and_names_an_edited_record() {
     let report = reader.verify_audit().unwrap();
     assert_eq!(report.records, 8);
     assert!(report.first_broken.is_none());
-    // Plain SQL edits record 5: verify names it.
-    rusqlite_conn(&dir)
+    // Plain SQL cannot edit it...
+    let err = rusqlite_conn(&dir)
         .execute(
             "UPDATE audit SET change = 'nothing happened' WHERE id = 5",
             [],
         )
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // ...unless someone drops the triggers first; then verify names the record.
+    let conn = rusqlite_conn(&dir);
+    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
         .unwrap();
+    conn.execute(
+        "UPDATE audit SET change = 'nothing happened' WHERE id = 5",
+        [],
+    )
+    .unwrap();
     let report = reader.verify_audit().unwrap();
     assert_eq!(
         report.first_broken.as_ref().map(|b| b.0),
@@ -1105,5 +1118,56 @@ fn store_cli_commands_speak_plainly() {
     assert!(
         erased.contains("kept 1 breach(es) whose case is still open"),
         "{erased}"
+    );
+}
+
+#[test]
+fn store_erasing_a_user_removes_their_name_and_sessions() {
+    let dir = TempDir::new("store-erase-user");
+    let (clock, _) = clock();
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let cmd = store.commands();
+    cmd.add_session(&SessionRecord {
+        ip: "10.0.0.5".parse().unwrap(),
+        username: "pupil.one".into(),
+        device: Some("chromebook-12".into()),
+        starts: at(-1000),
+        ends: at(10_000),
+    })
+    .unwrap();
+    store.sink().record(allowed(0, "10.0.0.5", "a.example"));
+    store.flush().unwrap();
+    let rows = all(
+        &store,
+        &QueryFilter {
+            user: Some("pupil.one".into()),
+            ..QueryFilter::default()
+        },
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].device, "chromebook-12",
+        "a session's device names an unleased address"
+    );
+    let report = cmd
+        .erase(
+            &EraseTarget::User("pupil.one".into()),
+            at(60_000),
+            "dsl",
+            "leaver",
+        )
+        .unwrap();
+    assert_eq!(report.queries, 1);
+    // A query after the erasure gets a fresh identity (the writer's cached ids were dropped).
+    store
+        .sink()
+        .record(allowed(20_000, "10.0.0.5", "b.example"));
+    store.close().unwrap();
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM users"), 0);
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM sessions"), 0);
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 1);
+    assert_eq!(
+        count(&dir, "SELECT COUNT(*) FROM queries q JOIN ips i ON i.id = q.ip JOIN devices d ON d.id = q.device"),
+        1
     );
 }
