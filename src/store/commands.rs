@@ -392,26 +392,53 @@ impl Commands {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let cut = key_base(unix_millis(before));
         let cut_ms = unix_millis(before);
-        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS erase_breaches (id INTEGER PRIMARY KEY); DELETE FROM temp.erase_breaches;")?;
-        let (row_clause, breach_clause, value) = match target {
+        let (value, idents_sql, devices_sql) = match target {
             EraseTarget::Device(d) => (
-                "device IN (SELECT id FROM devices WHERE label = ?1 OR key = ?1)",
-                "device IN (SELECT id FROM devices WHERE label = ?1 OR key = ?1)",
                 d.clone(),
+                "SELECT id FROM idents WHERE device IN (SELECT id FROM devices WHERE label = ?1 OR key = ?1)",
+                "SELECT id FROM devices WHERE label = ?1 OR key = ?1",
             ),
             EraseTarget::Ip(ip) => (
-                "ip = (SELECT id FROM ips WHERE ip = ?1)",
-                "id IN (SELECT bq.breach FROM breach_queries bq JOIN queries q ON q.k = bq.k
-                        WHERE q.ip = (SELECT id FROM ips WHERE ip = ?1))",
                 ip_text(*ip),
+                "SELECT id FROM idents WHERE ip = (SELECT id FROM ips WHERE ip = ?1)",
+                "SELECT DISTINCT device FROM idents WHERE ip = (SELECT id FROM ips WHERE ip = ?1)",
             ),
             EraseTarget::User(u) => (
-                "user = (SELECT id FROM users WHERE name = ?1)",
+                u.clone(),
+                "SELECT id FROM idents WHERE user = (SELECT id FROM users WHERE name = ?1)",
+                "SELECT DISTINCT device FROM idents WHERE user = (SELECT id FROM users WHERE name = ?1)",
+            ),
+        };
+        let ids = |sql: &str| -> Result<Vec<i64>, StoreError> {
+            let mut stmt = tx.prepare(sql)?;
+            let rows = stmt.query_map([&value], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let idents = ids(idents_sql)?;
+        let devices = ids(devices_sql)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS erase_idents (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE IF NOT EXISTS erase_breaches (id INTEGER PRIMARY KEY);
+             DELETE FROM temp.erase_idents; DELETE FROM temp.erase_breaches;",
+        )?;
+        for id in &idents {
+            tx.execute("INSERT INTO temp.erase_idents (id) VALUES (?1)", [id])?;
+        }
+
+        // Breaches: of the device or user, or holding one of the target's queries.
+        let breach_clause = match target {
+            EraseTarget::Device(_) => {
+                "device IN (SELECT id FROM devices WHERE label = ?1 OR key = ?1)"
+            }
+            EraseTarget::User(_) => {
                 "(user = (SELECT id FROM users WHERE name = ?1) OR id IN (
                    SELECT bq.breach FROM breach_queries bq JOIN queries q ON q.k = bq.k
-                   WHERE q.user = (SELECT id FROM users WHERE name = ?1)))",
-                u.clone(),
-            ),
+                   WHERE q.ident IN (SELECT id FROM temp.erase_idents)))"
+            }
+            EraseTarget::Ip(_) => {
+                "id IN (SELECT bq.breach FROM breach_queries bq JOIN queries q ON q.k = bq.k
+                        WHERE q.ident IN (SELECT id FROM temp.erase_idents)) AND ?1 IS NOT NULL"
+            }
         };
         let mut kept: Vec<i64> = Vec::new();
         {
@@ -442,61 +469,95 @@ impl Commands {
             "DELETE FROM breach_queries WHERE breach IN (SELECT id FROM temp.erase_breaches)",
             [],
         )?;
-        // Evidence of an open case stays: its rows are still in breach_queries.
-        let queries = tx.execute(
-            &format!(
-                "DELETE FROM queries WHERE k < ?2 AND {row_clause}
-                 AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)"
-            ),
-            params![value, cut],
-        )? as u64;
+
+        // Rows: only the minutes the target's devices were active in are read (no per-row
+        // index exists, see `migrate::V1`). Evidence of an open case stays.
+        let mut queries = 0u64;
+        if !idents.is_empty() {
+            let source = (
+                "SELECT minute FROM device_minutes WHERE device IN (SELECT device FROM idents WHERE id IN (SELECT id FROM temp.erase_idents))",
+                Vec::new(),
+            );
+            let last_minute = read::minute_of(cut.saturating_sub(1));
+            let mut from = i64::MIN;
+            loop {
+                let batch = read::minutes(&tx, &source, from, last_minute, true)?;
+                let Some(&last) = batch.last() else { break };
+                for m in batch {
+                    queries += tx
+                        .prepare_cached(
+                            "DELETE FROM queries WHERE k >= ?1 AND k < ?2
+                             AND ident IN (SELECT id FROM temp.erase_idents)
+                             AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)",
+                        )?
+                        .execute(params![
+                            read::minute_start(m),
+                            cut.min(read::minute_start(m + 1))
+                        ])? as u64;
+                }
+                from = last + 1;
+            }
+        }
         tx.execute(
             "DELETE FROM blocked WHERE k < ?1 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.k = blocked.k)",
             [cut],
         )?;
-        if let EraseTarget::Ip(_) | EraseTarget::User(_) = target {
-            let (table, column) = match target {
-                EraseTarget::Ip(_) => ("leases", "ip"),
-                _ => ("sessions", "username"),
-            };
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE {column} = ?1 AND ends < ?2"),
-                params![value, cut_ms],
-            )?;
-        }
-        // The person's own identifiers go too once nothing refers to them.
-        let unreferenced = |table: &str, column: &str| {
-            format!(
-                "DELETE FROM {table} WHERE {column} = ?1
-                 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.{fk} = {table}.id)
-                 AND NOT EXISTS (SELECT 1 FROM breaches b WHERE b.{bfk} = {table}.id)",
-                fk = match table {
-                    "users" => "user",
-                    "ips" => "ip",
-                    _ => "device",
-                },
-                bfk = match table {
-                    "users" => "user",
-                    _ => "device",
-                },
-            )
-        };
+
+        // The person's own identifiers go too, once nothing can refer to them: an ident
+        // whose device was active after the cut, or that holds kept evidence, stays.
+        let cut_minute = read::minute_of(cut);
+        tx.execute(
+            "DELETE FROM idents WHERE id IN (SELECT id FROM temp.erase_idents)
+             AND NOT EXISTS (SELECT 1 FROM device_minutes m WHERE m.device = idents.device AND m.minute >= ?1)
+             AND NOT EXISTS (SELECT 1 FROM breach_queries bq JOIN queries q ON q.k = bq.k WHERE q.ident = idents.id)",
+            [cut_minute],
+        )?;
         match target {
             EraseTarget::User(u) => {
-                tx.execute(&unreferenced("users", "name"), [u])?;
+                tx.execute(
+                    "DELETE FROM users WHERE name = ?1
+                     AND NOT EXISTS (SELECT 1 FROM idents i WHERE i.user = users.id)
+                     AND NOT EXISTS (SELECT 1 FROM breaches b WHERE b.user = users.id)",
+                    [u],
+                )?;
+                tx.execute(
+                    "DELETE FROM sessions WHERE username = ?1 AND ends < ?2",
+                    params![u, cut_ms],
+                )?;
             }
             EraseTarget::Ip(ip) => {
                 tx.execute(
-                    "DELETE FROM ips WHERE ip = ?1 AND NOT EXISTS (SELECT 1 FROM queries q WHERE q.ip = ips.id)",
+                    "DELETE FROM ips WHERE ip = ?1 AND NOT EXISTS (SELECT 1 FROM idents i WHERE i.ip = ips.id)",
                     [ip_text(*ip)],
                 )?;
-                tx.execute(&unreferenced("devices", "key"), [format!("ip:{ip}")])?;
+                tx.execute(
+                    "DELETE FROM leases WHERE ip = ?1 AND ends < ?2",
+                    params![ip_text(*ip), cut_ms],
+                )?;
             }
             EraseTarget::Device(d) => {
-                tx.execute(&unreferenced("devices", "label"), [d])?;
                 tx.execute(
                     "DELETE FROM leases WHERE hostname = ?1 AND ends < ?2",
                     params![d, cut_ms],
+                )?;
+            }
+        }
+        // When the devices were active is personal too; a device with nothing left goes.
+        for device in &devices {
+            let used: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM idents WHERE device = ?1)
+                     OR EXISTS (SELECT 1 FROM breaches WHERE device = ?1)",
+                [device],
+                |r| r.get(0),
+            )?;
+            if !used {
+                tx.execute(
+                    "DELETE FROM device_minutes WHERE device = ?1 AND minute < ?2",
+                    params![device, cut_minute],
+                )?;
+                tx.execute(
+                    "DELETE FROM devices WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM device_minutes WHERE device = ?1)",
+                    [device],
                 )?;
             }
         }

@@ -197,18 +197,27 @@ pub struct Reader {
     clock: Clock,
 }
 
-const ROW_SELECT: &str = "
+/// The columns of a [`QueryRow`]; `{from}` is `queries q` or `blocked b JOIN queries q …`.
+const ROW_COLUMNS: &str = "
 SELECT q.k, d.label, i.ip, u.name, g.name, n.name, s.qtype, s.transport, s.disposition,
-       s.reason, c.name, r.text, s.severity, s.rcode, q.dur
-FROM queries q
-JOIN devices d ON d.id = q.device
-JOIN ips i ON i.id = q.ip
+       s.reason, c.name, r.text, s.severity, s.rcode, q.dur";
+
+/// Everything a [`QueryRow`] joins.
+const ROW_JOINS: &str = "
+JOIN idents id ON id.id = q.ident
+JOIN devices d ON d.id = id.device
+JOIN ips i ON i.id = id.ip
 JOIN names n ON n.id = q.name
 JOIN shapes s ON s.id = q.shape
-LEFT JOIN users u ON u.id = q.user
+LEFT JOIN users u ON u.id = id.user
 LEFT JOIN groups g ON g.id = s.grp
 LEFT JOIN categories c ON c.id = s.category
 LEFT JOIN rules r ON r.id = s.rule";
+
+/// `SELECT … FROM queries q JOIN …` (callers add `WHERE`).
+pub(crate) fn row_select() -> String {
+    format!("{ROW_COLUMNS} FROM queries q {ROW_JOINS}")
+}
 
 fn bad_label(what: &str, v: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -251,8 +260,112 @@ fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
     })
 }
 
+/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Row conditions (on `q`) for a filter, with their arguments in order.
+fn row_conditions(filter: &QueryFilter) -> (Vec<&'static str>, Vec<Value>) {
+    let (mut clauses, mut args) = (Vec::new(), Vec::new());
+    if let Some(name) = &filter.name {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        clauses.push("q.name IN (SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\')");
+        args.push(Value::Text(name.clone()));
+        args.push(Value::Text(format!("%.{}", like_escape(&name))));
+    }
+    if let Some(device) = &filter.device {
+        clauses.push(
+            "q.ident IN (SELECT id FROM idents WHERE device IN (SELECT id FROM devices WHERE label = ? OR key = ?))",
+        );
+        args.push(Value::Text(device.clone()));
+        args.push(Value::Text(device.clone()));
+    }
+    if let Some(user) = &filter.user {
+        clauses.push(
+            "q.ident IN (SELECT id FROM idents WHERE user = (SELECT id FROM users WHERE name = ?))",
+        );
+        args.push(Value::Text(user.clone()));
+    }
+    if let Some(group) = &filter.group {
+        clauses.push(
+            "q.shape IN (SELECT id FROM shapes WHERE grp = (SELECT id FROM groups WHERE name = ?))",
+        );
+        args.push(Value::Text(group.clone()));
+    }
+    if let Some(d) = filter.disposition {
+        clauses.push("q.shape IN (SELECT id FROM shapes WHERE disposition = ?)");
+        args.push(Value::Text(d.label().into()));
+    }
+    (clauses, args)
+}
+
+/// The minutes in which the filter's device, user or name was seen (the most selective one
+/// present), as a query selecting `minute`, with its arguments.
+pub(crate) fn minute_source(
+    device: Option<&str>,
+    user: Option<&str>,
+    name: Option<&str>,
+) -> Option<(&'static str, Vec<Value>)> {
+    if let Some(device) = device {
+        return Some((
+            "SELECT minute FROM device_minutes WHERE device IN (SELECT id FROM devices WHERE label = ? OR key = ?)",
+            vec![Value::Text(device.into()), Value::Text(device.into())],
+        ));
+    }
+    if let Some(user) = user {
+        return Some((
+            "SELECT minute FROM device_minutes WHERE device IN (SELECT device FROM idents WHERE user = (SELECT id FROM users WHERE name = ?))",
+            vec![Value::Text(user.into())],
+        ));
+    }
+    name.map(|name| {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        (
+            "SELECT minute FROM name_minutes WHERE name IN (SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\')",
+            vec![Value::Text(name.clone()), Value::Text(format!("%.{}", like_escape(&name)))],
+        )
+    })
+}
+
+/// The minute a key falls in.
+pub(crate) fn minute_of(key: i64) -> i64 {
+    key_millis(key).div_euclid(60_000)
+}
+
+/// The first key of a minute.
+pub(crate) fn minute_start(minute: i64) -> i64 {
+    key_base(minute.saturating_mul(60_000))
+}
+
+/// Up to 256 minutes from `source` within `[lo, hi]`, in the given direction.
+pub(crate) fn minutes(
+    conn: &Connection,
+    source: &(&'static str, Vec<Value>),
+    lo: i64,
+    hi: i64,
+    ascending: bool,
+) -> Result<Vec<i64>, StoreError> {
+    let sql = format!(
+        "SELECT DISTINCT minute FROM ({}) WHERE minute >= ? AND minute <= ? ORDER BY minute {} LIMIT 256",
+        source.0,
+        if ascending { "ASC" } else { "DESC" }
+    );
+    let mut args = source.1.clone();
+    args.push(Value::Integer(lo));
+    args.push(Value::Integer(hi));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Rows matching `filter`, keys strictly before `before` (newest first) or strictly after
 /// `after` (oldest first), at most `limit`.
+///
+/// With a device, user or name in the filter, only the minutes in which it was seen are read
+/// (see `migrate::V1`); otherwise the key range is read in order.
 pub(crate) fn select_queries(
     conn: &Connection,
     filter: &QueryFilter,
@@ -260,76 +373,73 @@ pub(crate) fn select_queries(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Vec<QueryRow>, StoreError> {
-    let mut sql = String::from(ROW_SELECT);
-    let mut args: Vec<Value> = Vec::new();
-    let mut clauses: Vec<String> = Vec::new();
-    let arg = |args: &mut Vec<Value>, v: Value| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    if filter.blocked_only {
-        clauses.push("q.k IN (SELECT k FROM blocked)".into());
-    }
-    if let Some(name) = &filter.name {
-        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-        let a = arg(&mut args, Value::Text(name.clone()));
-        let b = arg(&mut args, Value::Text(format!("%.{name}")));
-        clauses.push(format!(
-            "q.name IN (SELECT id FROM names WHERE name = {a} OR name LIKE {b})"
-        ));
-    }
-    if let Some(device) = &filter.device {
-        let a = arg(&mut args, Value::Text(device.clone()));
-        clauses.push(format!(
-            "q.device IN (SELECT id FROM devices WHERE label = {a} OR key = {a})"
-        ));
-    }
-    if let Some(user) = &filter.user {
-        let a = arg(&mut args, Value::Text(user.clone()));
-        clauses.push(format!("q.user = (SELECT id FROM users WHERE name = {a})"));
-    }
-    if let Some(group) = &filter.group {
-        let a = arg(&mut args, Value::Text(group.clone()));
-        clauses.push(format!(
-            "q.shape IN (SELECT id FROM shapes WHERE grp = (SELECT id FROM groups WHERE name = {a}))"
-        ));
-    }
-    if let Some(d) = filter.disposition {
-        let a = arg(&mut args, Value::Text(d.label().into()));
-        clauses.push(format!(
-            "q.shape IN (SELECT id FROM shapes WHERE disposition = {a})"
-        ));
-    }
-    let mut lo = filter.since.map(|t| key_base(unix_millis(t)));
-    let mut hi = filter.until.map(|t| key_base(unix_millis(t)));
+    let ascending = after.is_some();
+    let mut lo = filter.since.map_or(0, |t| key_base(unix_millis(t)));
+    let mut hi = filter.until.map_or(i64::MAX, |t| key_base(unix_millis(t)));
     if let Some(b) = before {
-        hi = Some(hi.map_or(b, |h| h.min(b)));
+        hi = hi.min(b);
     }
     if let Some(a) = after {
-        lo = Some(lo.map_or(a + 1, |l| l.max(a + 1)));
+        lo = lo.max(a.saturating_add(1));
     }
-    if let Some(lo) = lo {
-        let a = arg(&mut args, Value::Integer(lo));
-        clauses.push(format!("q.k >= {a}"));
+    let limit = limit as usize;
+    if lo >= hi || limit == 0 {
+        return Ok(Vec::new());
     }
-    if let Some(hi) = hi {
-        let a = arg(&mut args, Value::Integer(hi));
-        clauses.push(format!("q.k < {a}"));
-    }
-    if !clauses.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&clauses.join(" AND "));
-    }
-    sql.push_str(if after.is_some() {
-        " ORDER BY q.k ASC"
+    let (conditions, cond_args) = row_conditions(filter);
+    // Blocked-only reads walk the small `blocked` table and join the rows.
+    let (from, key) = if filter.blocked_only {
+        ("blocked b JOIN queries q ON q.k = b.k", "b.k")
     } else {
-        " ORDER BY q.k DESC"
-    });
-    let a = arg(&mut args, Value::Integer(i64::from(limit)));
-    sql.push_str(&format!(" LIMIT {a}"));
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), query_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        ("queries q", "q.k")
+    };
+    let mut sql = format!("{ROW_COLUMNS} FROM {from} {ROW_JOINS} WHERE {key} >= ? AND {key} < ?");
+    for c in &conditions {
+        sql.push_str(" AND ");
+        sql.push_str(c);
+    }
+    sql.push_str(&format!(
+        " ORDER BY {key} {} LIMIT ?",
+        if ascending { "ASC" } else { "DESC" }
+    ));
+    let run = |klo: i64, khi: i64, n: usize| -> Result<Vec<QueryRow>, StoreError> {
+        let mut args = vec![Value::Integer(klo), Value::Integer(khi)];
+        args.extend(cond_args.iter().cloned());
+        args.push(Value::Integer(n as i64));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), query_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let Some(source) = minute_source(
+        filter.device.as_deref(),
+        filter.user.as_deref(),
+        filter.name.as_deref(),
+    ) else {
+        return run(lo, hi, limit);
+    };
+    let (mut mlo, mut mhi) = (minute_of(lo), minute_of(hi.saturating_sub(1)));
+    let mut out = Vec::new();
+    while mlo <= mhi {
+        let batch = minutes(conn, &source, mlo, mhi, ascending)?;
+        let Some(&last) = batch.last() else { break };
+        for m in batch {
+            let klo = lo.max(minute_start(m));
+            let khi = hi.min(minute_start(m + 1));
+            if klo >= khi {
+                continue;
+            }
+            out.extend(run(klo, khi, limit - out.len())?);
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+        if ascending {
+            mlo = last + 1;
+        } else {
+            mhi = last - 1;
+        }
+    }
+    Ok(out)
 }
 
 const BREACH_SELECT: &str = "
@@ -488,7 +598,8 @@ impl Reader {
             return Ok(None);
         };
         let mut stmt = conn.prepare(&format!(
-            "{ROW_SELECT} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k"
+            "{} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k",
+            row_select()
         ))?;
         let queries = stmt
             .query_map([id], query_row)?

@@ -3,7 +3,7 @@
 //! rollups, replays the journal and enforces retention.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{atomic::Ordering, mpsc, Arc},
     time::{Duration, Instant},
@@ -18,8 +18,8 @@ use crate::{
 };
 
 use super::{
-    ip_text, journal, key_base, must_keep, registrable_domain, severity_of, BreachNotice, Control,
-    Shared, StoreError, WITHHELD,
+    ip_text, journal, key_base, key_millis, must_keep, registrable_domain, severity_of,
+    BreachNotice, Control, Shared, StoreError, WITHHELD,
 };
 
 /// Rows per transaction at most: large enough to amortise the commit, small enough that a
@@ -62,6 +62,11 @@ struct Caches {
     devices: HashMap<String, i64>,
     shapes: HashMap<ShapeKey, i64>,
     identity: HashMap<IpAddr, Identity>,
+    /// (device, ip, user) → ident id.
+    idents: HashMap<(i64, i64, i64), i64>,
+    /// (device, minute) and (name, minute) pairs already recorded.
+    device_minutes: HashSet<(i64, i64)>,
+    name_minutes: HashSet<(i64, i64)>,
 }
 
 impl Caches {
@@ -74,6 +79,16 @@ impl Caches {
         }
         if self.ips.len() > CACHE_MAX {
             self.ips.clear();
+        }
+        if self.idents.len() > CACHE_MAX {
+            self.idents.clear();
+        }
+        // The seen-minute sets only spare repeated INSERT OR IGNOREs; clearing is harmless.
+        if self.device_minutes.len() > CACHE_MAX {
+            self.device_minutes.clear();
+        }
+        if self.name_minutes.len() > CACHE_MAX {
+            self.name_minutes.clear();
         }
     }
 }
@@ -128,6 +143,11 @@ impl Writer {
         shared: Arc<Shared>,
         queues: Queues,
     ) -> Writer {
+        // A larger page cache keeps the interning tables' and the minute tables' hot pages
+        // in memory (the default is 2 MB).
+        if let Err(error) = conn.pragma_update(None, "cache_size", -65_536) {
+            tracing::warn!(%error, "store: cannot enlarge the page cache");
+        }
         let last_key = conn
             .query_row("SELECT COALESCE(MAX(k), 0) FROM queries", [], |r| r.get(0))
             .unwrap_or(0);
@@ -435,6 +455,12 @@ impl Writer {
         }
         self.conn
             .execute("DELETE FROM rollups WHERE minute < ?1", [rollup_cut])?;
+        // Nothing older than the blocked retention is left to find through these.
+        let minute_cut = (now - i64::from(self.config.retention_blocked_days) * day) / 60_000;
+        self.conn
+            .execute("DELETE FROM device_minutes WHERE minute < ?1", [minute_cut])?;
+        self.conn
+            .execute("DELETE FROM name_minutes WHERE minute < ?1", [minute_cut])?;
         Ok(())
     }
 }
@@ -505,22 +531,31 @@ impl Batch<'_, '_> {
             EventName::Clear(n) => self.intern_name(n)?,
             EventName::Withheld => self.intern_name(WITHHELD)?,
         };
+        let ident = self.ident(identity.device, ip, identity.user.unwrap_or(0))?;
         let k = self.key(t)?;
         let dur = i64::try_from(e.duration.as_micros()).unwrap_or(i64::MAX);
         self.tx
             .prepare_cached(
-                "INSERT INTO queries (k, device, ip, name, shape, dur, user)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO queries (k, ident, name, shape, dur) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![
-                k,
-                identity.device,
-                ip,
-                name,
-                shape,
-                dur,
-                identity.user
-            ])?;
+            .execute(params![k, ident, name, shape, dur])?;
+        // From the key, not the event's time: a key bumped past a minute's end is found in
+        // the minute it is stored in.
+        let minute = key_millis(k).div_euclid(60_000);
+        if self.caches.device_minutes.insert((identity.device, minute)) {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO device_minutes (device, minute) VALUES (?1, ?2)",
+                )?
+                .execute(params![identity.device, minute])?;
+        }
+        if self.caches.name_minutes.insert((name, minute)) {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO name_minutes (name, minute) VALUES (?1, ?2)",
+                )?
+                .execute(params![name, minute])?;
+        }
         self.out.rows += 1;
         if blocked {
             self.tx
@@ -844,6 +879,28 @@ impl Batch<'_, '_> {
         }
         let id = intern(self.tx, "groups", "name", name)?;
         self.caches.groups.insert(name.clone(), id);
+        Ok(id)
+    }
+
+    fn ident(&mut self, device: i64, ip: i64, user: i64) -> Result<i64, StoreError> {
+        if let Some(&id) = self.caches.idents.get(&(device, ip, user)) {
+            return Ok(id);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM idents WHERE device = ?1 AND ip = ?2 AND user = ?3")?
+            .query_row(params![device, ip, user], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO idents (device, ip, user) VALUES (?1, ?2, ?3)")?
+                    .execute(params![device, ip, user])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.caches.idents.insert((device, ip, user), id);
         Ok(id)
     }
 

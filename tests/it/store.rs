@@ -1167,7 +1167,7 @@ fn store_erasing_a_user_removes_their_name_and_sessions() {
     assert_eq!(count(&dir, "SELECT COUNT(*) FROM sessions"), 0);
     assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 1);
     assert_eq!(
-        count(&dir, "SELECT COUNT(*) FROM queries q JOIN ips i ON i.id = q.ip JOIN devices d ON d.id = q.device"),
+        count(&dir, "SELECT COUNT(*) FROM queries q JOIN idents id ON id.id = q.ident JOIN ips i ON i.id = id.ip JOIN devices d ON d.id = id.device"),
         1
     );
 }
