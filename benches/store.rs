@@ -168,6 +168,72 @@ fn size_report() {
             );
         }
     }
+    read_report(&dir);
+}
+
+/// Time of the reads a dashboard makes, on the million-row database.
+fn read_report(dir: &std::path::Path) {
+    let clock = Clock::from_fn(|| UNIX_EPOCH + Duration::from_secs(1_788_256_800 + 3600));
+    let Ok((reader, _)) = store::open_offline(dir, clock) else {
+        return;
+    };
+    let time = |what: &str, f: &mut dyn FnMut() -> usize| {
+        let start = Instant::now();
+        let n = f();
+        println!(
+            "  read: {what}: {n} rows in {:.1} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    };
+    time("newest page of everything (50)", &mut || {
+        reader
+            .search(&store::QueryFilter::default(), None, 50)
+            .map_or(0, |p| p.rows.len())
+    });
+    time("a device's timeline, first page (50)", &mut || {
+        reader
+            .device_timeline("10.0.1.17", None, None, None, 50)
+            .map_or(0, |p| p.rows.len())
+    });
+    let mut next = None;
+    time("a device's timeline, 10 pages (500)", &mut || {
+        let mut n = 0;
+        for _ in 0..10 {
+            let Ok(p) = reader.device_timeline("10.0.1.17", None, None, next, 50) else {
+                break;
+            };
+            n += p.rows.len();
+            next = p.next;
+        }
+        n
+    });
+    let name = names()[7919].clone();
+    time(&format!("name search `{name}` (50)"), &mut || {
+        let filter = store::QueryFilter {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        reader.search(&filter, None, 50).map_or(0, |p| p.rows.len())
+    });
+    time("blocked only, newest page (50)", &mut || {
+        let filter = store::QueryFilter {
+            blocked_only: true,
+            ..Default::default()
+        };
+        reader.search(&filter, None, 50).map_or(0, |p| p.rows.len())
+    });
+    let (from, to) = (
+        UNIX_EPOCH + Duration::from_secs(1_788_256_800),
+        UNIX_EPOCH + Duration::from_secs(1_788_256_800 + 3600),
+    );
+    time("counts by category over the hour (rollups)", &mut || {
+        reader
+            .counts(from, to, store::CountBy::Category)
+            .map_or(0, |c| c.len())
+    });
+    time("top 20 blocked names over the hour", &mut || {
+        reader.top_blocked(from, to, 20).map_or(0, |c| c.len())
+    });
 }
 
 criterion_group!(benches, ingest);
