@@ -656,3 +656,21 @@ fn json_row(r: &QueryRow) -> serde_json::Value {
         "duration_ms": r.duration.as_secs_f64() * 1000.0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let field = |v: &str| {
+            let mut out = Vec::new();
+            csv_field(&mut out, v).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(field("a.example"), "a.example");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("=cmd()"), "\"'=cmd()\"");
+    }
+}

@@ -200,3 +200,33 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError>
     }
     version(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_step_by_step_and_refuses_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
+        assert_eq!(migrate(&mut conn).unwrap(), CURRENT);
+        assert_eq!(migrate(&mut conn).unwrap(), CURRENT, "idempotent");
+        conn.execute_batch(&format!("PRAGMA user_version = {}", CURRENT + 1))
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_previous_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        // Make step 3 fail: its trigger name is taken.
+        conn.execute_batch(
+            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT 1; END;",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_err());
+        assert_eq!(version(&conn).unwrap(), 2);
+    }
+}

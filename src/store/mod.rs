@@ -444,3 +444,49 @@ pub fn registrable_domain(name: &str) -> String {
 pub(crate) fn ip_text(ip: IpAddr) -> String {
     ip.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_time_order_and_milliseconds() {
+        let t = 1_788_256_800_123;
+        assert_eq!(key_millis(key_base(t)), t);
+        assert_eq!(
+            key_millis(key_base(t) + 255),
+            t,
+            "the counter stays inside its millisecond"
+        );
+        assert!(key_base(t + 1) > key_base(t) + 255);
+        // Six bytes in an index record until 2037.
+        assert!(key_base(2_114_380_800_000) < 1 << 47);
+        assert_eq!(key_base(0), 0, "before the epoch clamps");
+    }
+
+    #[test]
+    fn registrable_domains_follow_the_public_suffix_list() {
+        assert_eq!(registrable_domain("www.bbc.co.uk"), "bbc.co.uk");
+        assert_eq!(registrable_domain("a.b.example.com"), "example.com");
+        assert_eq!(registrable_domain("user.github.io"), "user.github.io");
+        assert_eq!(registrable_domain("localhost"), "localhost");
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for d in Disposition::ALL {
+            assert_eq!(disposition_of(d.label()), Some(d));
+        }
+        for r in BlockReason::ALL {
+            assert_eq!(reason_of(r.label()), Some(r));
+        }
+        for s in Severity::ALL {
+            assert_eq!(severity_of(s.label()), Some(s));
+        }
+        for s in CaseStatus::ALL {
+            assert_eq!(CaseStatus::parse(s.label()), Some(s));
+        }
+        assert_eq!(transport_of("udp"), Some(Transport::Udp));
+        assert_eq!(disposition_of("nonsense"), None);
+    }
+}
