@@ -19,6 +19,8 @@
 //! - [`server`]: sockets and the bridge from hickory-server into the pipeline; [`wire`]: the
 //!   UDP hot path's own reader and writer for plain queries.
 //! - [`metrics`]: the Prometheus registry; [`http`]: `/metrics`.
+//! - [`store`]: the query log, device identity, breaches and the audit trail in SQLite; the
+//!   only place with SQL. It depends on [`event`], [`clock`] and [`config`] only.
 //! - [`app`]: wiring, reload and graceful shutdown; the binary only parses arguments.
 
 pub mod app;

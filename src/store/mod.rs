@@ -8,7 +8,7 @@
 //!   queues: blocked (and breach-bearing) events, which are never dropped — when their queue is
 //!   full they go to the journal file instead — and allowed events, which are shed and counted
 //!   under overload. Nothing on the DNS path ever waits for SQLite.
-//! - The writer batches: one transaction per [`writer::BATCH_ROWS`] rows or per
+//! - The writer batches: one transaction per 4,096 rows or per
 //!   `batch_interval` (default 200 ms), prepared statements reused. A `kill -9` loses at most
 //!   the events still queued or in the current batch (≤ one batch interval); WAL mode means
 //!   it never corrupts the database.
