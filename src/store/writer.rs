@@ -31,6 +31,8 @@ const CACHE_MAX: usize = 200_000;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// A failed journal replay is retried this often.
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
+/// Journal entries per replay transaction.
+const REPLAY_CHUNK: usize = 16_384;
 /// Rows deleted per retention transaction, so the writer never holds the lock for long.
 const DELETE_CHUNK: i64 = 20_000;
 
@@ -329,13 +331,20 @@ impl Writer {
             }
             let last = journal::last_replayed(&self.conn)?;
             let fresh: Vec<&journal::Entry> = entries.iter().filter(|e| e.seq > last).collect();
-            let max = fresh.iter().map(|e| e.seq).max();
-            let events: Vec<QueryEvent> = fresh.iter().filter_map(|e| e.to_event()).collect();
-            let started = Instant::now();
-            let n = events.len();
-            if let Some(max) = max {
+            // In chunks, each committed with its last sequence number: a long outage's
+            // journal never becomes one huge transaction, and a failure part-way resumes
+            // after the last committed chunk.
+            let mut n = 0;
+            for chunk in fresh.chunks(REPLAY_CHUNK) {
+                let Some(max) = chunk.last().map(|e| e.seq) else {
+                    continue;
+                };
+                let events: Vec<QueryEvent> = chunk.iter().filter_map(|e| e.to_event()).collect();
+                let started = Instant::now();
                 let out = self.try_write(&events, Some(max))?;
                 self.finish(out, started);
+                self.shared.metrics.replayed.inc_by(events.len() as u64);
+                n += events.len();
             }
             self.shared.journal.replayed()?;
             Ok(n)
@@ -347,7 +356,6 @@ impl Writer {
         match result {
             Ok(n) => {
                 if n > 0 {
-                    self.shared.metrics.replayed.inc_by(n as u64);
                     tracing::info!(events = n, "store: replayed the journal into the database");
                 }
                 true

@@ -1171,3 +1171,32 @@ fn store_erasing_a_user_removes_their_name_and_sessions() {
         1
     );
 }
+
+#[test]
+fn store_late_events_get_unique_keys_near_their_time() {
+    let dir = TempDir::new("store-late");
+    let (clock, _) = clock();
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let sink = store.sink();
+    sink.record(allowed(10_000, "10.0.0.1", "later.example"));
+    store.flush().unwrap();
+    // 300 events of one millisecond arrive after a later one (a journal replay): more than
+    // one millisecond's 256 keys, so the rest spill into the next millisecond.
+    for i in 0..300 {
+        sink.record(allowed(5, "10.0.0.1", &format!("late{i}.example")));
+    }
+    store.close().unwrap();
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 301);
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let rows = all(
+        &store,
+        &QueryFilter {
+            until: Some(at(1000)),
+            ..QueryFilter::default()
+        },
+    );
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r.at == at(5) || r.at == at(6)));
+    assert_eq!(rows.iter().filter(|r| r.at == at(5)).count(), 256);
+    store.close().unwrap();
+}
