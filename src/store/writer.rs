@@ -31,6 +31,8 @@ const CACHE_MAX: usize = 200_000;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// A failed journal replay is retried this often.
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
+/// The size gauges are refreshed this often.
+const SIZE_EVERY: Duration = Duration::from_secs(10);
 /// Journal entries per replay transaction.
 const REPLAY_CHUNK: usize = 16_384;
 /// Rows deleted per retention transaction, so the writer never holds the lock for long.
@@ -127,6 +129,7 @@ pub(crate) struct Writer {
     last_key: i64,
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
+    last_size: Option<Instant>,
     db_failing: bool,
 }
 
@@ -164,6 +167,7 @@ impl Writer {
             last_key,
             last_replay_try: None,
             last_retention: None,
+            last_size: None,
             db_failing: false,
         }
     }
@@ -252,6 +256,9 @@ impl Writer {
             if let Err(error) = self.retention() {
                 tracing::warn!(%error, "store: retention did not complete; will retry");
             }
+        }
+        if due(self.last_size, SIZE_EVERY) {
+            self.last_size = Some(Instant::now());
             self.update_size();
         }
     }
