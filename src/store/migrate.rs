@@ -23,6 +23,7 @@ use super::StoreError;
 ///   minutes in which a device or a name was seen (a row per pair, not per query), and a
 ///   device's timeline or a name search reads those minutes' stretch of `queries`, newest
 ///   first, stopping when the page is full.
+///   Their minutes count from [`super::KEY_EPOCH_MS`] (three bytes until 2035).
 /// - `blocked (k)`: blocked queries by time, a few percent of rows, in their own clustered
 ///   table instead of an index over every row.
 const V1: &str = "

@@ -18,8 +18,8 @@ use crate::{
 };
 
 use super::{
-    ip_text, journal, key_base, key_millis, must_keep, registrable_domain, severity_of,
-    BreachNotice, Control, Shared, StoreError, WITHHELD,
+    ip_text, journal, key_base, must_keep, registrable_domain, severity_of, BreachNotice, Control,
+    Shared, StoreError, WITHHELD,
 };
 
 /// Rows per transaction at most: large enough to amortise the commit, small enough that a
@@ -471,7 +471,7 @@ impl Writer {
         self.conn
             .execute("DELETE FROM rollups WHERE minute < ?1", [rollup_cut])?;
         // Nothing older than the blocked retention is left to find through these.
-        let minute_cut = (now - i64::from(self.config.retention_blocked_days) * day) / 60_000;
+        let minute_cut = super::read::minute_of(blocked_cut);
         self.conn
             .execute("DELETE FROM device_minutes WHERE minute < ?1", [minute_cut])?;
         self.conn
@@ -556,7 +556,7 @@ impl Batch<'_, '_> {
             .execute(params![k, ident, name, shape, dur])?;
         // From the key, not the event's time: a key bumped past a minute's end is found in
         // the minute it is stored in.
-        let minute = key_millis(k).div_euclid(60_000);
+        let minute = super::read::minute_of(k);
         if self.caches.device_minutes.insert((identity.device, minute)) {
             self.tx
                 .prepare_cached(
