@@ -402,12 +402,15 @@ impl Writer {
             last_key: &mut self.last_key,
             out: BatchOut::default(),
             rollups: HashMap::new(),
+            new_device_minutes: Vec::new(),
+            new_name_minutes: Vec::new(),
         };
         let result = (|| -> Result<(), StoreError> {
             for e in events {
                 ctx.event(e)?;
             }
             ctx.flush_rollups()?;
+            ctx.flush_presence()?;
             if let Some(seq) = replayed_up_to {
                 ctx.tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -488,6 +491,10 @@ struct Batch<'a, 'c> {
     last_key: &'a mut i64,
     out: BatchOut,
     rollups: HashMap<RollupKey, (i64, i64)>,
+    /// Presence pairs first seen in this batch, inserted sorted at its end: in key order
+    /// the B-tree inserts touch neighbouring pages instead of random ones.
+    new_device_minutes: Vec<(i64, i64)>,
+    new_name_minutes: Vec<(i64, i64)>,
 }
 
 impl Batch<'_, '_> {
@@ -558,18 +565,10 @@ impl Batch<'_, '_> {
         // the minute it is stored in.
         let minute = super::read::minute_of(k);
         if self.caches.device_minutes.insert((identity.device, minute)) {
-            self.tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO device_minutes (device, minute) VALUES (?1, ?2)",
-                )?
-                .execute(params![identity.device, minute])?;
+            self.new_device_minutes.push((identity.device, minute));
         }
         if self.caches.name_minutes.insert((name, minute)) {
-            self.tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO name_minutes (name, minute) VALUES (?1, ?2)",
-                )?
-                .execute(params![name, minute])?;
+            self.new_name_minutes.push((name, minute));
         }
         self.out.rows += 1;
         if blocked {
@@ -702,6 +701,26 @@ impl Batch<'_, '_> {
                     new: new || was_new,
                 },
             );
+        }
+        Ok(())
+    }
+
+    fn flush_presence(&mut self) -> Result<(), StoreError> {
+        for (pairs, sql) in [
+            (
+                &mut self.new_device_minutes,
+                "INSERT OR IGNORE INTO device_minutes (device, minute) VALUES (?1, ?2)",
+            ),
+            (
+                &mut self.new_name_minutes,
+                "INSERT OR IGNORE INTO name_minutes (name, minute) VALUES (?1, ?2)",
+            ),
+        ] {
+            pairs.sort_unstable();
+            let mut stmt = self.tx.prepare_cached(sql)?;
+            for (a, b) in pairs.drain(..) {
+                stmt.execute(params![a, b])?;
+            }
         }
         Ok(())
     }
