@@ -29,8 +29,11 @@ pub struct QueryRow {
     pub key: i64,
     /// When it arrived (millisecond precision).
     pub at: SystemTime,
-    /// The device at that time.
+    /// The device at that time, as shown to people (DHCP host names can repeat).
     pub device: String,
+    /// The device's unique key (`device:NAME`, `mac:…`, `host:…`, `ip:…`), for links and
+    /// filters that must not mix up two devices with the same name.
+    pub device_key: String,
     /// The client's address.
     pub ip: String,
     /// The signed-in user at that time, if known.
@@ -64,7 +67,7 @@ pub struct QueryRow {
 pub struct QueryFilter {
     /// A name and its subdomains.
     pub name: Option<String>,
-    /// A device (its label or key).
+    /// A device: its key, or its label (which may match several devices).
     pub device: Option<String>,
     /// A user name.
     pub user: Option<String>,
@@ -94,8 +97,10 @@ pub struct QueryPage {
 pub struct BreachSummary {
     /// Its number.
     pub id: i64,
-    /// The device.
+    /// The device, as shown to people.
     pub device: String,
+    /// The device's unique key (see [`QueryRow::device_key`]).
+    pub device_key: String,
     /// The user at the first attempt, if known.
     pub user: Option<String>,
     /// The group.
@@ -159,7 +164,7 @@ pub struct BreachFilter {
     pub category: Option<String>,
     /// Group.
     pub group: Option<String>,
-    /// Device label.
+    /// Device: its key or its label.
     pub device: Option<String>,
     /// Latest attempt at or after.
     pub since: Option<SystemTime>,
@@ -200,7 +205,7 @@ pub struct Reader {
 /// The columns of a [`QueryRow`]; `{from}` is `queries q` or `blocked b JOIN queries q …`.
 const ROW_COLUMNS: &str = "
 SELECT q.k, d.label, i.ip, u.name, g.name, n.name, s.qtype, s.transport, s.disposition,
-       s.reason, c.name, r.text, s.severity, s.rcode, q.dur";
+       s.reason, c.name, r.text, s.severity, s.rcode, q.dur, d.key";
 
 /// Everything a [`QueryRow`] joins.
 const ROW_JOINS: &str = "
@@ -237,6 +242,7 @@ fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
         key,
         at: from_unix_millis(key_millis(key)),
         device: r.get(1)?,
+        device_key: r.get(15)?,
         ip: r.get(2)?,
         user: r.get(3)?,
         group: r.get(4)?,
@@ -446,7 +452,7 @@ pub(crate) fn select_queries(
 const BREACH_SELECT: &str = "
 SELECT b.id, d.label, u.name, g.name, b.domain, c.name, b.severity, b.first, b.last, b.count,
        b.status, b.notes, b.escalated_to, b.parents_informed, b.parents_informed_on,
-       b.parents_informed_by, b.outcome
+       b.parents_informed_by, b.outcome, d.key
 FROM breaches b
 JOIN devices d ON d.id = b.device
 LEFT JOIN users u ON u.id = b.user
@@ -462,6 +468,7 @@ fn breach_row(r: &Row<'_>) -> rusqlite::Result<BreachSummary> {
     Ok(BreachSummary {
         id: r.get(0)?,
         device: r.get(1)?,
+        device_key: r.get(17)?,
         user: r.get(2)?,
         group: r.get(3)?,
         domain: r.get(4)?,
@@ -566,7 +573,11 @@ impl Reader {
             push(&mut sql, " AND g.name = ?", Value::Text(g.clone()));
         }
         if let Some(d) = &filter.device {
-            push(&mut sql, " AND d.label = ?", Value::Text(d.clone()));
+            push(
+                &mut sql,
+                " AND (d.label = ? OR d.key = ?)",
+                Value::Text(d.clone()),
+            );
         }
         if let Some(t) = filter.since {
             push(&mut sql, " AND b.last >= ?", Value::Integer(unix_millis(t)));
@@ -605,11 +616,7 @@ impl Reader {
         let queries = stmt
             .query_map([id], query_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        let device_key: String = conn.query_row(
-            "SELECT d.key FROM breaches b JOIN devices d ON d.id = b.device WHERE b.id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+        let device_key = breach.device_key.clone();
         let around_filter = QueryFilter {
             device: Some(device_key),
             since: Some(breach.first.checked_sub(around).unwrap_or(breach.first)),

@@ -225,7 +225,26 @@ fn store_identity_is_the_one_valid_when_the_query_arrived() {
         who("late.example"),
         ("laptop-a".into(), Some("jsmith".into()))
     );
-    // A device's timeline.
+    let key = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .device_key
+            .clone()
+    };
+    assert_eq!(
+        key("lease-a.example"),
+        "mac:aa:aa:aa:aa:aa:01",
+        "MACs are stored lower case"
+    );
+    assert_eq!(key("configured.example"), "device:library-pc-1");
+    assert_eq!(key("no-lease.example"), "ip:10.0.0.9");
+    // A device's timeline, by label or by key.
+    let by_key = store
+        .reader()
+        .device_timeline("mac:aa:aa:aa:aa:aa:01", None, None, None, 10)
+        .unwrap();
+    assert_eq!(by_key.rows.len(), 2);
     let page = store
         .reader()
         .device_timeline("laptop-a", None, None, None, 10)
