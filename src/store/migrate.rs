@@ -157,13 +157,16 @@ CREATE TABLE audit (
 /// v2: breach queries looked up by query (retention and erasure keep evidence rows).
 const V2: &str = "CREATE INDEX breach_queries_k ON breach_queries (k);";
 
-/// v3: the audit trail refuses updates and deletes. Anyone with the file can drop these
+/// v3: the audit trail refuses updates and deletes, case histories refuse updates (an
+/// erasure may still remove a closed case's history, and is audited). Anyone with the file can drop these
 /// triggers, which is why the chain of hashes exists; they stop mistakes and casual edits.
 const V3: &str = "
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER breach_events_no_update BEFORE UPDATE ON breach_events
+BEGIN SELECT RAISE(ABORT, 'a case history is append-only'); END;
 ";
 
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.

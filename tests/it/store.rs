@@ -428,6 +428,10 @@ fn store_case_changes_are_history_and_audited() {
         .unwrap()
         .first_broken
         .is_none());
+    let err = rusqlite_conn(&dir)
+        .execute("UPDATE breach_events SET actor = 'someone else'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
     store.close().unwrap();
 }
 
@@ -557,6 +561,7 @@ fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
     // Another connection holds the write lock: the writer cannot commit.
     let locker = rusqlite_conn(&dir);
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
     for i in 0..500 {
         sink.record(blocked(
             i,
@@ -566,6 +571,12 @@ fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
         ));
         sink.record(allowed(i, "10.0.0.7", &format!("a{i}.example")));
     }
+    // The DNS path never waits for the database (the writer waits 2 s for the lock).
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     store.flush().unwrap();
     let journalled = metric(&registry, "store_journalled_events_total");
     assert_eq!(journalled, 500.0, "every blocked event is journalled");
