@@ -1,23 +1,31 @@
 //! The store: the query log, device identity, breaches and their cases, and the tamper-evident
 //! audit trail, in SQLite at `DATA_DIR/hedgerow.sqlite`. The only place in the crate with SQL.
+//! It depends on [`crate::event`], [`crate::clock`] and [`crate::config`] only.
 //!
 //! # Concurrency, and why
 //!
 //! - **One writer thread** owns the connection that writes query events. The DNS path hands
 //!   events over through [`QuerySink::record`], a non-blocking send into one of two bounded
 //!   queues: blocked (and breach-bearing) events, which are never dropped — when their queue is
-//!   full they go to the journal file instead — and allowed events, which are shed and counted
-//!   under overload. Nothing on the DNS path ever waits for SQLite.
-//! - The writer batches: one transaction per 4,096 rows or per
-//!   `batch_interval` (default 200 ms), prepared statements reused. A `kill -9` loses at most
-//!   the events still queued or in the current batch (≤ one batch interval); WAL mode means
-//!   it never corrupts the database.
+//!   full or the writer is gone they are appended to the journal file (a short mutex and one
+//!   `write`, only on that overload path) — and allowed events, which are shed and counted.
+//!   Nothing on the DNS path ever waits for SQLite.
+//! - The writer batches: one transaction per 4,096 rows or per `batch_interval` (default
+//!   200 ms), prepared statements reused. A `kill -9` loses the events still queued or in the
+//!   current batch — while the writer keeps up, at most one batch interval — and WAL mode
+//!   means it never corrupts the database. When a commit fails (locked, read-only, disk full)
+//!   the batch's blocked events go to the journal (fsynced) and are replayed exactly once when
+//!   the database takes writes again.
 //! - **Readers** ([`Reader`]) open their own read-only connections; they are synchronous and
 //!   must be called from `spawn_blocking`, never on a runtime worker.
 //! - **Commands** ([`Commands`]: case changes, audit appends, leases, sessions, export,
 //!   erasure) are synchronous too and use their own connection; each takes SQLite's write
 //!   lock with `BEGIN IMMEDIATE` and writes its audit record in the same transaction, so the
-//!   audit chain is appended by one transaction at a time.
+//!   audit chain is appended by one transaction at a time. Changes that make the writer's
+//!   cached ids stale bump a generation in `meta`, which the writer reads under the same
+//!   lock at the start of each batch — so this works from the command line too.
+//! - One server process per data folder: the journal files are not shared between processes
+//!   (the command line opens the database without a writer or journal).
 //!
 //! The public API is small and typed ([`Store`], [`Reader`], [`Commands`] and plain structs)
 //! so another backend (PostgreSQL) could sit behind it later.
