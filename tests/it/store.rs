@@ -1230,3 +1230,94 @@ fn store_late_events_get_unique_keys_near_their_time() {
     assert_eq!(rows.iter().filter(|r| r.at == at(5)).count(), 256);
     store.close().unwrap();
 }
+
+#[test]
+fn store_binary_commands_from_a_config_file() {
+    let dir = TempDir::new("store-binary");
+    let (clock, _) = clock();
+    let config = dir.path().join("school.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:5353\"]\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    {
+        let registry = prometheus::Registry::new();
+        let store = Store::open(
+            &StoreConfig::default(),
+            &dir.path().join("data"),
+            clock,
+            &registry,
+        )
+        .unwrap();
+        store.sink().record(blocked(
+            0,
+            "10.0.0.7",
+            "www.bad.example",
+            Some(Severity::High),
+        ));
+        store.close().unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("HEDGEROW_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, _) = run(&["breaches", "list", "--status", "new"]);
+    assert!(ok && out.contains("#1 10.0.0.7"), "{out}");
+    let (ok, out, _) = run(&[
+        "store",
+        "export",
+        "--since",
+        "2026-09-01",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(ok && out.contains("\"name\":\"www.bad.example\""), "{out}");
+    let (ok, out, err) = run(&[
+        "store",
+        "erase",
+        "--ip",
+        "10.0.0.7",
+        "--before",
+        "2026-09-02",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("kept 1 breach(es) whose case is still open"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["audit", "verify"]);
+    assert!(
+        ok && out.contains("the audit trail is intact: 2 records"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["audit", "list"]);
+    assert!(
+        ok && out.contains("[export]") && out.contains("[erasure]"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["breaches", "show", "99"]);
+    assert!(!ok && err.contains("there is no breach number 99"), "{err}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+        .args(["store", "erase", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Breaches whose case is still open are kept"),
+        "{help}"
+    );
+}
