@@ -381,6 +381,10 @@ impl Commands {
     /// Erases a device's, an address's or a user's queries and closed breaches before
     /// `before`. Breaches whose case is still open are kept (with their queries) and
     /// reported. Audited in the same transaction.
+    ///
+    /// Cost: it reads every minute in which the target's devices were active before the date
+    /// (there is no per-row device index, see `migrate`), holding the write lock meanwhile;
+    /// the writer journals blocked queries and sheds allowed ones until it is done.
     pub fn erase(
         &self,
         target: &EraseTarget,
