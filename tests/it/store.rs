@@ -1321,3 +1321,49 @@ fn store_binary_commands_from_a_config_file() {
         "{help}"
     );
 }
+
+#[test]
+fn store_commands_and_the_writer_share_the_database() {
+    let dir = TempDir::new("store-concurrent");
+    let (clock, _) = clock();
+    let (store, registry) = open(&dir, &StoreConfig::default(), &clock);
+    let cmd = store.commands();
+    let worker = std::thread::spawn(move || {
+        for i in 0..60 {
+            cmd.append_audit("admin", AuditKind::Policy, &format!("change {i}"), "test")
+                .unwrap();
+            if i % 3 == 0 {
+                cmd.add_lease(&LeaseRecord {
+                    ip: "10.0.0.5".parse().unwrap(),
+                    mac: Some(format!("aa:aa:aa:aa:aa:{i:02x}")),
+                    hostname: None,
+                    starts: at(i * 1000),
+                    ends: at(i * 1000 + 1000),
+                    source: "test".into(),
+                })
+                .unwrap();
+            }
+        }
+    });
+    let sink = store.sink();
+    for i in 0..30_000 {
+        sink.record(allowed(i, "10.0.0.5", &format!("n{}.example", i % 300)));
+        if i % 100 == 0 {
+            sink.record(blocked(i, "10.0.0.5", "bad.example", Some(Severity::Low)));
+        }
+    }
+    worker.join().unwrap();
+    let shed = metric(&registry, "store_shed_events_total");
+    store.close().unwrap();
+    assert_eq!(metric(&registry, "store_journalled_events_total"), 0.0);
+    assert_eq!(
+        count(&dir, "SELECT COUNT(*) FROM queries") as f64,
+        30_300.0 - shed
+    );
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM blocked"), 300);
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let report = store.reader().verify_audit().unwrap();
+    assert_eq!(report.records, 60);
+    assert!(report.first_broken.is_none());
+    store.close().unwrap();
+}
