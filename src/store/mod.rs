@@ -10,7 +10,7 @@
 //!   full or the writer is gone they are appended to the journal file (a short mutex and one
 //!   `write`, only on that overload path) — and allowed events, which are shed and counted.
 //!   Nothing on the DNS path ever waits for SQLite.
-//! - The writer batches: one transaction per 4,096 rows or per `batch_interval` (default
+//! - The writer batches: one transaction per 16,384 rows or per `batch_interval` (default
 //!   200 ms), prepared statements reused. A `kill -9` loses the events still queued or in the
 //!   current batch — while the writer keeps up, at most one batch interval — and WAL mode
 //!   means it never corrupts the database. When a commit fails (locked, read-only, disk full)
