@@ -501,7 +501,7 @@ impl Reader {
     }
 
     /// A read-only connection (the file must exist: the store creates it).
-    pub fn connection(&self) -> Result<Connection, StoreError> {
+    pub(crate) fn connection(&self) -> Result<Connection, StoreError> {
         open_read(&self.path)
     }
 
