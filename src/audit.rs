@@ -100,7 +100,14 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         devices,
         identity,
         alerts: _, // who is told about breaches, not what a device can reach
+        store,     // what is recorded and for how long: the school's monitoring policy
     } = new;
+    changed(
+        &mut out,
+        "query log and retention settings",
+        &old.store,
+        store,
+    );
     let ServerConfig {
         listen: _,
         http: _,

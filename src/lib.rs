@@ -42,6 +42,8 @@
 //!   store, the dashboard or [`app`]. The pipeline's per-client context (group, policy,
 //!   SafeSearch) is [`pipeline::group`]; the trait and the types that flow are in
 //!   [`pipeline`].
+//! - [`store`] is the query log, device identity, breaches and the audit trail in SQLite:
+//!   the only place with SQL. It imports [`event`], [`clock`] and [`config`] only.
 //! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).
@@ -71,4 +73,5 @@ pub mod neighbours;
 pub mod pipeline;
 pub mod schedule;
 pub mod server;
+pub mod store;
 pub mod wire;

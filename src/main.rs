@@ -4,7 +4,7 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hedgerow::{app, config::Config, lists};
+use hedgerow::{app, clock::Clock, config::Config, lists, store};
 
 /// A DNS-level filtering resolver for schools.
 #[derive(Parser)]
@@ -42,6 +42,101 @@ enum Command {
     /// Compile, update, inspect the category lists.
     #[command(subcommand)]
     Lists(ListsCommand),
+    /// Export or erase logged queries.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Safeguarding breaches: blocked attempts that need a look.
+    #[command(subcommand)]
+    Breaches(BreachesCommand),
+    /// The audit trail of changes, exports, erasures and views.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Export logged queries (default: the last 7 days, as CSV, to standard output). The
+    /// export is recorded in the audit trail.
+    Export {
+        /// From this date (2026-09-01 or 2026-09-01T13:30, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this date (UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only this device (as shown in breaches and exports).
+        #[arg(long)]
+        device: Option<String>,
+        /// csv (opens in a spreadsheet) or jsonl (one JSON object per line).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Erase one device's, address's or user's logged queries from before a date. Breaches
+    /// whose case is still open are kept. Recorded in the audit trail.
+    Erase {
+        /// The device (as shown in breaches and exports).
+        #[arg(long, group = "whose")]
+        device: Option<String>,
+        /// The address.
+        #[arg(long, group = "whose")]
+        ip: Option<IpAddr>,
+        /// The user.
+        #[arg(long, group = "whose")]
+        user: Option<String>,
+        /// Erase what was logged before this date (UTC).
+        #[arg(long)]
+        before: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreachesCommand {
+    /// List breaches, newest first.
+    List {
+        /// Only this case status: new, reviewed, escalated or closed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Show one breach, its case and what the device looked up around it (recorded in the
+    /// audit trail).
+    Show {
+        /// The breach number.
+        id: i64,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// List the latest audit records, oldest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check that no audit record was changed or removed.
+    Verify {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +294,95 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hedgerow::clock::Clock::system().now(),
             )?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Store(StoreCommand::Export {
+            since,
+            until,
+            group,
+            device,
+            format,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let format = match format.as_str() {
+                "csv" => store::ExportFormat::Csv,
+                "jsonl" => store::ExportFormat::Jsonl,
+                other => anyhow::bail!("`{other}` is not a format: use csv or jsonl"),
+            };
+            let filter = store::ExportFilter {
+                since: since
+                    .as_deref()
+                    .map(store::time::parse_datetime)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                until: until
+                    .as_deref()
+                    .map(store::time::parse_datetime)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
+                group,
+                device,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = store::cli::export(&config, filter, format, &mut out, Clock::system())?;
+            eprintln!("{summary}");
+            Ok(())
+        }
+        Command::Store(StoreCommand::Erase {
+            device,
+            ip,
+            user,
+            before,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let target = match (device, ip, user) {
+                (Some(d), _, _) => store::EraseTarget::Device(d),
+                (_, Some(ip), _) => store::EraseTarget::Ip(ip),
+                (_, _, Some(u)) => store::EraseTarget::User(u),
+                _ => anyhow::bail!("say whose queries to erase: --device, --ip or --user"),
+            };
+            let before = store::time::parse_datetime(&before).map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                store::cli::erase(&config, &target, before, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Breaches(BreachesCommand::List { status, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let status = match status {
+                Some(s) => Some(store::CaseStatus::parse(&s).with_context(|| {
+                    format!("`{s}` is not a case status: use new, reviewed, escalated or closed")
+                })?),
+                None => None,
+            };
+            print!(
+                "{}",
+                store::cli::breaches_list(&config, status, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Breaches(BreachesCommand::Show { id, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            print!("{}", store::cli::breach_show(&config, id, Clock::system())?);
+            Ok(())
+        }
+        Command::Audit(AuditCommand::List { limit, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            print!(
+                "{}",
+                store::cli::audit_list(&config, limit, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let (report, intact) = store::cli::audit_verify(&config, Clock::system())?;
+            print!("{report}");
+            anyhow::ensure!(intact, "the audit trail failed verification");
             Ok(())
         }
         Command::Lists(ListsCommand::Keygen { path }) => {

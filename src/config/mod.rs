@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod identity;
 mod raw;
 mod safesearch;
+mod store;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -52,6 +53,7 @@ pub enum BlockAnswer {
     /// The address of a block page for A (IPv4) or AAAA (IPv6); NODATA for other types.
     Address(IpAddr),
 }
+pub use store::StoreConfig;
 
 /// The configuration used when `hedgerow serve` is given no `--config`.
 ///
@@ -297,6 +299,8 @@ pub struct Config {
     pub identity: identity::IdentityConfig,
     /// Instant safeguarding alerts.
     pub alerts: alerts::AlertsConfig,
+    /// The query log, breaches and audit trail.
+    pub store: StoreConfig,
 }
 
 impl Config {

@@ -40,6 +40,8 @@ pub struct RawConfig {
     identity: super::identity::RawIdentity,
     #[serde(default)]
     alerts: super::alerts::RawAlerts,
+    #[serde(default)]
+    store: super::store::RawStore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,9 +464,14 @@ impl RawConfig {
         let identity = self.identity.validate(&invalid)?;
         let alerts = self.alerts.validate(timezone, &invalid)?;
 
+        let store = self
+            .store
+            .validate()
+            .map_err(|(key, reason)| invalid(0..0, key, reason))?;
         Ok(Config {
             identity,
             alerts,
+            store,
             devices,
             source: path.to_path_buf(),
             server,

@@ -15,4 +15,5 @@ mod reload;
 mod resolver;
 mod safesearch;
 mod seams;
+mod store;
 mod upstream_tls;

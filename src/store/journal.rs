@@ -1,0 +1,346 @@
+//! The journal: an append-only file in `DATA_DIR` that takes blocked events when their queue
+//! is full or the database cannot be written, replayed exactly once when it can.
+//!
+//! Exactly once: each entry carries a sequence number, and the replay stores the highest
+//! sequence it wrote in `meta` in the same transaction as the rows, so a crash between the
+//! commit and the file's removal only makes the next replay skip what is already in.
+//! Before a replay the writer renames `journal.jsonl` to `journal.replaying`, so new
+//! entries go to a fresh file while the old one is read.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufRead, Write},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::{from_unix_millis, unix_millis},
+    event::{EventName, QueryEvent},
+};
+
+use super::{disposition_of, reason_of, severity_of, transport_of, Shared, StoreError};
+
+const ACTIVE: &str = "journal.jsonl";
+const REPLAYING: &str = "journal.replaying";
+/// The `meta` key holding the last replayed sequence number.
+pub(crate) const LAST_REPLAYED: &str = "journal_last_replayed";
+
+/// One journal line.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub seq: u64,
+    at: i64,
+    client: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    group: Option<String>,
+    /// `None`: withheld (the illegal tier is never written in clear, here either).
+    name: Option<String>,
+    qtype: u16,
+    transport: String,
+    disposition: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    severity: Option<String>,
+    rcode: u16,
+    us: u64,
+}
+
+impl Entry {
+    fn from_event(seq: u64, e: &QueryEvent) -> Entry {
+        Entry {
+            seq,
+            at: unix_millis(e.at),
+            client: e.client,
+            device: e.device.as_deref().map(str::to_string),
+            group: e.group.as_deref().map(str::to_string),
+            name: match &e.name {
+                EventName::Clear(n) => Some(n.clone()),
+                EventName::Withheld => None,
+            },
+            qtype: e.qtype,
+            transport: e.transport.label().into(),
+            disposition: e.disposition.label().into(),
+            reason: e.reason.map(|r| r.label().into()),
+            category: e.category.clone(),
+            rule: e.rule.clone(),
+            severity: e.severity.map(|s| s.label().into()),
+            rcode: e.rcode,
+            us: u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The event back; `None` if a label is unknown (a damaged line).
+    pub fn to_event(&self) -> Option<QueryEvent> {
+        Some(QueryEvent {
+            at: from_unix_millis(self.at),
+            client: self.client,
+            device: self.device.as_deref().map(Arc::from),
+            group: self.group.as_deref().map(Arc::from),
+            name: match &self.name {
+                Some(n) => EventName::Clear(n.clone()),
+                None => EventName::Withheld,
+            },
+            qtype: self.qtype,
+            transport: transport_of(&self.transport)?,
+            disposition: disposition_of(&self.disposition)?,
+            reason: match &self.reason {
+                Some(r) => Some(reason_of(r)?),
+                None => None,
+            },
+            category: self.category.clone(),
+            rule: self.rule.clone(),
+            severity: match &self.severity {
+                Some(s) => Some(severity_of(s)?),
+                None => None,
+            },
+            rcode: self.rcode,
+            duration: Duration::from_micros(self.us),
+        })
+    }
+}
+
+struct Inner {
+    file: Option<File>,
+    next_seq: u64,
+}
+
+/// The journal files and the next sequence number.
+pub(crate) struct Journal {
+    active: PathBuf,
+    replaying: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+/// The last replayed sequence stored in the database.
+pub(crate) fn last_replayed(conn: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [LAST_REPLAYED],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+impl Journal {
+    /// The journal in `data_dir`; numbering continues after both the files and the database.
+    pub fn open(data_dir: &Path, last_replayed: u64) -> Result<Journal, StoreError> {
+        let active = data_dir.join(ACTIVE);
+        let replaying = data_dir.join(REPLAYING);
+        let mut max = last_replayed;
+        for path in [&active, &replaying] {
+            for entry in read_entries(path)?.0 {
+                max = max.max(entry.seq);
+            }
+        }
+        Ok(Journal {
+            active,
+            replaying,
+            inner: Mutex::new(Inner {
+                file: None,
+                next_seq: max + 1,
+            }),
+        })
+    }
+
+    /// Appends events; `sync` makes them durable before returning (the writer's path).
+    pub fn append(&self, events: &[QueryEvent], sync: bool) -> Result<u64, StoreError> {
+        // A poisoned lock only means another appender panicked mid-write; the file is still
+        // line-oriented and a torn line is skipped on replay.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = Vec::with_capacity(events.len() * 200);
+        for e in events {
+            let entry = Entry::from_event(inner.next_seq, e);
+            inner.next_seq += 1;
+            serde_json::to_writer(&mut buf, &entry)
+                .map_err(|e| StoreError::io(&self.active, std::io::Error::other(e)))?;
+            buf.push(b'\n');
+        }
+        if inner.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.active)
+                .map_err(|e| StoreError::io(&self.active, e))?;
+            inner.file = Some(file);
+        }
+        if let Some(file) = inner.file.as_mut() {
+            file.write_all(&buf)
+                .map_err(|e| StoreError::io(&self.active, e))?;
+            if sync {
+                file.sync_data()
+                    .map_err(|e| StoreError::io(&self.active, e))?;
+            }
+        }
+        Ok(buf.len() as u64)
+    }
+
+    /// Whether anything waits to be replayed.
+    pub fn pending(&self) -> bool {
+        [&self.active, &self.replaying]
+            .iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    }
+
+    /// Bytes in both files.
+    pub fn bytes(&self) -> u64 {
+        [&self.active, &self.replaying]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Moves the active file aside (unless a previous replay left one) and returns the
+    /// entries to replay, with the number of damaged lines skipped.
+    pub fn take_for_replay(&self) -> Result<(Vec<Entry>, usize), StoreError> {
+        if !self.replaying.exists() {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if self.active.exists() {
+                inner.file = None;
+                std::fs::rename(&self.active, &self.replaying)
+                    .map_err(|e| StoreError::io(&self.active, e))?;
+            }
+        }
+        read_entries(&self.replaying)
+    }
+
+    /// Removes the replayed file (after the replay's transaction committed).
+    pub fn replayed(&self) -> Result<(), StoreError> {
+        match std::fs::remove_file(&self.replaying) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&self.replaying, e)),
+        }
+    }
+}
+
+/// Every parseable entry of a file (none if it does not exist) and the count of lines that
+/// did not parse (a torn last line after a crash).
+fn read_entries(path: &Path) -> Result<(Vec<Entry>, usize), StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    let (mut out, mut bad) = (Vec::new(), 0);
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|e| StoreError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(&line) {
+            Ok(entry) => out.push(entry),
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
+
+impl Shared {
+    /// Journals events that must not be lost, counting them; a failure here is the one way a
+    /// blocked event can be lost, so it is logged as an error naming the file.
+    pub(crate) fn journal_events(&self, events: &[QueryEvent], sync: bool) {
+        if events.is_empty() {
+            return;
+        }
+        match self.journal.append(events, sync) {
+            Ok(_) => {
+                self.metrics.journalled.inc_by(events.len() as u64);
+                self.metrics
+                    .journal_bytes
+                    .set(i64::try_from(self.journal.bytes()).unwrap_or(i64::MAX));
+            }
+            Err(error) => {
+                tracing::error!(%error, lost = events.len(), "store: cannot journal blocked queries; they are LOST");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{BlockReason, Disposition, Severity, Transport};
+
+    fn event(name: EventName) -> QueryEvent {
+        QueryEvent {
+            at: from_unix_millis(1_788_256_800_123),
+            client: "10.0.0.1".parse().unwrap(),
+            device: Some("pc".into()),
+            group: Some("pupils".into()),
+            name,
+            qtype: 28,
+            transport: Transport::Tcp,
+            disposition: Disposition::Blocked,
+            reason: Some(BlockReason::Illegal),
+            category: None,
+            rule: Some("illegal-content list".into()),
+            severity: Some(Severity::High),
+            rcode: 3,
+            duration: Duration::from_micros(42),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_withheld_stays_withheld() {
+        for e in [
+            event(EventName::Withheld),
+            event(EventName::Clear("a.example".into())),
+        ] {
+            let line = serde_json::to_string(&Entry::from_event(7, &e)).unwrap();
+            let back: Entry = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.seq, 7);
+            assert_eq!(back.to_event().unwrap(), e);
+        }
+        let line =
+            serde_json::to_string(&Entry::from_event(1, &event(EventName::Withheld))).unwrap();
+        assert!(line.contains("\"name\":null"), "{line}");
+    }
+
+    #[test]
+    fn sequence_numbers_continue_after_the_files_and_the_database() {
+        let dir = std::env::temp_dir().join(format!("hedgerow-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let j = Journal::open(&dir, 0).unwrap();
+        j.append(
+            &[event(EventName::Withheld), event(EventName::Withheld)],
+            true,
+        )
+        .unwrap();
+        // A torn last line (a crash mid-write) is skipped, not fatal.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(ACTIVE))
+            .unwrap()
+            .write_all(b"{\"seq\":3,\"at\"")
+            .unwrap();
+        let j = Journal::open(&dir, 0).unwrap();
+        let (entries, bad) = j.take_for_replay().unwrap();
+        assert_eq!((entries.len(), bad), (2, 1));
+        assert_eq!(entries[1].seq, 2);
+        j.replayed().unwrap();
+        assert!(!j.pending());
+        let j = Journal::open(&dir, 10).unwrap();
+        j.append(&[event(EventName::Withheld)], false).unwrap();
+        assert_eq!(j.take_for_replay().unwrap().0[0].seq, 11);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,236 @@
+//! Numbered schema migrations, applied at start-up (`PRAGMA user_version`).
+//!
+//! Each step runs in its own transaction together with the `user_version` bump, so a crash
+//! mid-upgrade leaves the database at the previous version, never half-way (hickory's
+//! journal upgrades lack this). A database written by a newer Hedgerow is refused rather
+//! than guessed at.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The query log's table layout, and why (measured: `cargo bench --bench store`):
+///
+/// - `queries`: one row per logged query, four small integers. The rowid `k` is the
+///   arrival time in milliseconds since [`super::KEY_EPOCH_MS`] shifted left 8 bits plus a
+///   per-millisecond counter, so the table itself is the time index (range scans and keyset
+///   pagination by `k`, no time column). Everything that repeats is interned: `ident` is the
+///   (device, address, user) at the time of the query, `name` the question, and `shape` the
+///   whole (group, qtype, transport, disposition, reason, category, rule, severity, rcode)
+///   tuple. Blocked shapes get negative ids, so "blocked" needs no column.
+/// - No per-row secondary index: a full index on device or name costs 14–16 bytes a row,
+///   more than half the row again. Instead `device_minutes` and `name_minutes` record the
+///   minutes in which a device or a name was seen (a row per pair, not per query), and a
+///   device's timeline or a name search reads those minutes' stretch of `queries`, newest
+///   first, stopping when the page is full.
+///   Their minutes count from [`super::KEY_EPOCH_MS`] (three bytes until 2035).
+/// - `blocked (k)`: blocked queries by time, a few percent of rows, in their own clustered
+///   table instead of an index over every row.
+const V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE ips (id INTEGER PRIMARY KEY, ip TEXT NOT NULL UNIQUE);
+CREATE TABLE groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE categories (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE rules (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+CREATE TABLE shapes (
+    id INTEGER PRIMARY KEY,
+    grp INTEGER,
+    qtype INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    reason TEXT,
+    category INTEGER,
+    rule INTEGER,
+    severity TEXT,
+    rcode INTEGER NOT NULL,
+    UNIQUE (grp, qtype, transport, disposition, reason, category, rule, severity, rcode)
+);
+CREATE TABLE idents (
+    id INTEGER PRIMARY KEY,
+    device INTEGER NOT NULL,
+    ip INTEGER NOT NULL,
+    user INTEGER NOT NULL,
+    UNIQUE (device, ip, user)
+);
+CREATE INDEX idents_ip ON idents (ip);
+CREATE INDEX idents_user ON idents (user);
+CREATE TABLE queries (
+    k INTEGER PRIMARY KEY,
+    ident INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    shape INTEGER NOT NULL,
+    dur INTEGER NOT NULL
+);
+CREATE TABLE device_minutes (
+    device INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (device, minute)
+) WITHOUT ROWID;
+CREATE TABLE name_minutes (
+    name INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (name, minute)
+) WITHOUT ROWID;
+CREATE TABLE blocked (k INTEGER PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE rollups (
+    minute INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    category INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    queries INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY (minute, grp, category, disposition)
+) WITHOUT ROWID;
+CREATE TABLE leases (
+    id INTEGER PRIMARY KEY,
+    ip TEXT NOT NULL,
+    mac TEXT,
+    hostname TEXT,
+    starts INTEGER NOT NULL,
+    ends INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX leases_ip ON leases (ip, starts);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    ip TEXT NOT NULL,
+    username TEXT NOT NULL,
+    device TEXT,
+    starts INTEGER NOT NULL,
+    ends INTEGER NOT NULL
+);
+CREATE INDEX sessions_ip ON sessions (ip, starts);
+CREATE TABLE breaches (
+    id INTEGER PRIMARY KEY,
+    device INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    grp INTEGER,
+    category INTEGER,
+    severity TEXT NOT NULL,
+    user INTEGER,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new',
+    notes TEXT NOT NULL DEFAULT '',
+    escalated_to TEXT,
+    parents_informed INTEGER NOT NULL DEFAULT 0,
+    parents_informed_on INTEGER,
+    parents_informed_by TEXT,
+    outcome TEXT
+);
+CREATE INDEX breaches_open ON breaches (device, domain, last);
+CREATE INDEX breaches_last ON breaches (last);
+CREATE TABLE breach_queries (
+    breach INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    PRIMARY KEY (breach, k)
+) WITHOUT ROWID;
+CREATE TABLE breach_events (
+    id INTEGER PRIMARY KEY,
+    breach INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    change TEXT NOT NULL
+);
+CREATE INDEX breach_events_breach ON breach_events (breach, id);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    change TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    prev BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+";
+
+/// v2: breach queries looked up by query (retention and erasure keep evidence rows).
+const V2: &str = "CREATE INDEX breach_queries_k ON breach_queries (k);";
+
+/// v3: the audit trail refuses updates and deletes, case histories refuse updates (an
+/// erasure may still remove a closed case's history, and is audited). Anyone with the file can drop these
+/// triggers, which is why the chain of hashes exists; they stop mistakes and casual edits.
+const V3: &str = "
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER breach_events_no_update BEFORE UPDATE ON breach_events
+BEGIN SELECT RAISE(ABORT, 'a case history is append-only'); END;
+";
+
+/// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
+const STEPS: &[&str] = &[V1, V2, V3];
+
+/// The schema version this build writes.
+pub const CURRENT: u32 = STEPS.len() as u32;
+
+/// The database's schema version.
+pub fn version(conn: &Connection) -> Result<u32, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Brings the database up to [`CURRENT`]; refuses one from a newer Hedgerow.
+pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
+    migrate_to(conn, CURRENT)
+}
+
+/// Brings the database up to `target` (tests build older versions with it).
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, StoreError> {
+    let found = version(conn)?;
+    if found > CURRENT {
+        return Err(StoreError::TooNew {
+            found,
+            known: CURRENT,
+        });
+    }
+    for step in found..target.min(CURRENT) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(STEPS[step as usize])?;
+        // PRAGMA takes no parameters; `step + 1` is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
+        tx.commit()?;
+        tracing::info!(version = step + 1, "store: schema upgraded");
+    }
+    version(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_step_by_step_and_refuses_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
+        assert_eq!(migrate(&mut conn).unwrap(), CURRENT);
+        assert_eq!(migrate(&mut conn).unwrap(), CURRENT, "idempotent");
+        conn.execute_batch(&format!("PRAGMA user_version = {}", CURRENT + 1))
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_previous_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        // Make step 3 fail: its trigger name is taken.
+        conn.execute_batch(
+            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT 1; END;",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_err());
+        assert_eq!(version(&conn).unwrap(), 2);
+    }
+}

@@ -1,0 +1,731 @@
+//! Typed, paged reads on read-only connections, for the dashboard and the command line.
+//! Synchronous: call them through `spawn_blocking`, never on a runtime worker.
+//!
+//! Paging is by key (keyset): a page ends with the key to pass as `before` for the next,
+//! so page 1,000 costs what page 1 does.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use rusqlite::{params_from_iter, types::Value, Connection, OptionalExtension, Row};
+
+use crate::{
+    clock::{from_unix_millis, unix_millis, Clock},
+    event::{BlockReason, Disposition, Severity, Transport},
+};
+
+use super::{
+    audit, disposition_of, key_base, key_millis, open_read, reason_of, severity_of, transport_of,
+    AuditEntry, CaseStatus, ChainReport, StoreError,
+};
+
+/// One logged query, as a person sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRow {
+    /// Its key (for paging and links).
+    pub key: i64,
+    /// When it arrived (millisecond precision).
+    pub at: SystemTime,
+    /// The device at that time, as shown to people (DHCP host names can repeat).
+    pub device: String,
+    /// The device's unique key (`device:NAME`, `mac:…`, `host:…`, `ip:…`), for links and
+    /// filters that must not mix up two devices with the same name.
+    pub device_key: String,
+    /// The client's address.
+    pub ip: String,
+    /// The signed-in user at that time, if known.
+    pub user: Option<String>,
+    /// The client's group.
+    pub group: Option<String>,
+    /// The name, or [`super::WITHHELD`].
+    pub name: String,
+    /// Question type (numeric).
+    pub qtype: u16,
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// How it was answered.
+    pub disposition: Disposition,
+    /// Why it was blocked.
+    pub reason: Option<BlockReason>,
+    /// Blocking categories.
+    pub category: Option<String>,
+    /// The rule, in plain words.
+    pub rule: Option<String>,
+    /// Safeguarding severity.
+    pub severity: Option<Severity>,
+    /// Response code (numeric).
+    pub rcode: u16,
+    /// Time to answer.
+    pub duration: Duration,
+}
+
+/// Which queries to read. Every field narrows; the default is everything.
+#[derive(Debug, Clone, Default)]
+pub struct QueryFilter {
+    /// A name and its subdomains.
+    pub name: Option<String>,
+    /// A device: its key, or its label (which may match several devices).
+    pub device: Option<String>,
+    /// A user name.
+    pub user: Option<String>,
+    /// A group.
+    pub group: Option<String>,
+    /// One disposition.
+    pub disposition: Option<Disposition>,
+    /// Blocked queries only.
+    pub blocked_only: bool,
+    /// From (inclusive).
+    pub since: Option<SystemTime>,
+    /// Until (exclusive).
+    pub until: Option<SystemTime>,
+}
+
+/// A page of queries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryPage {
+    /// The rows.
+    pub rows: Vec<QueryRow>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// One breach, for lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachSummary {
+    /// Its number.
+    pub id: i64,
+    /// The device, as shown to people.
+    pub device: String,
+    /// The device's unique key (see [`QueryRow::device_key`]).
+    pub device_key: String,
+    /// The user at the first attempt, if known.
+    pub user: Option<String>,
+    /// The group.
+    pub group: Option<String>,
+    /// The site (registrable domain), or "withheld".
+    pub domain: String,
+    /// The blocking category.
+    pub category: Option<String>,
+    /// The worst severity.
+    pub severity: Severity,
+    /// First attempt.
+    pub first: SystemTime,
+    /// Latest attempt.
+    pub last: SystemTime,
+    /// Attempts.
+    pub count: u64,
+    /// Case status.
+    pub status: CaseStatus,
+    /// Case notes.
+    pub notes: String,
+    /// Escalated to whom.
+    pub escalated_to: Option<String>,
+    /// Parents informed: when and by whom.
+    pub parents_informed: Option<(SystemTime, String)>,
+    /// Outcome.
+    pub outcome: Option<String>,
+}
+
+/// One change to a breach's case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachHistory {
+    /// When.
+    pub at: SystemTime,
+    /// Who.
+    pub actor: String,
+    /// What, in plain words.
+    pub change: String,
+}
+
+/// One breach with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachDetail {
+    /// The breach.
+    pub breach: BreachSummary,
+    /// Its blocked queries, oldest first.
+    pub queries: Vec<QueryRow>,
+    /// The device's queries in the minutes around it, oldest first.
+    pub around: Vec<QueryRow>,
+    /// The case history, oldest first.
+    pub history: Vec<BreachHistory>,
+}
+
+/// Which breaches to list. Every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct BreachFilter {
+    /// Case status.
+    pub status: Option<CaseStatus>,
+    /// Severity.
+    pub severity: Option<Severity>,
+    /// Category (exact).
+    pub category: Option<String>,
+    /// Group.
+    pub group: Option<String>,
+    /// Device: its key or its label.
+    pub device: Option<String>,
+    /// Latest attempt at or after.
+    pub since: Option<SystemTime>,
+    /// First attempt before.
+    pub until: Option<SystemTime>,
+}
+
+/// What to count by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountBy {
+    /// Blocking category ("none" for queries without one).
+    Category,
+    /// Group ("none" outside every group).
+    Group,
+    /// Disposition.
+    Disposition,
+}
+
+/// Counts for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRow {
+    /// The category, group or disposition.
+    pub key: String,
+    /// Queries.
+    pub queries: u64,
+    /// Of which blocked.
+    pub blocks: u64,
+}
+
+/// Read-only access to the store. Cheap to clone; each call opens its own read-only
+/// connection, so any number of blocking threads can read while the writer writes (WAL).
+#[derive(Clone, Debug)]
+pub struct Reader {
+    path: Arc<PathBuf>,
+    clock: Clock,
+}
+
+/// The columns of a [`QueryRow`]; `{from}` is `queries q` or `blocked b JOIN queries q …`.
+const ROW_COLUMNS: &str = "
+SELECT q.k, d.label, i.ip, u.name, g.name, n.name, s.qtype, s.transport, s.disposition,
+       s.reason, c.name, r.text, s.severity, s.rcode, q.dur, d.key";
+
+/// Everything a [`QueryRow`] joins.
+const ROW_JOINS: &str = "
+JOIN idents id ON id.id = q.ident
+JOIN devices d ON d.id = id.device
+JOIN ips i ON i.id = id.ip
+JOIN names n ON n.id = q.name
+JOIN shapes s ON s.id = q.shape
+LEFT JOIN users u ON u.id = id.user
+LEFT JOIN groups g ON g.id = s.grp
+LEFT JOIN categories c ON c.id = s.category
+LEFT JOIN rules r ON r.id = s.rule";
+
+/// `SELECT … FROM queries q JOIN …` (callers add `WHERE`).
+pub(crate) fn row_select() -> String {
+    format!("{ROW_COLUMNS} FROM queries q {ROW_JOINS}")
+}
+
+fn bad_label(what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{v}` in the database").into(),
+    )
+}
+
+fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
+    let transport: String = r.get(7)?;
+    let disposition: String = r.get(8)?;
+    let reason: Option<String> = r.get(9)?;
+    let severity: Option<String> = r.get(12)?;
+    let key: i64 = r.get(0)?;
+    Ok(QueryRow {
+        key,
+        at: from_unix_millis(key_millis(key)),
+        device: r.get(1)?,
+        device_key: r.get(15)?,
+        ip: r.get(2)?,
+        user: r.get(3)?,
+        group: r.get(4)?,
+        name: r.get(5)?,
+        qtype: r.get(6)?,
+        transport: transport_of(&transport).ok_or_else(|| bad_label("transport", &transport))?,
+        disposition: disposition_of(&disposition)
+            .ok_or_else(|| bad_label("disposition", &disposition))?,
+        reason: match reason {
+            Some(v) => Some(reason_of(&v).ok_or_else(|| bad_label("reason", &v))?),
+            None => None,
+        },
+        category: r.get(10)?,
+        rule: r.get(11)?,
+        severity: match severity {
+            Some(v) => Some(severity_of(&v).ok_or_else(|| bad_label("severity", &v))?),
+            None => None,
+        },
+        rcode: r.get(13)?,
+        duration: Duration::from_micros(u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0)),
+    })
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Row conditions (on `q`) for a filter, with their arguments in order.
+fn row_conditions(filter: &QueryFilter) -> (Vec<&'static str>, Vec<Value>) {
+    let (mut clauses, mut args) = (Vec::new(), Vec::new());
+    if let Some(name) = &filter.name {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        clauses.push("q.name IN (SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\')");
+        args.push(Value::Text(name.clone()));
+        args.push(Value::Text(format!("%.{}", like_escape(&name))));
+    }
+    if let Some(device) = &filter.device {
+        clauses.push(
+            "q.ident IN (SELECT id FROM idents WHERE device IN (SELECT id FROM devices WHERE label = ? OR key = ?))",
+        );
+        args.push(Value::Text(device.clone()));
+        args.push(Value::Text(device.clone()));
+    }
+    if let Some(user) = &filter.user {
+        clauses.push(
+            "q.ident IN (SELECT id FROM idents WHERE user = (SELECT id FROM users WHERE name = ?))",
+        );
+        args.push(Value::Text(user.clone()));
+    }
+    if let Some(group) = &filter.group {
+        clauses.push(
+            "q.shape IN (SELECT id FROM shapes WHERE grp = (SELECT id FROM groups WHERE name = ?))",
+        );
+        args.push(Value::Text(group.clone()));
+    }
+    if let Some(d) = filter.disposition {
+        clauses.push("q.shape IN (SELECT id FROM shapes WHERE disposition = ?)");
+        args.push(Value::Text(d.label().into()));
+    }
+    (clauses, args)
+}
+
+/// The minutes in which the filter's device, user or name was seen (the most selective one
+/// present), as a query selecting `minute`, with its arguments.
+pub(crate) fn minute_source(
+    device: Option<&str>,
+    user: Option<&str>,
+    name: Option<&str>,
+) -> Option<(&'static str, Vec<Value>)> {
+    if let Some(device) = device {
+        return Some((
+            "SELECT minute FROM device_minutes WHERE device IN (SELECT id FROM devices WHERE label = ? OR key = ?)",
+            vec![Value::Text(device.into()), Value::Text(device.into())],
+        ));
+    }
+    if let Some(user) = user {
+        return Some((
+            "SELECT minute FROM device_minutes WHERE device IN (SELECT device FROM idents WHERE user = (SELECT id FROM users WHERE name = ?))",
+            vec![Value::Text(user.into())],
+        ));
+    }
+    name.map(|name| {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        (
+            "SELECT minute FROM name_minutes WHERE name IN (SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\')",
+            vec![Value::Text(name.clone()), Value::Text(format!("%.{}", like_escape(&name)))],
+        )
+    })
+}
+
+/// The minute a key falls in, counted from [`super::KEY_EPOCH_MS`] (so it fits the 3-byte
+/// integer SQLite stores until 2035, a byte less per presence row than Unix minutes).
+pub(crate) fn minute_of(key: i64) -> i64 {
+    (key >> 8).div_euclid(60_000)
+}
+
+/// The first key of a minute.
+pub(crate) fn minute_start(minute: i64) -> i64 {
+    minute.saturating_mul(60_000).max(0) << 8
+}
+
+/// Up to 256 minutes from `source` within `[lo, hi]`, in the given direction.
+pub(crate) fn minutes(
+    conn: &Connection,
+    source: &(&'static str, Vec<Value>),
+    lo: i64,
+    hi: i64,
+    ascending: bool,
+) -> Result<Vec<i64>, StoreError> {
+    let sql = format!(
+        "SELECT DISTINCT minute FROM ({}) WHERE minute >= ? AND minute <= ? ORDER BY minute {} LIMIT 256",
+        source.0,
+        if ascending { "ASC" } else { "DESC" }
+    );
+    let mut args = source.1.clone();
+    args.push(Value::Integer(lo));
+    args.push(Value::Integer(hi));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Rows matching `filter`, keys strictly before `before` (newest first) or strictly after
+/// `after` (oldest first), at most `limit`.
+///
+/// With a device, user or name in the filter, only the minutes in which it was seen are read
+/// (see `migrate::V1`); otherwise the key range is read in order.
+pub(crate) fn select_queries(
+    conn: &Connection,
+    filter: &QueryFilter,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<QueryRow>, StoreError> {
+    let ascending = after.is_some();
+    let mut lo = filter.since.map_or(0, |t| key_base(unix_millis(t)));
+    let mut hi = filter.until.map_or(i64::MAX, |t| key_base(unix_millis(t)));
+    if let Some(b) = before {
+        hi = hi.min(b);
+    }
+    if let Some(a) = after {
+        lo = lo.max(a.saturating_add(1));
+    }
+    let limit = limit as usize;
+    if lo >= hi || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (conditions, cond_args) = row_conditions(filter);
+    // Blocked-only reads walk the small `blocked` table and join the rows.
+    let (from, key) = if filter.blocked_only {
+        ("blocked b JOIN queries q ON q.k = b.k", "b.k")
+    } else {
+        ("queries q", "q.k")
+    };
+    let mut sql = format!("{ROW_COLUMNS} FROM {from} {ROW_JOINS} WHERE {key} >= ? AND {key} < ?");
+    for c in &conditions {
+        sql.push_str(" AND ");
+        sql.push_str(c);
+    }
+    sql.push_str(&format!(
+        " ORDER BY {key} {} LIMIT ?",
+        if ascending { "ASC" } else { "DESC" }
+    ));
+    let run = |klo: i64, khi: i64, n: usize| -> Result<Vec<QueryRow>, StoreError> {
+        let mut args = vec![Value::Integer(klo), Value::Integer(khi)];
+        args.extend(cond_args.iter().cloned());
+        args.push(Value::Integer(n as i64));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), query_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let Some(source) = minute_source(
+        filter.device.as_deref(),
+        filter.user.as_deref(),
+        filter.name.as_deref(),
+    ) else {
+        return run(lo, hi, limit);
+    };
+    let (mut mlo, mut mhi) = (minute_of(lo), minute_of(hi.saturating_sub(1)));
+    let mut out = Vec::new();
+    while mlo <= mhi {
+        let batch = minutes(conn, &source, mlo, mhi, ascending)?;
+        let Some(&last) = batch.last() else { break };
+        for m in batch {
+            let klo = lo.max(minute_start(m));
+            let khi = hi.min(minute_start(m + 1));
+            if klo >= khi {
+                continue;
+            }
+            out.extend(run(klo, khi, limit - out.len())?);
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+        if ascending {
+            mlo = last + 1;
+        } else {
+            mhi = last - 1;
+        }
+    }
+    Ok(out)
+}
+
+const BREACH_SELECT: &str = "
+SELECT b.id, d.label, u.name, g.name, b.domain, c.name, b.severity, b.first, b.last, b.count,
+       b.status, b.notes, b.escalated_to, b.parents_informed, b.parents_informed_on,
+       b.parents_informed_by, b.outcome, d.key
+FROM breaches b
+JOIN devices d ON d.id = b.device
+LEFT JOIN users u ON u.id = b.user
+LEFT JOIN groups g ON g.id = b.grp
+LEFT JOIN categories c ON c.id = b.category";
+
+fn breach_row(r: &Row<'_>) -> rusqlite::Result<BreachSummary> {
+    let severity: String = r.get(6)?;
+    let status: String = r.get(10)?;
+    let informed: bool = r.get(13)?;
+    let informed_on: Option<i64> = r.get(14)?;
+    let informed_by: Option<String> = r.get(15)?;
+    Ok(BreachSummary {
+        id: r.get(0)?,
+        device: r.get(1)?,
+        device_key: r.get(17)?,
+        user: r.get(2)?,
+        group: r.get(3)?,
+        domain: r.get(4)?,
+        category: r.get(5)?,
+        severity: severity_of(&severity).ok_or_else(|| bad_label("severity", &severity))?,
+        first: from_unix_millis(r.get(7)?),
+        last: from_unix_millis(r.get(8)?),
+        count: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+        status: CaseStatus::parse(&status).ok_or_else(|| bad_label("status", &status))?,
+        notes: r.get(11)?,
+        escalated_to: r.get(12)?,
+        parents_informed: if informed {
+            Some((
+                from_unix_millis(informed_on.unwrap_or(0)),
+                informed_by.unwrap_or_default(),
+            ))
+        } else {
+            None
+        },
+        outcome: r.get(16)?,
+    })
+}
+
+impl Reader {
+    pub(crate) fn new(path: PathBuf, clock: Clock) -> Reader {
+        Reader {
+            path: Arc::new(path),
+            clock,
+        }
+    }
+
+    /// A read-only connection (the file must exist: the store creates it).
+    pub(crate) fn connection(&self) -> Result<Connection, StoreError> {
+        open_read(&self.path)
+    }
+
+    /// Queries matching `filter`, newest first, older than `before` (a key from the previous
+    /// page's `next`).
+    pub fn search(
+        &self,
+        filter: &QueryFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<QueryPage, StoreError> {
+        let conn = self.connection()?;
+        let rows = select_queries(&conn, filter, before, None, limit)?;
+        let next = if rows.len() as u32 == limit && limit > 0 {
+            rows.last().map(|r| r.key)
+        } else {
+            None
+        };
+        Ok(QueryPage { rows, next })
+    }
+
+    /// A device's queries, newest first.
+    pub fn device_timeline(
+        &self,
+        device: &str,
+        since: Option<SystemTime>,
+        until: Option<SystemTime>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<QueryPage, StoreError> {
+        let filter = QueryFilter {
+            device: Some(device.to_string()),
+            since,
+            until,
+            ..QueryFilter::default()
+        };
+        self.search(&filter, before, limit)
+    }
+
+    /// Breaches matching `filter`, newest first, with ids below `before`.
+    pub fn breaches(
+        &self,
+        filter: &BreachFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<BreachSummary>, StoreError> {
+        let conn = self.connection()?;
+        let mut sql = String::from(BREACH_SELECT);
+        let mut args: Vec<Value> = vec![Value::Integer(before.unwrap_or(i64::MAX))];
+        sql.push_str(" WHERE b.id < ?1");
+        let mut push = |sql: &mut String, clause: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(s) = filter.status {
+            push(&mut sql, " AND b.status = ?", Value::Text(s.label().into()));
+        }
+        if let Some(s) = filter.severity {
+            push(
+                &mut sql,
+                " AND b.severity = ?",
+                Value::Text(s.label().into()),
+            );
+        }
+        if let Some(c) = &filter.category {
+            push(&mut sql, " AND c.name = ?", Value::Text(c.clone()));
+        }
+        if let Some(g) = &filter.group {
+            push(&mut sql, " AND g.name = ?", Value::Text(g.clone()));
+        }
+        if let Some(d) = &filter.device {
+            push(
+                &mut sql,
+                " AND (d.label = ? OR d.key = ?)",
+                Value::Text(d.clone()),
+            );
+        }
+        if let Some(t) = filter.since {
+            push(&mut sql, " AND b.last >= ?", Value::Integer(unix_millis(t)));
+        }
+        if let Some(t) = filter.until {
+            push(&mut sql, " AND b.first < ?", Value::Integer(unix_millis(t)));
+        }
+        push(
+            &mut sql,
+            " ORDER BY b.id DESC LIMIT ?",
+            Value::Integer(i64::from(limit)),
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), breach_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One breach with its queries, its case history, and the device's queries from
+    /// `around` before the first attempt to `around` after the last.
+    pub fn breach(&self, id: i64, around: Duration) -> Result<Option<BreachDetail>, StoreError> {
+        let conn = self.connection()?;
+        let Some(breach) = conn
+            .query_row(
+                &format!("{BREACH_SELECT} WHERE b.id = ?1"),
+                [id],
+                breach_row,
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(&format!(
+            "{} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k",
+            row_select()
+        ))?;
+        let queries = stmt
+            .query_map([id], query_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let device_key = breach.device_key.clone();
+        let around_filter = QueryFilter {
+            device: Some(device_key),
+            since: Some(breach.first.checked_sub(around).unwrap_or(breach.first)),
+            until: Some(breach.last + around + Duration::from_millis(1)),
+            ..QueryFilter::default()
+        };
+        let mut around_rows = select_queries(&conn, &around_filter, None, None, 1000)?;
+        around_rows.reverse();
+        let mut stmt = conn
+            .prepare("SELECT at, actor, change FROM breach_events WHERE breach = ?1 ORDER BY id")?;
+        let history = stmt
+            .query_map([id], |r| {
+                Ok(BreachHistory {
+                    at: from_unix_millis(r.get(0)?),
+                    actor: r.get(1)?,
+                    change: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(BreachDetail {
+            breach,
+            queries,
+            around: around_rows,
+            history,
+        }))
+    }
+
+    /// Query and block counts over `[since, until)` from the per-minute rollups.
+    pub fn counts(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        by: CountBy,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        let conn = self.connection()?;
+        let key = match by {
+            CountBy::Category => "COALESCE(c.name, 'none')",
+            CountBy::Group => "COALESCE(g.name, 'none')",
+            CountBy::Disposition => "r.disposition",
+        };
+        let sql = format!(
+            "SELECT {key} AS k, SUM(r.queries), SUM(r.blocks) FROM rollups r
+             LEFT JOIN groups g ON g.id = r.grp
+             LEFT JOIN categories c ON c.id = r.category
+             WHERE r.minute >= ?1 AND r.minute < ?2
+             GROUP BY k ORDER BY SUM(r.queries) DESC, k"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            [
+                unix_millis(since).div_euclid(60_000),
+                unix_millis(until).div_euclid(60_000),
+            ],
+            |r| {
+                Ok(CountRow {
+                    key: r.get(0)?,
+                    queries: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    blocks: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most blocked names over `[since, until)`, most first.
+    pub fn top_blocked(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare(
+            "SELECT n.name, COUNT(*) AS c FROM blocked b
+             JOIN queries q ON q.k = b.k JOIN names n ON n.id = q.name
+             WHERE b.k >= ?1 AND b.k < ?2
+             GROUP BY q.name ORDER BY c DESC, n.name LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![
+                key_base(unix_millis(since)),
+                key_base(unix_millis(until)),
+                limit
+            ],
+            |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Audit records, newest first, with ids below `before`.
+    pub fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::list(&self.connection()?, before, limit)
+    }
+
+    /// Checks the audit chain from its first record.
+    pub fn verify_audit(&self) -> Result<ChainReport, StoreError> {
+        audit::verify(&self.connection()?)
+    }
+
+    /// Logged query rows.
+    pub fn query_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .connection()?
+            .query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The clock the store was opened with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+}
