@@ -167,6 +167,38 @@ pub fn format_rfc3339(at: SystemTime) -> String {
     )
 }
 
+/// `at`'s date in UTC (`2026-11-26`).
+pub fn format_date(at: SystemTime) -> String {
+    let mut text = format_rfc3339(at);
+    text.truncate(10);
+    text
+}
+
+/// `days` whole days before `at` (the epoch at the earliest).
+pub fn days_before(at: SystemTime, days: u64) -> SystemTime {
+    at.checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// A day as people type it on the command line (`2026-09-01`, midnight UTC), or a time as
+/// [`parse_datetime`] reads it.
+///
+/// ```
+/// use hedgerow::civil::{parse_day_or_datetime, format_rfc3339};
+/// let a = parse_day_or_datetime("2026-09-01").unwrap();
+/// assert_eq!(format_rfc3339(a), "2026-09-01T00:00:00Z");
+/// assert!(parse_day_or_datetime("2026-09-31").is_err());
+/// ```
+pub fn parse_day_or_datetime(text: &str) -> Result<SystemTime, String> {
+    let t = text.trim();
+    match parse_date(t, '-') {
+        Some((y, mo, d)) => utc_secs(y, mo, d, 0, 0, 0)
+            .map(from_unix_secs)
+            .ok_or_else(|| format!("`{text}` is not a day like 2026-09-01")),
+        None => parse_datetime(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

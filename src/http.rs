@@ -277,7 +277,7 @@ mod tests {
         let first = axum::body::to_bytes(first.into_body(), 1 << 20)
             .await
             .unwrap();
-        p.metrics.log_dropped.inc();
+        p.metrics.lists_built.set(1_234_567);
         let second = metrics_page(State(p.clone())).await.into_response();
         let second = axum::body::to_bytes(second.into_body(), 1 << 20)
             .await
@@ -291,6 +291,7 @@ mod tests {
         let third = axum::body::to_bytes(third.into_body(), 1 << 20)
             .await
             .unwrap();
-        assert!(String::from_utf8_lossy(&third).contains("hedgerow_log_events_dropped_total 1"));
+        assert!(String::from_utf8_lossy(&third)
+            .contains("hedgerow_lists_build_timestamp_seconds 1234567"));
     }
 }

@@ -313,12 +313,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let filter = store::ExportFilter {
                 since: since
                     .as_deref()
-                    .map(store::time::parse_datetime)
+                    .map(hedgerow::civil::parse_day_or_datetime)
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
                 until: until
                     .as_deref()
-                    .map(store::time::parse_datetime)
+                    .map(hedgerow::civil::parse_day_or_datetime)
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
                 group,
@@ -344,7 +344,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (_, _, Some(u)) => store::EraseTarget::User(u),
                 _ => anyhow::bail!("say whose queries to erase: --device, --ip or --user"),
             };
-            let before = store::time::parse_datetime(&before).map_err(anyhow::Error::msg)?;
+            let before =
+                hedgerow::civil::parse_day_or_datetime(&before).map_err(anyhow::Error::msg)?;
             print!(
                 "{}",
                 store::cli::erase(&config, &target, before, Clock::system())?

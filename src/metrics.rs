@@ -81,8 +81,6 @@ pub struct Metrics {
     pub list_reloads: IntCounterVec,
     /// Configuration reloads by outcome.
     pub config_reloads: IntCounterVec,
-    /// Query-log events dropped because the writer fell behind.
-    pub log_dropped: IntCounter,
     /// Panics caught while answering, by listener (`udp`, `tcp`): each cost one query or
     /// one connection, not the listener.
     pub panics: IntCounterVec,
@@ -166,11 +164,6 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(config_reloads.clone()))?;
-        let log_dropped = IntCounter::new(
-            "log_events_dropped_total",
-            "Query-log events dropped because the writer fell behind",
-        )?;
-        registry.register(Box::new(log_dropped.clone()))?;
         let panics = IntCounterVec::new(
             Opts::new(
                 "panics_total",
@@ -208,7 +201,6 @@ impl Metrics {
             lists_built,
             list_reloads,
             config_reloads,
-            log_dropped,
             panics,
             connections_rejected,
             connections_open,

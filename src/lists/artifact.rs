@@ -172,26 +172,11 @@ impl Meta {
     }
 }
 
-/// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed).
+/// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ`.
 pub(crate) fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    crate::civil::format_rfc3339(crate::civil::from_unix_secs(
+        i64::try_from(unix).unwrap_or(i64::MAX),
+    ))
 }
 
 /// A temporary folder beside the target that becomes the target on [`Staging::commit`], and is

@@ -1,13 +1,13 @@
 //! The `hedgerow store`, `hedgerow breaches` and `hedgerow audit` commands: plain words a
 //! teacher or technician understands. The binary only parses arguments and calls these.
 
+use crate::civil;
 use std::{fmt::Write as _, io::Write, time::Duration};
 
 use crate::{clock::Clock, config::Config};
 
 use super::{
-    open_offline, time, BreachFilter, CaseStatus, EraseTarget, ExportFilter, ExportFormat,
-    StoreError,
+    open_offline, BreachFilter, CaseStatus, EraseTarget, ExportFilter, ExportFormat, StoreError,
 };
 
 /// Who the audit trail names for command-line actions.
@@ -27,13 +27,13 @@ pub fn export(
     clock: Clock,
 ) -> Result<String, StoreError> {
     if filter.since.is_none() {
-        filter.since = Some(time::days_before(clock.now(), 7));
+        filter.since = Some(civil::days_before(clock.now(), 7));
     }
     let (_, commands) = open_offline(&config.server.data_dir, clock)?;
     let n = commands.export(&filter, format, out, &actor())?;
     Ok(format!(
         "exported {n} queries since {} (this export is recorded in the audit trail)",
-        filter.since.map(time::format_datetime).unwrap_or_default()
+        filter.since.map(civil::format_rfc3339).unwrap_or_default()
     ))
 }
 
@@ -55,7 +55,7 @@ pub fn erase(
         "erased {} logged queries and {} closed breaches of {target} from before {}\n",
         report.queries,
         report.breaches,
-        time::format_datetime(before)
+        civil::format_rfc3339(before)
     );
     if !report.kept_open_breaches.is_empty() {
         let _ = writeln!(
@@ -103,8 +103,8 @@ pub fn breaches_list(
             b.domain,
             b.category.as_deref().unwrap_or("no category"),
             b.count,
-            time::format_datetime(b.first),
-            time::format_datetime(b.last),
+            civil::format_rfc3339(b.first),
+            civil::format_rfc3339(b.last),
             b.status.label()
         );
     }
@@ -142,8 +142,8 @@ pub fn breach_show(config: &Config, id: i64, clock: Clock) -> Result<String, Sto
         out,
         "attempts:   {} between {} and {}",
         b.count,
-        time::format_datetime(b.first),
-        time::format_datetime(b.last)
+        civil::format_rfc3339(b.first),
+        civil::format_rfc3339(b.last)
     );
     let _ = writeln!(out, "case:       {}", b.status.label());
     if let Some(to) = &b.escalated_to {
@@ -154,7 +154,7 @@ pub fn breach_show(config: &Config, id: i64, clock: Clock) -> Result<String, Sto
             let _ = writeln!(
                 out,
                 "parents informed: yes, on {} by {by}",
-                time::format_date(*on)
+                civil::format_date(*on)
             );
         }
         None => {
@@ -172,7 +172,7 @@ pub fn breach_show(config: &Config, id: i64, clock: Clock) -> Result<String, Sto
         let _ = writeln!(
             out,
             "  {} {}: {}",
-            time::format_datetime(h.at),
+            civil::format_rfc3339(h.at),
             h.actor,
             h.change
         );
@@ -185,7 +185,7 @@ pub fn breach_show(config: &Config, id: i64, clock: Clock) -> Result<String, Sto
         let _ = writeln!(
             out,
             "  {} {} {}{}",
-            time::format_datetime(q.at),
+            civil::format_rfc3339(q.at),
             q.name,
             q.disposition.label(),
             q.category
@@ -210,7 +210,7 @@ pub fn audit_list(config: &Config, limit: u32, clock: Clock) -> Result<String, S
             out,
             "#{} {} {} [{}] {} (why: {})",
             e.id,
-            time::format_datetime(e.at),
+            civil::format_rfc3339(e.at),
             e.actor,
             e.kind.label(),
             e.change,

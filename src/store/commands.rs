@@ -3,6 +3,7 @@
 //! with `BEGIN IMMEDIATE` and writes its audit record in the same transaction, so a change
 //! and its audit record are both there or both not.
 
+use crate::civil;
 use std::{io::Write, net::IpAddr, path::PathBuf, sync::Arc, time::SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -10,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::clock::{unix_millis, Clock};
 
 use super::{
-    audit, bump_cache_generation, ip_text, key_base, open_read, open_write, read, time, AuditKind,
+    audit, bump_cache_generation, ip_text, key_base, open_read, open_write, read, AuditKind,
     CaseStatus, QueryFilter, QueryRow, StoreError,
 };
 
@@ -79,7 +80,7 @@ impl CaseChange {
                 on,
                 by,
             } => {
-                format!("parents informed on {} by {by}", time::format_date(*on))
+                format!("parents informed on {} by {by}", civil::format_date(*on))
             }
             CaseChange::ParentsInformed {
                 informed: false, ..
@@ -349,7 +350,7 @@ impl Commands {
         }
         out.flush().map_err(io)?;
         let describe =
-            |t: Option<SystemTime>| t.map_or("the start".to_string(), time::format_datetime);
+            |t: Option<SystemTime>| t.map_or("the start".to_string(), civil::format_rfc3339);
         self.append_audit(
             actor,
             AuditKind::Export,
@@ -363,7 +364,7 @@ impl Commands {
                 describe(filter.since),
                 filter
                     .until
-                    .map_or("now".to_string(), time::format_datetime),
+                    .map_or("now".to_string(), civil::format_rfc3339),
                 filter
                     .group
                     .as_ref()
@@ -586,7 +587,7 @@ impl Commands {
             AuditKind::Erasure,
             &format!(
                 "erased {queries} queries and {breaches} closed breaches of {target} before {}{kept_text}",
-                time::format_datetime(before)
+                civil::format_rfc3339(before)
             ),
             reason,
         )?;
@@ -616,7 +617,7 @@ fn csv_field(out: &mut dyn Write, v: &str) -> std::io::Result<()> {
 
 fn write_csv(out: &mut dyn Write, r: &QueryRow) -> std::io::Result<()> {
     let fields: [String; 15] = [
-        time::format_datetime(r.at),
+        civil::format_rfc3339(r.at),
         r.device.clone(),
         r.ip.clone(),
         r.user.clone().unwrap_or_default(),
@@ -643,7 +644,7 @@ fn write_csv(out: &mut dyn Write, r: &QueryRow) -> std::io::Result<()> {
 
 fn json_row(r: &QueryRow) -> serde_json::Value {
     serde_json::json!({
-        "time": time::format_datetime(r.at),
+        "time": civil::format_rfc3339(r.at),
         "device": r.device,
         "ip": r.ip,
         "user": r.user,

@@ -38,7 +38,6 @@ mod metrics;
 pub mod migrate;
 mod read;
 mod sink;
-pub mod time;
 mod writer;
 
 use std::{
