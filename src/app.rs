@@ -16,10 +16,14 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
-    audit::{AuditLog, AuditRecord},
+    alerts::{AlertError, Alerter, BreachAlert},
     clock::Clock,
     config::{Config, ConfigError},
     http::{self, HttpError},
+    identity::{
+        leases::Lease,
+        watch::{self, LeaseWatcher, WatchEvent},
+    },
     lists::{self, ListError},
     metrics::{Metrics, MetricsError},
     neighbours::Neighbours,
@@ -29,6 +33,7 @@ use crate::{
         Pipeline,
     },
     server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
+    store::{AuditKind, BreachNotice, Commands, LeaseRecord, Store, StoreError},
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -57,6 +62,20 @@ pub enum AppError {
     /// The compiled lists could not be loaded.
     #[error(transparent)]
     Lists(#[from] ListError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The alert channels could not be set up.
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
+    /// A DHCP lease file could not be followed.
+    #[error("cannot follow the lease file {path}: {source}")]
+    Leases {
+        /// The lease file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A blocking task was lost (the runtime is shutting down).
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -110,8 +129,8 @@ struct Inner {
     config_path: Option<PathBuf>,
     overrides: Overrides,
     metrics: Arc<Metrics>,
-    clock: Clock,
-    audit: AuditLog,
+    /// The store's commands: the audit trail of policy and list changes.
+    audit: Commands,
     pipeline: Arc<ArcSwap<Pipeline>>,
     /// Also serialises reloads.
     in_force: Mutex<InForce>,
@@ -123,6 +142,12 @@ pub struct Hedgerow {
     server: Option<Listeners>,
     http: Option<http::Listener>,
     dns_addrs: Vec<SocketAddr>,
+    /// Closed last, after DNS has drained, so every finished query is written.
+    store: Option<Store>,
+    /// Follow the configured DHCP lease files into the store.
+    lease_watchers: Vec<LeaseWatcher>,
+    /// Forwards high-severity breach notices to the alerter.
+    alerts: Option<tokio::task::JoinHandle<Alerter>>,
 }
 
 impl Hedgerow {
@@ -144,16 +169,21 @@ impl Hedgerow {
     ) -> Result<Hedgerow, AppError> {
         let metrics = Arc::new(Metrics::new()?);
         let clock = overrides.clock.clone().unwrap_or_default();
-        let (config, lists) = tokio::task::spawn_blocking(move || {
-            let lists = lists::configured::open(&config);
-            (config, lists)
-        })
-        .await?;
-        let lists = Arc::new(lists?);
+        let (config, lists, store) = {
+            let (registry, clock) = (metrics.registry().clone(), clock.clone());
+            tokio::task::spawn_blocking(move || {
+                let lists = lists::configured::open(&config);
+                let store = Store::open(&config.store, &config.server.data_dir, clock, &registry);
+                (config, lists, store)
+            })
+            .await?
+        };
+        let (lists, store) = (Arc::new(lists?), store?);
         metrics.publish_lists(lists.meta());
+        let audit = store.commands();
         let parts = ChainParts {
             metrics: metrics.clone(),
-            sink: None,
+            sink: Some(store.sink()),
             lists,
             cache: Arc::new(CacheStore::new()),
             buckets: Default::default(),
@@ -161,20 +191,33 @@ impl Hedgerow {
             neighbours: Neighbours::default(),
         };
         let pipeline = Arc::new(ArcSwap::from_pointee(chain::build(&config, &parts)?));
-        let audit = AuditLog::in_dir(&config.server.data_dir);
-        let started = AuditRecord {
-            at: clock.unix_secs(),
-            actor: actor(&config),
-            change: format!(
-                "policy in force at start-up: {} group(s); lists built {} ({} names)",
-                config.groups.len(),
-                parts.lists.meta().built,
-                parts.lists.meta().names
-            ),
-            reason: "Hedgerow started".into(),
+        let started = format!(
+            "policy in force at start-up: {} group(s); lists built {} ({} names)",
+            config.groups.len(),
+            parts.lists.meta().built,
+            parts.lists.meta().names
+        );
+        let (log, actor) = (audit.clone(), actor(&config));
+        tokio::task::spawn_blocking(move || {
+            record(
+                &log,
+                &actor,
+                AuditKind::Policy,
+                &started,
+                "Hedgerow started",
+            )
+        })
+        .await?;
+        let lease_watchers = follow_leases(&config, &audit, &clock)?;
+        let alerts = match store.take_breach_notices() {
+            Some(notices) => {
+                let alerter = Alerter::new(&config.alerts, clock.clone(), metrics.registry())?;
+                alerter
+                    .enabled()
+                    .then(|| tokio::spawn(forward_alerts(notices, alerter)))
+            }
+            None => None,
         };
-        let log = audit.clone();
-        tokio::task::spawn_blocking(move || log.append(&[started])).await?;
 
         let open_files = crate::server::descriptors::raise_open_file_limit();
         let sockets = Sockets::bind(&config.server.listen).await?;
@@ -208,7 +251,6 @@ impl Hedgerow {
                 config_path,
                 overrides,
                 metrics,
-                clock,
                 audit,
                 pipeline,
                 in_force: Mutex::new(InForce {
@@ -220,6 +262,9 @@ impl Hedgerow {
             server: Some(server),
             http,
             dns_addrs,
+            store: Some(store),
+            lease_watchers,
+            alerts,
         })
     }
 
@@ -292,6 +337,26 @@ impl Hedgerow {
         if let Some(http) = self.http.take() {
             http.shutdown(Duration::from_secs(1)).await;
         }
+        let watchers = std::mem::take(&mut self.lease_watchers);
+        let (store, alerts) = (self.store.take(), self.alerts.take());
+        // The store drains last: every query answered above is in its queues by now. Closing
+        // it ends the breach notices, which ends the alert forwarder; queued alerts are then
+        // delivered (or given up after their retries).
+        let closed = tokio::task::spawn_blocking(move || {
+            for w in watchers {
+                w.stop();
+            }
+            store.map(Store::close)
+        })
+        .await;
+        if let Ok(Some(Err(error))) = closed {
+            tracing::error!(%error, "the store did not close cleanly; the journal keeps what was not written");
+        }
+        if let Some(alerts) = alerts {
+            if let Ok(alerter) = alerts.await {
+                let _ = tokio::task::spawn_blocking(move || alerter.close()).await;
+            }
+        }
         tracing::info!("stopped");
     }
 }
@@ -357,33 +422,28 @@ impl Inner {
         let pipeline = chain::build(&config, &parts)?;
         self.pipeline.store(Arc::new(pipeline));
 
-        let at = self.clock.unix_secs();
         let reason = trigger.reason();
-        let mut records: Vec<AuditRecord> = crate::audit::diff(&in_force.config, &config)
-            .into_iter()
-            .map(|change| AuditRecord {
-                at,
-                actor: actor(&config),
-                change,
-                reason: reason.to_string(),
-            })
-            .collect();
+        for change in crate::audit::diff(&in_force.config, &config) {
+            record(
+                &self.audit,
+                &actor(&config),
+                AuditKind::Policy,
+                &change,
+                reason,
+            );
+        }
         if lists_changed {
             let (old_meta, new_meta) = (in_force.parts.lists.meta(), parts.lists.meta());
             self.metrics.publish_lists(new_meta);
             if old_meta.built_unix != new_meta.built_unix || old_meta.names != new_meta.names {
-                records.push(AuditRecord {
-                    at,
-                    actor: format!("compiled lists in {}", config.lists.artifact_dir.display()),
-                    change: format!(
-                        "lists in force: built {} with {} names (was built {} with {})",
-                        new_meta.built, new_meta.names, old_meta.built, old_meta.names
-                    ),
-                    reason: reason.to_string(),
-                });
+                let change = format!(
+                    "lists in force: built {} with {} names (was built {} with {})",
+                    new_meta.built, new_meta.names, old_meta.built, old_meta.names
+                );
+                let actor = format!("compiled lists in {}", config.lists.artifact_dir.display());
+                record(&self.audit, &actor, AuditKind::List, &change, reason);
             }
         }
-        self.audit.append(&records);
         *in_force = InForce {
             config,
             parts,
@@ -391,6 +451,97 @@ impl Inner {
         };
         Ok(())
     }
+}
+
+/// Appends one record to the audit trail. A failed write is logged loudly and never stops
+/// the resolver (the change itself is already in force). Blocking.
+fn record(audit: &Commands, actor: &str, kind: AuditKind, change: &str, reason: &str) {
+    tracing::info!(target: "audit", %actor, %reason, "{change}");
+    if let Err(error) = audit.append_audit(actor, kind, change, reason) {
+        tracing::error!(%error, "cannot write the audit trail");
+    }
+}
+
+/// Starts following each configured DHCP lease file; every new or renewed lease becomes a
+/// lease record, so queries are attributed to the device that held the address then.
+fn follow_leases(
+    config: &Config,
+    commands: &Commands,
+    clock: &Clock,
+) -> Result<Vec<LeaseWatcher>, AppError> {
+    config
+        .identity
+        .dhcp
+        .iter()
+        .map(|source| {
+            let (commands, clock) = (commands.clone(), clock.clone());
+            let name = source.path.display().to_string();
+            LeaseWatcher::spawn(
+                source.path.clone(),
+                source.format,
+                watch::DEFAULT_INTERVAL,
+                move |event| match event {
+                    WatchEvent::Changed(changes) => {
+                        for lease in changes.changed {
+                            let record = lease_record(lease, &name, clock.now());
+                            if let Err(error) = commands.add_lease(&record) {
+                                tracing::warn!(%error, file = %name, "lease not recorded");
+                            }
+                        }
+                    }
+                    WatchEvent::Unavailable { file, reason } => {
+                        tracing::warn!(file = %file.display(), %reason, "lease file unavailable");
+                    }
+                    WatchEvent::BadLines(errors) => {
+                        tracing::warn!(file = %name, lines = errors.len(), "lease file lines skipped");
+                    }
+                },
+            )
+            .map_err(|source_error| AppError::Leases {
+                path: source.path.clone(),
+                source: source_error,
+            })
+        })
+        .collect()
+}
+
+/// A lease as the store keeps it. dnsmasq does not record when a lease started: it is taken
+/// to have started one poll before it was seen, when the file last changed at the latest.
+fn lease_record(lease: Lease, source: &str, seen: SystemTime) -> LeaseRecord {
+    let starts = lease
+        .starts
+        .unwrap_or_else(|| seen.checked_sub(watch::DEFAULT_INTERVAL).unwrap_or(seen));
+    LeaseRecord {
+        ip: lease.ip,
+        mac: lease.mac,
+        hostname: lease.hostname,
+        starts,
+        ends: lease.ends.max(starts + Duration::from_secs(1)),
+        source: source.to_string(),
+    }
+}
+
+/// Hands each high-severity breach notice to the alerter until the store closes; returns the
+/// alerter so shutdown can let it finish its deliveries.
+async fn forward_alerts(
+    mut notices: tokio::sync::mpsc::Receiver<BreachNotice>,
+    alerter: Alerter,
+) -> Alerter {
+    while let Some(n) = notices.recv().await {
+        alerter.submit(BreachAlert {
+            breach_id: n.breach_id,
+            device: n.device,
+            group: n.group,
+            category: n.category,
+            severity: n.severity,
+            domain: n.domain,
+            count: n.count,
+            first: n.first,
+            last: n.last,
+            dashboard_url: None,
+        });
+    }
+    alerter
 }
 
 /// Who changes the policy when a configuration is loaded.

@@ -2,85 +2,16 @@
 //! (DfE: "decisions on what is blocked or allowed and why", changes logged so nobody can make
 //! unilateral changes).
 //!
-//! Records are appended as JSON lines to `DATA_DIR/audit.jsonl` and fsynced (callers run this
-//! off the runtime's workers). A failed write is logged loudly and never stops the resolver.
+//! This module says, in plain English, what changed between two configurations; the store's
+//! tamper-evident audit trail keeps the records (see `app.rs`, which appends them).
 
-use std::{
-    collections::BTreeSet,
-    fs::OpenOptions,
-    io::Write,
-    path::{Path, PathBuf},
-};
-
-use serde::Serialize;
+use std::collections::BTreeSet;
 
 use crate::config::{
     identity::{DhcpSource, IdentityConfig},
     Config, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig, ScheduleConfig, ServerConfig,
     TlsRoots, UpstreamConfig, UpstreamSettings,
 };
-
-/// One change to the filtering policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditRecord {
-    /// Unix seconds.
-    pub at: u64,
-    /// Who or what made the change (`configuration file /etc/…`, `hedgerow lists compile`, …).
-    pub actor: String,
-    /// What changed, in plain English.
-    pub change: String,
-    /// Why (the trigger, or the reason given with a grant).
-    pub reason: String,
-}
-
-/// Appends audit records to a JSON-lines file.
-#[derive(Debug, Clone)]
-pub struct AuditLog {
-    path: PathBuf,
-}
-
-impl AuditLog {
-    /// An audit log at `DATA_DIR/audit.jsonl`.
-    pub fn in_dir(data_dir: &Path) -> AuditLog {
-        AuditLog {
-            path: data_dir.join("audit.jsonl"),
-        }
-    }
-
-    /// Where records go.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends `records` durably; on failure logs an error naming the file.
-    pub fn append(&self, records: &[AuditRecord]) {
-        if records.is_empty() {
-            return;
-        }
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            let mut buf = Vec::new();
-            for r in records {
-                serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
-                buf.push(b'\n');
-            }
-            file.write_all(&buf)?;
-            file.sync_data()
-        })();
-        for r in records {
-            tracing::info!(target: "audit", actor = %r.actor, reason = %r.reason, "{}", r.change);
-        }
-        if let Err(error) = result {
-            tracing::error!(path = %self.path.display(), %error, "cannot write the policy audit log");
-        }
-    }
-}
 
 /// The policy differences between two configurations, in plain English: every setting that
 /// changes what a device can reach, or who counts as which device.
@@ -389,22 +320,5 @@ mod tests {
             ]
         );
         assert!(diff(&old, &old).is_empty());
-    }
-
-    #[test]
-    fn appends_json_lines() {
-        let dir = std::env::temp_dir().join(format!("hedgerow-audit-{}", std::process::id()));
-        let log = AuditLog::in_dir(&dir);
-        let r = AuditRecord {
-            at: 1,
-            actor: "test".into(),
-            change: "x".into(),
-            reason: "y".into(),
-        };
-        log.append(&[r.clone(), r]);
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        assert_eq!(text.lines().count(), 2);
-        assert!(text.starts_with("{\"at\":1,\"actor\":\"test\""));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

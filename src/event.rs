@@ -165,6 +165,10 @@ impl BlockReason {
     }
 }
 
+/// What is stored and shown instead of an illegal-tier name (the query log, breaches,
+/// alerts). It cannot be a DNS name (it has spaces), so it never collides with one.
+pub const WITHHELD: &str = "withheld (illegal-content list)";
+
 /// The question name as it may be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventName {

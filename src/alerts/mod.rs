@@ -71,7 +71,7 @@ pub struct BreachAlert {
 }
 
 /// What the `domain` of an illegal-tier breach says.
-pub const WITHHELD: &str = "withheld (illegal-content list)";
+pub use crate::event::WITHHELD;
 
 /// Why alerts could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -84,9 +84,7 @@ pub(crate) fn bump_cache_generation(conn: &Connection) -> Result<(), StoreError>
 /// The database file's name inside `DATA_DIR`.
 pub const DB_FILE: &str = "hedgerow.sqlite";
 
-/// What is stored, and shown, instead of an illegal-tier name. It cannot be a DNS name (it has
-/// spaces), so it never collides with one.
-pub const WITHHELD: &str = "withheld (illegal-content list)";
+pub use crate::event::WITHHELD;
 
 /// Query keys count milliseconds from 2020-01-01 UTC: shifted left 8 bits they stay below
 /// 2^47 until 2037, so a key takes 6 bytes in an index record instead of 8.

@@ -192,26 +192,6 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     h.wait_for_log("configuration reloaded");
     assert!(!blocked("play.games.test.").await);
     assert!(blocked("school.test.").await);
-    // Both changes are in the audit trail, with what triggered them.
-    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
-    assert!(
-        audit.contains("group `pupils` deny: added school.test"),
-        "{audit}"
-    );
-    assert!(
-        audit.contains("group `pupils` deny: removed games.test"),
-        "{audit}"
-    );
-    assert!(audit.contains("reload requested (SIGHUP)"), "{audit}");
-    assert!(
-        audit
-            .lines()
-            .next()
-            .unwrap()
-            .contains("policy in force at start-up"),
-        "{audit}"
-    );
-
     h.signal("-TERM");
     let status = tokio::task::spawn_blocking(move || {
         let status = h.child.wait().unwrap();
@@ -221,6 +201,36 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
     .await
     .unwrap();
     assert!(status.success(), "exit status {status:?}");
+
+    // Both changes are in the store's audit trail, with what triggered them, and SIGTERM
+    // drained every answered query into the query log before the process exited.
+    let (reader, _) =
+        hedgerow::store::open_offline(&dir, hedgerow::clock::Clock::system()).unwrap();
+    let audit: Vec<String> = reader
+        .audit(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} | {}", e.change, e.reason))
+        .collect();
+    let has = |text: &str| audit.iter().any(|line| line.contains(text));
+    assert!(
+        has("group `pupils` deny: added school.test | reload requested (SIGHUP)"),
+        "{audit:?}"
+    );
+    assert!(has("group `pupils` deny: removed games.test"), "{audit:?}");
+    assert!(has("policy in force at start-up"), "{audit:?}");
+    assert_eq!(reader.verify_audit().unwrap().first_broken, None);
+    let logged = reader
+        .search(&hedgerow::store::QueryFilter::default(), None, 100)
+        .unwrap()
+        .rows;
+    let names: Vec<&str> = logged.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "play.games.test").count(),
+        3,
+        "{names:?}"
+    );
+    assert!(names.contains(&"school.test"), "{names:?}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod lists_real_data;
 mod lists_scale;
 mod lists_update;
 mod policy;
+mod querylog;
 mod reload;
 mod resolver;
 mod safesearch;
