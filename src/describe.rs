@@ -46,8 +46,10 @@ pub fn describe(config: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "cache: {} entries, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
+        "cache: {} entries or {} KiB, answers above {} KiB not cached, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
         config.cache.size,
+        config.cache.max_bytes / 1024,
+        config.cache.max_entry_bytes / 1024,
         config.cache.min_ttl,
         config.cache.max_ttl,
         config.cache.negative_max_ttl,

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub upstream: IntCounterVec,
     /// Current number of cached answers.
     pub cache_entries: IntGauge,
+    /// Memory the cached answers hold (estimated on the high side), in bytes.
+    pub cache_bytes: IntGauge,
+    /// Answers served but not cached because they were above the per-entry size.
+    pub cache_too_large: IntCounter,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     /// Fraction of cache lookups that hit, since start (updated at each scrape).
@@ -125,6 +129,16 @@ impl Metrics {
         registry.register(Box::new(upstream.clone()))?;
         let cache_entries = IntGauge::new("cache_entries", "Answers currently cached")?;
         registry.register(Box::new(cache_entries.clone()))?;
+        let cache_bytes = IntGauge::new(
+            "cache_bytes",
+            "Memory the cached answers hold (estimated on the high side), in bytes",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        let cache_too_large = IntCounter::new(
+            "cache_uncached_large_total",
+            "Answers served but not cached because they were above [cache] max_entry_bytes",
+        )?;
+        registry.register(Box::new(cache_too_large.clone()))?;
         let cache_lookups = IntCounterVec::new(
             Opts::new("cache_lookups_total", "Cache lookups by result"),
             &["result"],
@@ -171,6 +185,8 @@ impl Metrics {
             latency,
             upstream,
             cache_entries,
+            cache_bytes,
+            cache_too_large,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
             cache_hit_ratio,

@@ -175,6 +175,12 @@ impl TlsRoots {
 pub struct CacheConfig {
     /// Maximum number of cached answers (0 disables the cache).
     pub size: usize,
+    /// Memory budget of the cached answers, in bytes (each entry's records, pre-encoded bytes
+    /// and key, estimated on the high side): a device asking many names with large answers
+    /// cannot grow the process past it.
+    pub max_bytes: usize,
+    /// An answer estimated above this many bytes is served but not cached.
+    pub max_entry_bytes: usize,
     /// TTLs of positive answers are clamped into `[min_ttl, max_ttl]`.
     pub min_ttl: u32,
     /// See `min_ttl`.

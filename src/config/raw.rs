@@ -97,10 +97,22 @@ impl Default for RawUpstream {
     }
 }
 
+/// `[cache] max_bytes`: 256 MiB holds the default 100,000 entries at their typical 1–2 KiB
+/// (a few A/AAAA records, an SOA) with room to spare, and bounds a flood of large answers.
+const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
+/// `[cache] max_entry_bytes`: 64 KiB of estimated memory is 10–30 KiB of wire data, above any
+/// everyday answer (a UDP answer is at most 1,232 wire bytes; big SPF TXT sets and DNSKEY sets
+/// with signatures are a few KiB). Bigger answers come over TCP from zones that are unusual or
+/// hostile; serving them uncached costs one upstream exchange each, caching them would let
+/// 4,096 names fill the whole budget.
+const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 64 << 10;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawCache {
     size: usize,
+    max_bytes: Spanned<u64>,
+    max_entry_bytes: Spanned<u64>,
     min_ttl: u32,
     max_ttl: u32,
     negative_max_ttl: u32,
@@ -113,6 +125,8 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             size: 100_000,
+            max_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_BYTES),
+            max_entry_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_ENTRY_BYTES),
             min_ttl: 0,
             max_ttl: 86_400,
             negative_max_ttl: 3_600,
@@ -277,8 +291,26 @@ impl RawConfig {
                 format!("min_ttl ({}) is above max_ttl ({})", c.min_ttl, c.max_ttl),
             ));
         }
+        let (max_bytes, max_entry_bytes) = (*c.max_bytes.get_ref(), *c.max_entry_bytes.get_ref());
+        if max_bytes == 0 && c.size > 0 {
+            return Err(invalid(
+                c.max_bytes.span(),
+                "cache.max_bytes",
+                "must be above zero (set `size = 0` to turn the cache off)".into(),
+            ));
+        }
+        if max_entry_bytes > max_bytes {
+            return Err(invalid(
+                c.max_entry_bytes.span(),
+                "cache.max_entry_bytes",
+                format!("{max_entry_bytes} is above max_bytes ({max_bytes})"),
+            ));
+        }
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let cache = CacheConfig {
             size: c.size,
+            max_bytes: to_usize(max_bytes),
+            max_entry_bytes: to_usize(max_entry_bytes),
             min_ttl: c.min_ttl,
             max_ttl: c.max_ttl,
             negative_max_ttl: c.negative_max_ttl,

@@ -4,6 +4,7 @@
 mod alerts;
 mod binary;
 mod common;
+mod guard;
 mod identity;
 mod lists_compile;
 mod lists_real_data;
