@@ -46,11 +46,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ListsCommand {
-    /// Compile every category of the manifest into the artifact folder.
+    /// Compile every category of the manifest into the artifact folder. A build in which a
+    /// category, or the whole, shrank to zero or below `lists.shrink_threshold` of the build
+    /// in force is refused.
     Compile {
         /// Configuration file (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Replace the build in force even though the new one shrank (marks it as forced,
+        /// so running servers take it too).
+        #[arg(long)]
+        force: bool,
     },
     /// Download the manifest's `url` sources (conditional requests; the last good copy is kept
     /// when a download fails or shrinks suspiciously), then compile.
@@ -58,6 +64,9 @@ enum ListsCommand {
         /// Configuration file (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Compile even though the build shrank (see `lists compile --force`).
+        #[arg(long)]
+        force: bool,
     },
     /// Show what each group (or one client's group) gets for a name, and why.
     Lookup {
@@ -146,13 +155,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", hedgerow::describe::describe(&config));
             Ok(())
         }
-        Command::Lists(ListsCommand::Compile { config }) => {
+        Command::Lists(ListsCommand::Compile { config, force }) => {
             let config = config_or_default(config.as_ref())?;
-            let report = lists::compile(&lists::configured::compile_options(&config)?)?;
+            let report = lists::configured::compile_guarded(&config, force)?;
             print!("{report}");
             Ok(())
         }
-        Command::Lists(ListsCommand::Update { config }) => {
+        Command::Lists(ListsCommand::Update { config, force }) => {
             let config = config_or_default(config.as_ref())?;
             let mut options = lists::UpdateOptions::new(
                 lists::Manifest::load(&config.lists.manifest)?
@@ -161,7 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.shrink_threshold = config.lists.shrink_threshold;
             let report = lists::update(&options)?;
             print!("{report}");
-            let compiled = lists::compile(&lists::configured::compile_options(&config)?)?;
+            let compiled = lists::configured::compile_guarded(&config, force)?;
             print!("{compiled}");
             anyhow::ensure!(
                 report.failed() == 0,

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub list_reloads: IntCounterVec,
     /// Configuration reloads by outcome.
     pub config_reloads: IntCounterVec,
+    /// List lookups that failed (a panic on damaged list data) and were answered as blocked.
+    pub list_lookup_failures: IntCounter,
     /// Query-log events dropped because the writer fell behind.
     pub log_dropped: IntCounter,
     hits: AtomicU64,
@@ -172,6 +174,11 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(config_reloads.clone()))?;
+        let list_lookup_failures = IntCounter::new(
+            "list_lookup_failures_total",
+            "List lookups that failed on damaged list data; each such query was blocked",
+        )?;
+        registry.register(Box::new(list_lookup_failures.clone()))?;
         let log_dropped = IntCounter::new(
             "log_events_dropped_total",
             "Query-log events dropped because the writer fell behind",
@@ -195,6 +202,7 @@ impl Metrics {
             lists_built,
             list_reloads,
             config_reloads,
+            list_lookup_failures,
             log_dropped,
             hits: AtomicU64::new(0),
             lookups: AtomicU64::new(0),

@@ -62,6 +62,75 @@ pub struct Meta {
     /// Counts for the illegal-content tier (never entries).
     #[serde(default)]
     pub illegal: Option<IllegalMeta>,
+    /// Compiled with `--force` (see [`shrinkage`]): a server swaps to it even when it shrank. Absent in artifacts written before the guard existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+}
+
+/// A category (or the whole list) that shrank too far between two builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shrink {
+    /// The category id, or `None` for all names together.
+    pub category: Option<String>,
+    /// Names in the build in force.
+    pub before: u64,
+    /// Names in the new build.
+    pub after: u64,
+}
+
+impl std::fmt::Display for Shrink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.category {
+            Some(id) => format!("category `{id}`"),
+            None => "all categories together".to_string(),
+        };
+        write!(
+            f,
+            "{what}: {} → {} names",
+            super::compile::group(self.before),
+            super::compile::group(self.after)
+        )
+    }
+}
+
+/// What shrank from `old` (the build in force) to `new` to zero or below `threshold` of its
+/// size: each category that had names, and all names together. Empty when `new` may replace
+/// `old`. A list that empties is far more often a broken sync, a full disk or a mistake than
+/// a decision, and an empty category silently stops blocking; so it needs `--force`.
+/// A category that is no longer in the manifest is not counted (removing one is an edit of
+/// the manifest, and a group still naming it fails to load).
+pub fn shrinkage(old: &Meta, new: &Meta, threshold: f64) -> Vec<Shrink> {
+    let shrank = |before: u64, after: u64| {
+        before > 0 && (after == 0 || (after as f64) < threshold * before as f64)
+    };
+    let mut out: Vec<Shrink> = old
+        .categories
+        .iter()
+        .filter_map(|o| {
+            let n = new.categories.iter().find(|n| n.id == o.id)?;
+            shrank(o.entries, n.entries).then(|| Shrink {
+                category: Some(o.id.clone()),
+                before: o.entries,
+                after: n.entries,
+            })
+        })
+        .collect();
+    if shrank(old.names, new.names) {
+        out.push(Shrink {
+            category: None,
+            before: old.names,
+            after: new.names,
+        });
+    }
+    out
+}
+
+/// `DIR.good`: a copy of the last artifact the server put in force, to fall back on when the
+/// artifact is damaged at start-up.
+pub fn good_path(target: &Path) -> PathBuf {
+    let mut s = target.as_os_str().to_os_string();
+    s.push(".good");
+    PathBuf::from(s)
 }
 
 /// Checksum of one artifact file.

@@ -407,6 +407,11 @@ impl IllegalSet {
         IllegalSet::from_bytes(import.to_bytes(), key, Path::new("<memory>"))
     }
 
+    /// The whole file as loaded (to keep a copy of exactly what is served).
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        (*self.data).as_ref()
+    }
+
     fn domain_bytes(&self) -> &[u8] {
         let b = (*self.data).as_ref();
         &b[HEADER..HEADER + 16 * self.domains]

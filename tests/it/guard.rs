@@ -2,12 +2,20 @@
 //! budget, lists that never fail open, configurations that cannot open the resolver, and the
 //! smaller guards (hostile upstream records, CHAOS queries, IPv6 rate limits).
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use crate::common::dns::{start_hedgerow, tcp_query, Upstream, Zone};
-use hedgerow::app::Hedgerow;
+use crate::common::dns::{ask, assert_metric, scratch_dir, start_hedgerow, Upstream, Zone};
+use hedgerow::{
+    app::{Hedgerow, Overrides},
+    config::Config,
+    lists::{self, configured::compile_options, Blocklists},
+};
 use hickory_proto::{
-    op::ResponseCode,
+    op::{Message, Query, ResponseCode},
     rr::{rdata::TXT, Name, RData, Record, RecordType},
 };
 
@@ -20,6 +28,50 @@ fn metric(app: &Hedgerow, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
+}
+
+/// Starts Hedgerow from `cfg`, retrying when port 0's UDP port is taken for TCP (loopback
+/// ports churn when many tests run at once).
+async fn start_retrying(cfg: &Path, upstream: SocketAddr) -> Result<Hedgerow, String> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let overrides = Overrides {
+            upstreams: vec![upstream],
+            ..Overrides::default()
+        };
+        match Hedgerow::start(Some(cfg.to_path_buf()), overrides).await {
+            Ok(app) => return Ok(app),
+            Err(hedgerow::app::AppError::Listen(e)) => last = e.to_string(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(last)
+}
+
+/// One TCP connection for many queries (fewer loopback ports in use than one per query).
+struct TcpClient(tokio::net::TcpStream);
+
+impl TcpClient {
+    async fn connect(server: SocketAddr) -> TcpClient {
+        TcpClient(tokio::net::TcpStream::connect(server).await.unwrap())
+    }
+
+    async fn query(&mut self, qname: &str, qtype: RecordType) -> Message {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut m = Message::query();
+        m.metadata.id = 0x4242;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(qname).unwrap(), qtype));
+        let bytes = m.to_vec().unwrap();
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        self.0.write_all(&framed).await.unwrap();
+        let mut len = [0u8; 2];
+        self.0.read_exact(&mut len).await.unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        self.0.read_exact(&mut buf).await.unwrap();
+        Message::from_vec(&buf).unwrap()
+    }
 }
 
 /// `count` TXT records of `len` bytes each for `owner`: too big for UDP, so over TCP.
@@ -62,9 +114,12 @@ async fn cache_stays_inside_its_memory_budget_with_large_answers() {
     let config = format!("{LOCAL}[cache]\nmax_bytes = {BUDGET}\nmax_entry_bytes = 32768\n");
     let (app, _) = start_hedgerow(&config, up.addr).await;
     let dns: SocketAddr = app.dns_addrs()[0];
+    let mut tcp = TcpClient::connect(dns).await;
 
     for i in 0..NAMES {
-        let m = tcp_query(dns, &format!("big{i}.example.test."), RecordType::TXT).await;
+        let m = tcp
+            .query(&format!("big{i}.example.test."), RecordType::TXT)
+            .await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         let texts = txt_strings(&m);
         assert_eq!(texts.len(), 10, "big{i}: every record served");
@@ -87,17 +142,203 @@ async fn cache_stays_inside_its_memory_budget_with_large_answers() {
     // (The upstream counts a UDP try and the TCP retry per resolution.)
     let last = format!("big{}.example.test.", NAMES - 1);
     let asked = up.seen.count(&last, RecordType::TXT);
-    let again = tcp_query(dns, &last, RecordType::TXT).await;
+    let again = tcp.query(&last, RecordType::TXT).await;
     assert_eq!(txt_strings(&again).len(), 10);
     assert_eq!(up.seen.count(&last, RecordType::TXT), asked, "a cache hit");
 
     // Above max_entry_bytes: answered in full every time, never cached.
     let mut asked = Vec::new();
     for _ in 0..2 {
-        let m = tcp_query(dns, "huge.example.test.", RecordType::TXT).await;
+        let m = tcp.query("huge.example.test.", RecordType::TXT).await;
         assert_eq!(txt_strings(&m).len(), 60);
         asked.push(up.seen.count("huge.example.test.", RecordType::TXT));
     }
     assert!(asked[1] > asked[0], "asked upstream each time: {asked:?}");
     assert!(metric(&app, "hedgerow_cache_uncached_large_total") >= 2.0);
+}
+
+// ---- Never fail open --------------------------------------------------------------------
+
+fn write_lists(dir: &Path, games: &str) {
+    std::fs::write(dir.join("games.txt"), games).unwrap();
+    std::fs::write(
+        dir.join("lists.toml"),
+        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
+         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n",
+    )
+    .unwrap();
+}
+
+fn lists_config(dir: &Path) -> String {
+    format!(
+        "[rate_limit]\nqps = 0\n[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n\
+         [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\nblock_categories = [\"games\"]\n",
+        dir.join("lists.toml").display()
+    )
+}
+
+const GAMES: &str = "games.test\nroblox.test\nminecraft.test\nfortnite.test\n";
+
+async fn rcode(dns: SocketAddr, name: &str) -> ResponseCode {
+    ask(dns, name, RecordType::A).await.metadata.response_code
+}
+
+#[test]
+fn lists_compile_refuses_an_emptied_category_unless_forced() {
+    let dir = scratch_dir("shrink-cli");
+    write_lists(&dir, GAMES);
+    let cfg = dir.join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n{}",
+            dir.join("data").display(),
+            lists_config(&dir)
+        ),
+    )
+    .unwrap();
+    let compile = |force: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hedgerow"));
+        cmd.args(["lists", "compile", "--config"]).arg(&cfg);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let meta = || std::fs::read_to_string(dir.join("data/lists/meta.toml")).unwrap();
+    assert!(compile(false).status.success());
+    assert!(meta().contains("names = 4"), "{}", meta());
+
+    // The source is emptied (a broken sync): refused, naming the category; the build in
+    // force stays.
+    write_lists(&dir, "# nothing\n");
+    let out = compile(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an empty build replaced the lists");
+    assert!(err.contains("category `games`: 4 → 0 names"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert!(meta().contains("names = 4"), "{}", meta());
+
+    // Shrinking below the threshold (0.5) is refused too; down to half is not.
+    write_lists(&dir, "games.test\n");
+    assert!(!compile(false).status.success());
+    write_lists(&dir, "games.test\nroblox.test\n");
+    assert!(compile(false).status.success());
+
+    // Forced: replaced, and marked so a running server takes it.
+    write_lists(&dir, "# nothing\n");
+    let out = compile(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(meta().contains("forced = true"), "{}", meta());
+}
+
+/// The artifact folder of a Hedgerow started by `start_hedgerow` with config file `cfg`.
+fn artifact_of(cfg: &Path) -> PathBuf {
+    cfg.parent().unwrap().join("data/lists")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_refuses_to_swap_to_an_emptied_artifact_unless_forced() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("shrink-serve");
+    write_lists(&dir, GAMES);
+    let (app, cfg) = start_hedgerow(&lists_config(&dir), up.addr).await;
+    let dns = app.dns_addrs()[0];
+    assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NXDomain);
+
+    // An emptied build lands in the artifact folder without the guard (an older Hedgerow,
+    // a copy from another machine, the library called directly).
+    write_lists(&dir, "# nothing\n");
+    let config = Config::from_file(&cfg).unwrap();
+    let unguarded = tokio::task::spawn_blocking(move || {
+        lists::compile(&compile_options(&config).unwrap()).unwrap()
+    });
+    assert_eq!(unguarded.await.unwrap().names, 0);
+    app.reload_lists_if_changed().await;
+    assert_eq!(
+        rcode(dns, "games.test.").await,
+        ResponseCode::NXDomain,
+        "the emptied lists were put in force"
+    );
+    assert_metric(&app, "hedgerow_list_reloads_total{outcome=\"refused\"} 1");
+    // A SIGHUP does not sneak it in either (the refused artifact is not retried).
+    let _ = app.reload().await;
+    assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NXDomain);
+
+    // Forced: taken.
+    let config = Config::from_file(&cfg).unwrap();
+    tokio::task::spawn_blocking(move || lists::configured::compile_guarded(&config, true).unwrap())
+        .await
+        .unwrap();
+    app.reload_lists_if_changed().await;
+    assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NoError);
+}
+
+/// Rewrites `file`'s checksum and size in the artifact's meta.toml (as a writer that got it
+/// wrong would have), so only a structural check can notice the damage.
+fn rehash(artifact: &Path, file: &str) {
+    use sha2::Digest;
+    let bytes = std::fs::read(artifact.join(file)).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta_path = artifact.join("meta.toml");
+    let mut meta: toml::Table = std::fs::read_to_string(&meta_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sum = meta["files"][file].as_table().unwrap().clone();
+    let mut sum = sum;
+    sum.insert("sha256".into(), sha.into());
+    sum.insert("bytes".into(), (bytes.len() as i64).into());
+    meta["files"]
+        .as_table_mut()
+        .unwrap()
+        .insert(file.into(), sum.into());
+    std::fs::write(&meta_path, toml::to_string(&meta).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_but_checksummed_artifacts_are_refused_and_a_restart_keeps_the_last_good() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("damaged");
+    write_lists(&dir, GAMES);
+    let (app, cfg) = start_hedgerow(&lists_config(&dir), up.addr).await;
+    let dns = app.dns_addrs()[0];
+    assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NXDomain);
+    let artifact = artifact_of(&cfg);
+    assert!(artifact.with_extension("good").join("meta.toml").exists());
+    let key: Option<&Path> = None;
+
+    // meta.toml miscounts the names: the full walk notices.
+    let meta_path = artifact.join("meta.toml");
+    let good_meta = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(&meta_path, good_meta.replace("names = 4", "names = 40")).unwrap();
+    let err = Blocklists::open(&artifact, key).unwrap_err().to_string();
+    assert!(err.contains("4 names, meta.toml says 40"), "{err}");
+    std::fs::write(&meta_path, &good_meta).unwrap();
+
+    // Flipped bytes with a matching SHA-256: the transducer's own checksum notices.
+    let fst = artifact.join("categories.fst");
+    let mut bytes = std::fs::read(&fst).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&fst, &bytes).unwrap();
+    rehash(&artifact, "categories.fst");
+    let err = Blocklists::open(&artifact, key).unwrap_err().to_string();
+    assert!(err.contains("categories.fst"), "{err}");
+
+    // A restart on the damaged artifact starts on the last good copy and keeps filtering.
+    app.shutdown().await;
+    let again = start_retrying(&cfg, up.addr)
+        .await
+        .expect("a damaged artifact stopped the restart");
+    let dns = again.dns_addrs()[0];
+    assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NXDomain);
+    assert_eq!(rcode(dns, "www.example.test.").await, ResponseCode::NoError);
 }
