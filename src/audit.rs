@@ -108,7 +108,14 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         tcp_idle_timeout: _,
         shutdown_grace: _,
         timezone, // schedules are read in it
+        allow_public_clients,
     } = server;
+    changed(
+        &mut out,
+        "answers clients on public networks (allow_public_clients)",
+        &old.server.allow_public_clients,
+        allow_public_clients,
+    );
     changed(
         &mut out,
         "school time zone (for schedules)",

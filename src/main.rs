@@ -153,6 +153,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             print!("{}", hedgerow::describe::describe(&config));
+            let findings = hedgerow::describe::check(&config);
+            if !findings.warnings.is_empty() || !findings.errors.is_empty() {
+                println!();
+            }
+            for w in &findings.warnings {
+                println!("warning: {w}");
+            }
+            // Wherever `serve` would refuse to start, so does the check.
+            anyhow::ensure!(
+                findings.errors.is_empty(),
+                "{}: `serve` would refuse this configuration:\n  {}",
+                file.display(),
+                findings.errors.join("\n  ")
+            );
             Ok(())
         }
         Command::Lists(ListsCommand::Compile { config, force }) => {

@@ -62,6 +62,7 @@ struct RawServer {
     tcp_idle_timeout_secs: u64,
     shutdown_grace_secs: u64,
     timezone: Spanned<String>,
+    allow_public_clients: bool,
 }
 
 impl Default for RawServer {
@@ -73,6 +74,7 @@ impl Default for RawServer {
             tcp_idle_timeout_secs: 10,
             shutdown_grace_secs: 5,
             timezone: Spanned::new(0..0, "Europe/London".to_string()),
+            allow_public_clients: false,
         }
     }
 }
@@ -254,6 +256,7 @@ impl RawConfig {
             data_dir: s.data_dir,
             tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            allow_public_clients: s.allow_public_clients,
         };
 
         let mut servers = Vec::new();
@@ -376,6 +379,22 @@ impl RawConfig {
                     g.name.span(),
                     "group.networks",
                     format!("group `{name}` has no networks"),
+                ));
+            }
+            let public: Vec<String> = g
+                .networks
+                .iter()
+                .filter(|n| !super::is_private_network(n))
+                .map(|n| n.to_string())
+                .collect();
+            if !public.is_empty() && !server.allow_public_clients {
+                return Err(invalid(
+                    g.name.span(),
+                    "group.networks",
+                    format!(
+                        "group `{name}` covers public address space ({}): Hedgerow would answer anyone there, an open resolver. Use the school's private networks, or set `[server] allow_public_clients = true` if the school really has public addresses",
+                        public.join(", ")
+                    ),
                 ));
             }
             let names_of = |list: &Option<Spanned<Vec<String>>>,

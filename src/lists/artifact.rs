@@ -87,8 +87,8 @@ impl std::fmt::Display for Shrink {
         write!(
             f,
             "{what}: {} → {} names",
-            super::compile::group(self.before),
-            super::compile::group(self.after)
+            group(self.before),
+            group(self.after)
         )
     }
 }
@@ -239,6 +239,19 @@ impl Meta {
         }
         toml::from_str(&text).map_err(|e| ListError::corrupt(&path, e.to_string()))
     }
+}
+
+/// Thousands separators for counts in reports.
+pub(crate) fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed).

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::artifact::{
-    self, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
+    self, group, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
     ILLEGAL_BIN, META_TOML,
 };
 use super::digest::HashingReader;
@@ -98,19 +98,6 @@ pub struct CompileReport {
     pub illegal: Option<IllegalStats>,
     /// What was written to `meta.toml`.
     pub meta: Meta,
-}
-
-/// Thousands separators for counts in reports.
-pub(crate) fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl fmt::Display for CompileReport {

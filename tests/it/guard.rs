@@ -342,3 +342,120 @@ async fn damaged_but_checksummed_artifacts_are_refused_and_a_restart_keeps_the_l
     assert_eq!(rcode(dns, "games.test.").await, ResponseCode::NXDomain);
     assert_eq!(rcode(dns, "www.example.test.").await, ResponseCode::NoError);
 }
+
+// ---- Configurations that cannot open the resolver by accident ---------------------------
+
+/// Runs `hedgerow check-config` on `body` (with the shipped manifest and a scratch data
+/// folder); returns success, stdout and stderr.
+fn check_config(tag: &str, body: &str) -> (bool, String, String) {
+    let dir = scratch_dir(tag);
+    let path = dir.join("h.toml");
+    let text = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "[lists]\nmanifest = \"{}/lists/lists.toml\"\ncompile_if_missing = true\n{body}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let text = match text.find("[server]\n") {
+        Some(_) => text.replace(
+            "[server]\n",
+            &format!("[server]\ndata_dir = \"{}\"\n", dir.join("data").display()),
+        ),
+        None if text.is_empty() => text,
+        None => format!(
+            "[server]\ndata_dir = \"{}\"\n{text}",
+            dir.join("data").display()
+        ),
+    };
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+        .arg("check-config")
+        .arg(&path)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const UPSTREAM: &str = "[upstream]\nservers = [\"127.0.0.1:5300\"]\n";
+
+#[test]
+fn check_config_refuses_public_client_networks_unless_allowed() {
+    let everyone = format!("{UPSTREAM}[[group]]\nname = \"all\"\nnetworks = [\"0.0.0.0/0\"]\n");
+    let (ok, _, err) = check_config("public", &everyone);
+    assert!(!ok, "0.0.0.0/0 accepted");
+    assert!(
+        err.contains("`group.networks`")
+            && err.contains("0.0.0.0/0")
+            && err.contains("open resolver"),
+        "{err}"
+    );
+    let v6 = format!("{UPSTREAM}[[group]]\nname = \"all\"\nnetworks = [\"fd00::/8\", \"::/0\"]\n");
+    let (ok, _, err) = check_config("public6", &v6);
+    assert!(!ok && err.contains("::/0"), "{err}");
+    // `serve` reads the same validation: it refuses too.
+    let dir = scratch_dir("public-serve");
+    std::fs::write(dir.join("h.toml"), &everyone).unwrap();
+    assert!(Config::from_file(&dir.join("h.toml")).is_err());
+
+    // Allowed on purpose: accepted, and the summary no longer claims "never an open resolver".
+    let allowed = format!("[server]\nallow_public_clients = true\n{everyone}");
+    let (ok, out, err) = check_config("public-ok", &allowed);
+    assert!(ok, "{err}");
+    assert!(!out.contains("never an open resolver"), "{out}");
+    assert!(
+        out.contains("OPEN RESOLVER") && out.contains("0.0.0.0/0"),
+        "{out}"
+    );
+    // Private networks keep the promise.
+    let school = format!("{UPSTREAM}[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\n");
+    let (ok, out, err) = check_config("private", &school);
+    assert!(ok, "{err}");
+    assert!(out.contains("never an open resolver"), "{out}");
+}
+
+#[test]
+fn check_config_says_which_group_wins_an_overlap() {
+    let body = format!(
+        "{UPSTREAM}[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\n\
+         [[group]]\nname = \"staff\"\nnetworks = [\"10.1.0.0/16\"]\n\
+         [[group]]\nname = \"guests\"\nnetworks = [\"10.0.0.0/8\"]\n"
+    );
+    let (ok, out, err) = check_config("overlap", &body);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("warning: networks overlap: 10.0.0.0/8 (group `pupils`) and 10.1.0.0/16 (group `staff`): clients in 10.1.0.0/16 get group `staff` (the most specific network wins)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("10.0.0.0/8 (group `pupils`) and 10.0.0.0/8 (group `guests`): clients in 10.0.0.0/8 get group `pupils` (the same network: the group earlier in the file wins)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_on_an_empty_file_warns_of_no_groups_and_no_upstreams() {
+    let (_, out, err) = check_config("empty", "");
+    assert!(out.contains("warning: no [[group]]"), "{out}{err}");
+    assert!(out.contains("warning: no [upstream] servers"), "{out}{err}");
+}
+
+#[test]
+fn check_config_fails_where_serve_would_on_unknown_categories() {
+    let body = format!(
+        "{UPSTREAM}[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"gambling\", \"gamblin\"]\n"
+    );
+    let (ok, _, err) = check_config("unknown-cat", &body);
+    assert!(!ok, "an unknown category passed");
+    assert!(
+        err.contains("group `pupils` block_categories: unknown list category `gamblin`"),
+        "{err}"
+    );
+    assert!(!err.contains("`gambling`"), "{err}");
+}
