@@ -15,7 +15,7 @@ use std::{
 use futures_util::StreamExt;
 use hickory_proto::{
     op::{DnsRequest, DnsRequestOptions, Edns, Message, ResponseCode},
-    rr::RecordType,
+    rr::{DNSClass, Name, RData, RecordType},
 };
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ResolverOpts},
@@ -194,7 +194,7 @@ impl Forward {
                     }
                     upstream.answered.inc();
                     upstream.failures.store(0, Ordering::Relaxed);
-                    return Self::answer(message, query.dnssec_ok);
+                    return Self::answer(message, &query.name, query.dnssec_ok);
                 }
                 // hickory reports NXDOMAIN and NODATA as errors; to a forwarder they are answers.
                 Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
@@ -232,11 +232,12 @@ impl Forward {
         Answer::servfail().with_note("every upstream failed")
     }
 
-    fn answer(mut message: Message, dnssec_ok: bool) -> Answer {
+    fn answer(mut message: Message, qname: &Name, dnssec_ok: bool) -> Answer {
         // The listener writes its own OPT record; upstream's must not be passed through.
         message
             .additionals
             .retain(|r| r.record_type() != RecordType::OPT);
+        drop_unrelated(&mut message, qname);
         // Minimal responses (unbound's default): a positive answer needs no referral NS or
         // glue (an SOA stays: it caches a CNAME target's NODATA). With DO set the authority may
         // hold wildcard proofs, so it all stays.
@@ -261,6 +262,36 @@ impl Forward {
     }
 }
 
+/// Drops records a hostile (or broken) upstream added for names it was not asked about, so
+/// they reach neither the cache nor a device's own cache: answer records must be owned by the
+/// query name or a name on its CNAME chain (DNAME records by an ancestor of one); authority
+/// and additional records by such a name or an ancestor (the zone's SOA, NS, NSEC proofs).
+fn drop_unrelated(message: &mut Message, qname: &Name) {
+    let mut chain = vec![qname.clone()];
+    // Follow CNAMEs in any order they come; a loop or a very long chain stops at 16 links.
+    for _ in 0..16 {
+        let Some(last) = chain.last() else { break };
+        let next = message.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name == *last && !chain.contains(&target.0) => {
+                Some(target.0.clone())
+            }
+            _ => None,
+        });
+        match next {
+            Some(target) => chain.push(target),
+            None => break,
+        }
+    }
+    let on_chain = |name: &Name| chain.iter().any(|c| c == name);
+    let above_chain = |name: &Name| chain.iter().any(|c| name.zone_of(c));
+    message.answers.retain(|r| match r.record_type() {
+        RecordType::DNAME => above_chain(&r.name),
+        _ => on_chain(&r.name),
+    });
+    message.authorities.retain(|r| above_chain(&r.name));
+    message.additionals.retain(|r| above_chain(&r.name));
+}
+
 impl Stage for Forward {
     fn name(&self) -> &'static str {
         "forward"
@@ -268,6 +299,13 @@ impl Stage for Forward {
 
     fn handle<'a>(&'a self, query: &'a mut Query, _next: Next<'a>) -> StageFuture<'a> {
         Box::pin(async move {
+            // CHAOS-class queries (`version.bind`, `hostname.bind`, `id.server`) ask about the
+            // server that answers: the upstream's identity and version are not a device's
+            // business, and nothing but IN is resolvable data. Refused here, never forwarded.
+            if query.qclass != DNSClass::IN {
+                return Answer::empty(ResponseCode::Refused, Disposition::Local)
+                    .with_note("not an Internet-class query: answered locally, never forwarded");
+            }
             match tokio::time::timeout(self.deadline, self.exchange(query)).await {
                 Ok(answer) => answer,
                 Err(_) => Answer::servfail().with_note("upstream deadline passed"),

@@ -459,3 +459,84 @@ fn check_config_fails_where_serve_would_on_unknown_categories() {
     );
     assert!(!err.contains("`gambling`"), "{err}");
 }
+
+// ---- Smaller guards ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_for_names_not_asked_about_are_dropped() {
+    use hickory_proto::rr::rdata::{A, CNAME};
+    let mut zone = crate::common::dns::zone();
+    let rec =
+        |owner: &str, data: RData| Record::from_rdata(Name::from_ascii(owner).unwrap(), 300, data);
+    // A hostile zone answers for itself and plants an address for someone else's name.
+    zone.insert(
+        ("plant.example.test".into(), RecordType::A),
+        vec![
+            rec("plant.example.test.", RData::A(A::new(192, 0, 2, 77))),
+            rec("www.bank.test.", RData::A(A::new(203, 0, 113, 66))),
+        ],
+    );
+    // A CNAME chain stays whole; the stranger inside it goes.
+    zone.insert(
+        ("hop.example.test".into(), RecordType::CNAME),
+        vec![rec(
+            "hop.example.test.",
+            RData::CNAME(CNAME(Name::from_ascii("www.example.test.").unwrap())),
+        )],
+    );
+    zone.insert(
+        ("www.example.test".into(), RecordType::A),
+        vec![
+            rec("www.example.test.", RData::A(A::new(192, 0, 2, 10))),
+            rec("login.bank.test.", RData::A(A::new(203, 0, 113, 67))),
+        ],
+    );
+    let up = Upstream::with_zone(zone).await;
+    let (app, _) = start_hedgerow(LOCAL, up.addr).await;
+    let dns = app.dns_addrs()[0];
+    for _ in 0..2 {
+        // Fresh, then from the cache.
+        let m = ask(dns, "plant.example.test.", RecordType::A).await;
+        let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(owners, ["plant.example.test."], "{m:?}");
+        let m = ask(dns, "hop.example.test.", RecordType::A).await;
+        let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(owners, ["hop.example.test.", "www.example.test."], "{m:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_queries_are_answered_locally_never_forwarded() {
+    use hickory_proto::rr::DNSClass;
+    let up = Upstream::start().await;
+    let (app, _) = start_hedgerow(LOCAL, up.addr).await;
+    let dns = app.dns_addrs()[0];
+    for name in [
+        "version.bind.",
+        "hostname.bind.",
+        "id.server.",
+        "version.server.",
+    ] {
+        let mut m = Message::query();
+        m.metadata.id = 0x1234;
+        m.metadata.recursion_desired = true;
+        let mut q = Query::query(Name::from_ascii(name).unwrap(), RecordType::TXT);
+        q.query_class = DNSClass::CH;
+        m.add_query(q);
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.send_to(&m.to_vec().unwrap(), dns).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), sock.recv(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        let reply = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::Refused,
+            "{name}"
+        );
+        assert!(reply.answers.is_empty(), "{name}: {reply:?}");
+        assert!(!up.seen.asked_for(name), "{name} was forwarded");
+    }
+}
