@@ -142,7 +142,17 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         &roots(&old.upstream.tls_roots),
         &roots(tls_roots),
     );
-    let RateLimitConfig { qps, burst } = rate_limit;
+    let RateLimitConfig {
+        qps,
+        burst,
+        ipv6_prefix,
+    } = rate_limit;
+    changed(
+        &mut out,
+        "rate limit IPv6 prefix",
+        &old.rate_limit.ipv6_prefix,
+        ipv6_prefix,
+    );
     changed(
         &mut out,
         "rate limit (queries/s per client)",

@@ -64,8 +64,8 @@ pub fn describe(config: &Config) -> String {
     } else {
         let _ = writeln!(
             out,
-            "rate limit: {} queries/s per client, bursts of {}",
-            config.rate_limit.qps, config.rate_limit.burst
+            "rate limit: {} queries/s per client (IPv4 address, IPv6 /{}), bursts of {}",
+            config.rate_limit.qps, config.rate_limit.ipv6_prefix, config.rate_limit.burst
         );
     }
     let public: Vec<String> = config

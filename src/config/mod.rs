@@ -226,6 +226,10 @@ pub struct RateLimitConfig {
     pub qps: u32,
     /// Short bursts above `qps` allowed per client.
     pub burst: u32,
+    /// IPv6 clients share one bucket per network of this prefix length: a device picks any
+    /// address in its /64 (privacy addresses), so a per-address limit would not hold it.
+    /// IPv4 clients have one bucket per address.
+    pub ipv6_prefix: u8,
 }
 
 /// Compiled lists: where they come from and where they go.

@@ -144,6 +144,7 @@ impl Default for RawCache {
 struct RawRateLimit {
     qps: u32,
     burst: u32,
+    ipv6_prefix: Spanned<u8>,
 }
 
 impl Default for RawRateLimit {
@@ -151,6 +152,7 @@ impl Default for RawRateLimit {
         Self {
             qps: 500,
             burst: 1000,
+            ipv6_prefix: Spanned::new(0..0, 64),
         }
     }
 }
@@ -322,9 +324,20 @@ impl RawConfig {
             stale_answer_timeout: Duration::from_millis(c.stale_answer_timeout_ms),
         };
 
+        let ipv6_prefix = *self.rate_limit.ipv6_prefix.get_ref();
+        if ipv6_prefix > 128 {
+            return Err(invalid(
+                self.rate_limit.ipv6_prefix.span(),
+                "rate_limit.ipv6_prefix",
+                format!(
+                    "{ipv6_prefix} is not a prefix length (0 to 128; 64 is one device's network)"
+                ),
+            ));
+        }
         let rate_limit = RateLimitConfig {
             qps: self.rate_limit.qps,
             burst: self.rate_limit.burst.max(self.rate_limit.qps),
+            ipv6_prefix,
         };
 
         let l = self.lists;
