@@ -447,7 +447,17 @@ impl Blocklists {
             (true, Some(key_path)) => {
                 let key = IllegalKey::load(key_path)?;
                 let bytes = load(ILLEGAL_BIN)?;
-                Some(IllegalSet::from_bytes(bytes, key, &dir.join(ILLEGAL_BIN))?)
+                let set = IllegalSet::from_bytes(bytes, key, &dir.join(ILLEGAL_BIN))?;
+                // The layout was checked above; its count must also be the compile's
+                // (meta.toml counts path-only URLs, the file distinct hosts: domains only).
+                let (domains, _) = set.counts();
+                if let Some(m) = meta.illegal.as_ref().filter(|m| m.domains != domains as u64) {
+                    return Err(ListError::corrupt(
+                        dir.join(ILLEGAL_BIN),
+                        format!("{domains} domains, meta.toml says {}", m.domains),
+                    ));
+                }
+                Some(set)
             }
             (true, None) => {
                 return Err(ListError::Illegal {

@@ -540,3 +540,48 @@ async fn chaos_queries_are_answered_locally_never_forwarded() {
         assert!(!up.seen.asked_for(name), "{name} was forwarded");
     }
 }
+
+#[test]
+fn illegal_tier_counts_are_checked_and_the_good_copy_keeps_the_tier() {
+    let dir = scratch_dir("illegal-guard");
+    let key = dir.join("illegal.key");
+    lists::generate_key_file(&key).unwrap();
+    let list = dir.join("iwf.txt");
+    let text: String = (0..5)
+        .map(|i| format!("http://csam-guard-{i}.invalid/\n"))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+    write_lists(&dir, GAMES);
+    let out = dir.join("compiled");
+    lists::compile(&lists::CompileOptions {
+        manifest: lists::Manifest::load(dir.join("lists.toml")).unwrap(),
+        out_dir: out.clone(),
+        illegal: Some(lists::IllegalSource {
+            list,
+            key: key.clone(),
+        }),
+    })
+    .unwrap();
+    let opened = Blocklists::open(&out, Some(&key)).unwrap();
+
+    // The copy kept as the last good artifact holds exactly what is served, tier included.
+    let good = dir.join("compiled.good");
+    opened.save_copy(&good).unwrap();
+    let copy = Blocklists::open(&good, Some(&key)).unwrap();
+    assert_eq!(copy.meta(), opened.meta());
+    assert!(copy.illegal("www.csam-guard-3.invalid").is_some());
+    assert!(copy
+        .lookup("games.test", copy.category_bit("games").unwrap())
+        .is_some());
+
+    // meta.toml and illegal.bin disagree on the count: refused.
+    let meta_path = out.join("meta.toml");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    assert!(meta.contains("domains = 5"), "{meta}");
+    std::fs::write(&meta_path, meta.replace("domains = 5", "domains = 6")).unwrap();
+    let err = Blocklists::open(&out, Some(&key)).unwrap_err().to_string();
+    assert!(
+        err.contains("illegal.bin") && err.contains("5 domains, meta.toml says 6"),
+        "{err}"
+    );
+}
