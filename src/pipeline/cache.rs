@@ -285,7 +285,7 @@ impl Cache {
             // Still full: drop an arbitrary tenth (HashMap order is effectively random), then
             // more until the new entry fits the byte budget.
             if full(&shard) {
-                let mut count = per_shard / 10 + 1;
+                let mut count = shard.map.len() / 10 + 1;
                 let mut need = (shard.bytes + bytes).saturating_sub(shard_budget);
                 let victims: Vec<u64> = shard
                     .map

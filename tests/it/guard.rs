@@ -134,6 +134,11 @@ async fn cache_stays_inside_its_memory_budget_with_large_answers() {
     let entries = metric(&app, "hedgerow_cache_entries");
     let bytes = metric(&app, "hedgerow_cache_bytes");
     assert!(entries > 10.0, "the budget still caches: {entries} entries");
+    // Eviction frees what the new entry needs (and a tenth of its shard), not whole shards.
+    assert!(
+        bytes > BUDGET as f64 * 0.6,
+        "the budget is used: {bytes} bytes of {BUDGET}"
+    );
     assert!(
         entries < NAMES as f64,
         "the budget evicted: {entries} entries, {bytes} bytes"
@@ -584,4 +589,100 @@ fn illegal_tier_counts_are_checked_and_the_good_copy_keeps_the_tier() {
         err.contains("illegal.bin") && err.contains("5 domains, meta.toml says 6"),
         "{err}"
     );
+}
+
+/// An upstream that makes up `COUNT` TXT records of `LEN` bytes for any name it is asked, so
+/// the test process does not hold the zone itself (for measuring Hedgerow's memory).
+#[derive(Clone)]
+struct Generator {
+    records: usize,
+}
+
+const GEN_LEN: usize = 250;
+
+#[async_trait::async_trait]
+impl hickory_server::server::RequestHandler for Generator {
+    async fn handle_request<
+        R: hickory_server::server::ResponseHandler,
+        T: hickory_server::net::runtime::Time,
+    >(
+        &self,
+        request: &hickory_server::server::Request,
+        mut response: R,
+    ) -> hickory_server::server::ResponseInfo {
+        use hickory_proto::op::Metadata;
+        let q = &request.queries.queries()[0];
+        let name: Name = q.name().into();
+        let answers: Vec<Record> = (0..self.records)
+            .map(|i| {
+                let text = format!("{i:04}{}", "g".repeat(GEN_LEN - 4));
+                Record::from_rdata(name.clone(), 300, RData::TXT(TXT::new(vec![text])))
+            })
+            .collect();
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        let builder =
+            hickory_server::zone_handler::MessageResponseBuilder::from_message_request(request);
+        let msg = builder.build(metadata, answers.iter(), [].iter(), [].iter(), [].iter());
+        response.send_response(msg).await.unwrap()
+    }
+}
+
+/// Process memory (VmRSS) in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A measurement, not a check: `MEASURE_NAMES` (default 12,000) names with
+/// `MEASURE_RECORDS` (default 30: ~7.7 KB) TXT records of 250 bytes over TCP, with `[cache] max_bytes = MEASURE_MAX_BYTES` (default 256 MiB);
+/// `max_entry_bytes = MEASURE_MAX_ENTRY_BYTES` (default 64 KiB); prints RSS and the cache
+/// gauges. One configuration per process:
+/// `MEASURE_MAX_BYTES=... cargo test --test it measure_cache_memory -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_cache_memory() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (names, max_bytes) = (
+        env("MEASURE_NAMES", 12_000),
+        env("MEASURE_MAX_BYTES", 256 << 20),
+    );
+    let records = env("MEASURE_RECORDS", 30) as usize;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let mut server = hickory_server::Server::new(Generator { records });
+    server.register_socket(udp);
+    server.register_listener(tcp, std::time::Duration::from_secs(5), 16);
+    let entry = env("MEASURE_MAX_ENTRY_BYTES", max_bytes.min(64 << 10));
+    let config = format!("{LOCAL}[cache]\nmax_bytes = {max_bytes}\nmax_entry_bytes = {entry}\n");
+    let (app, _) = start_hedgerow(&config, addr).await;
+    let mut client = TcpClient::connect(app.dns_addrs()[0]).await;
+    let before = rss_kib();
+    for i in 0..names {
+        let m = client
+            .query(&format!("n{i}.example.test."), RecordType::TXT)
+            .await;
+        assert_eq!(m.answers.len(), records);
+        if (i + 1) % 3000 == 0 {
+            println!(
+                "{:>6} names: RSS {:>7} KiB (+{:>7}), cache {} entries, {} bytes (estimated)",
+                i + 1,
+                rss_kib(),
+                rss_kib() - before,
+                metric(&app, "hedgerow_cache_entries"),
+                metric(&app, "hedgerow_cache_bytes")
+            );
+        }
+    }
+    drop(server);
 }
