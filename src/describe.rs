@@ -230,7 +230,36 @@ pub fn check(config: &Config) -> Findings {
     }
     overlaps(config, &mut f.warnings);
     categories(config, &mut f);
+    artifact(config, &mut f);
     f
+}
+
+/// Opens the compiled lists as `serve` would (checksums, structure, the illegal tier's key),
+/// without compiling or writing anything.
+fn artifact(config: &Config, f: &mut Findings) {
+    use crate::lists::{artifact::good_path, Blocklists};
+    let l = &config.lists;
+    if !l
+        .artifact_dir
+        .join(crate::lists::artifact::META_TOML)
+        .exists()
+    {
+        return; // reported by `categories`
+    }
+    let key = l
+        .illegal_list
+        .as_ref()
+        .map(|_| l.illegal_key_file.as_path());
+    if let Err(error) = Blocklists::open(&l.artifact_dir, key) {
+        let good = good_path(&l.artifact_dir);
+        match Blocklists::open(&good, key) {
+            Ok(_) => f.warnings.push(format!(
+                "{error}; `serve` would use the last good copy in {}",
+                good.display()
+            )),
+            Err(_) => f.errors.push(error.to_string()),
+        }
+    }
 }
 
 fn overlaps(config: &Config, out: &mut Vec<String>) {

@@ -198,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         }) => {
             let config = config_or_default(config.as_ref())?;
-            let blocklists = lists::configured::open(&config)?;
+            let blocklists = lists::configured::open_to_read(&config)?;
             let manifest = lists::Manifest::load(&config.lists.manifest).ok();
             let report = hedgerow::lookup::report(
                 &config,

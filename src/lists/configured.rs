@@ -24,6 +24,17 @@ use super::{
 /// against the last good copy without being forced), the last good copy is opened instead,
 /// with an ERROR log. Reads and hashes files: call it off the runtime's workers.
 pub fn open(config: &Config) -> Result<Blocklists, ListError> {
+    open_with(config, true)
+}
+
+/// As [`open`], for commands that only look (`lists lookup`, `check-config`): the same
+/// fallback, but the last good copy is not written (such a command may run as another user,
+/// and the copy must stay the server's).
+pub fn open_to_read(config: &Config) -> Result<Blocklists, ListError> {
+    open_with(config, false)
+}
+
+fn open_with(config: &Config, keep_good: bool) -> Result<Blocklists, ListError> {
     let l = &config.lists;
     let good = artifact::good_path(&l.artifact_dir);
     let opened = open_artifact(config).and_then(|lists| match Meta::read(&good) {
@@ -32,7 +43,9 @@ pub fn open(config: &Config) -> Result<Blocklists, ListError> {
     });
     match opened {
         Ok(lists) => {
-            keep_good_copy(config, &lists);
+            if keep_good {
+                keep_good_copy(config, &lists);
+            }
             Ok(lists)
         }
         Err(error) if good.join(artifact::META_TOML).exists() => {

@@ -686,3 +686,43 @@ async fn measure_cache_memory() {
     }
     drop(server);
 }
+
+#[test]
+fn check_config_fails_on_compiled_lists_serve_could_not_open() {
+    let dir = scratch_dir("check-artifact");
+    write_lists(&dir, GAMES);
+    let cfg = dir.join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n{}",
+            dir.join("data").display(),
+            lists_config(&dir).replace(
+                "[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]",
+                "[[group]]\nname = \"pupils\"\nnetworks = [\"10.0.0.0/8\"]"
+            )
+        ),
+    )
+    .unwrap();
+    let hedgerow = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+            .args(args)
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    assert!(hedgerow(&["lists", "compile", "--config"]).status.success());
+    let out = hedgerow(&["check-config"]);
+    assert!(out.status.success(), "{out:?}");
+    // Damaged in place: `serve` could not start on it (no good copy yet), so neither does the
+    // check pass.
+    let fst = dir.join("data/lists/categories.fst");
+    let mut bytes = std::fs::read(&fst).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&fst, bytes).unwrap();
+    let out = hedgerow(&["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("categories.fst"), "{err}");
+}
