@@ -657,9 +657,8 @@ async fn measure_cache_memory() {
         env("MEASURE_MAX_BYTES", 256 << 20),
     );
     let records = env("MEASURE_RECORDS", 30) as usize;
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = crate::common::dns::udp_and_tcp_on_one_port().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
     let mut server = hickory_server::Server::new(Generator { records });
     server.register_socket(udp);
     server.register_listener(tcp, std::time::Duration::from_secs(5), 16);
