@@ -395,6 +395,79 @@ fn sync_dir(dir: &Path) -> Result<(), ListError> {
 mod tests {
     use super::*;
 
+    fn meta(names: u64, categories: &[(&str, u64)]) -> Meta {
+        Meta {
+            format_version: FORMAT_VERSION,
+            built_unix: 0,
+            built: String::new(),
+            hedgerow_version: String::new(),
+            names,
+            allow_names: 0,
+            files: BTreeMap::new(),
+            categories: categories
+                .iter()
+                .enumerate()
+                .map(|(bit, (id, entries))| CategoryMeta {
+                    id: id.to_string(),
+                    title: String::new(),
+                    uk_definition: String::new(),
+                    severity: Severity::Low,
+                    bit: bit as u8,
+                    entries: *entries,
+                    input_entries: 0,
+                    duplicates: 0,
+                    redundant: 0,
+                    allow_entries: 0,
+                    rejected_lines: 0,
+                    skipped_lines: 0,
+                })
+                .collect(),
+            sources: Vec::new(),
+            illegal: None,
+            forced: false,
+        }
+    }
+
+    #[test]
+    fn shrinkage_rules() {
+        let old = meta(1000, &[("games", 600), ("gambling", 400), ("empty", 0)]);
+        let ids = |new: &Meta| -> Vec<Option<String>> {
+            shrinkage(&old, new, 0.5)
+                .into_iter()
+                .map(|s| s.category)
+                .collect()
+        };
+        // Growing, or shrinking to exactly half, is fine; an empty category stays allowed
+        // to be empty; a category removed from the manifest is not a shrink.
+        assert!(ids(&meta(
+            1200,
+            &[("games", 700), ("gambling", 500), ("empty", 0)]
+        ))
+        .is_empty());
+        assert!(ids(&meta(700, &[("games", 300), ("gambling", 400)])).is_empty());
+        // One category emptied: named, even though the whole barely moved.
+        assert_eq!(
+            ids(&meta(1000, &[("games", 1000), ("gambling", 0)])),
+            [Some("gambling".to_string())]
+        );
+        // Below half, and the whole below half too.
+        assert_eq!(
+            ids(&meta(499, &[("games", 299), ("gambling", 200)])),
+            [Some("games".to_string()), None]
+        );
+        let shrink = &shrinkage(&old, &meta(0, &[("games", 0), ("gambling", 0)]), 0.5)[0];
+        assert_eq!(shrink.to_string(), "category `games`: 600 → 0 names");
+        // Threshold 0: only a drop to zero counts.
+        assert_eq!(
+            shrinkage(&old, &meta(2, &[("games", 1), ("gambling", 1)]), 0.0).len(),
+            0
+        );
+        assert_eq!(
+            shrinkage(&old, &meta(1, &[("games", 1), ("gambling", 0)]), 0.0).len(),
+            1
+        );
+    }
+
     #[test]
     fn dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

@@ -73,10 +73,15 @@ pub fn open_replacement(config: &Config, in_force: &Meta) -> Result<Blocklists, 
 fn may_replace(config: &Config, in_force: &Meta, new: Blocklists) -> Result<Blocklists, ListError> {
     let threshold = config.lists.shrink_threshold;
     let shrinks = artifact::shrinkage(in_force, new.meta(), threshold);
-    if shrinks.is_empty() || new.meta().forced {
+    if shrinks.is_empty() {
         return Ok(new);
     }
     let shrinks: Vec<String> = shrinks.iter().map(|s| s.to_string()).collect();
+    if new.meta().forced {
+        // Someone decided this; still worth a line that stands out from routine reloads.
+        tracing::warn!(shrinks = %shrinks.join("; "), "putting a smaller list build in force: it was compiled with --force");
+        return Ok(new);
+    }
     Err(ListError::Shrunk {
         dir: config.lists.artifact_dir.clone(),
         shrinks: shrinks.join("; "),
