@@ -244,6 +244,17 @@ fn bench_lookups(c: &mut Criterion) {
     });
     g.finish();
 
+    // Opening the artifact as start-up and every reload do: private copy, SHA-256, the fst's
+    // own checksum and one full walk of each transducer (names per second = names held).
+    let compiled = s._tmp.join("compiled");
+    let mut g = c.benchmark_group(format!("lists/open/{}", s.label));
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(s.lists.meta().names));
+    g.bench_function("copy_verify_walk", |b| {
+        b.iter(|| Blocklists::open(&compiled, None).expect("open"))
+    });
+    g.finish();
+
     // Compile throughput on the same sources (names per second = entries read).
     let input: u64 = s
         .lists

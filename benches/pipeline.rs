@@ -204,5 +204,73 @@ fn decision_bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, pipeline_bench, decision_bench);
+/// Client → group with 3 networks and with 10,000 (a trust's worth of /24s and /64s): the
+/// prefix table should cost the same for both.
+fn identify_bench(c: &mut Criterion) {
+    use hedgerow::pipeline::{
+        group::Group,
+        identify::{GroupNetworks, Identify},
+    };
+    let metrics = Metrics::new().unwrap();
+    let group = |i: usize| {
+        Arc::new(Group {
+            index: i,
+            name: format!("g{i}").into(),
+            policy: GroupPolicy::default(),
+            safesearch: Default::default(),
+            metrics: metrics.group(&format!("g{i}")),
+        })
+    };
+    let small: Vec<GroupNetworks> = vec![
+        (group(0), vec!["10.0.0.0/8".parse().unwrap()]),
+        (group(1), vec!["10.1.0.0/16".parse().unwrap()]),
+        (group(2), vec!["fd00::/8".parse().unwrap()]),
+    ];
+    // 50 groups; 9,000 IPv4 /24s under 10.0.0.0/8 and 1,000 IPv6 /64s.
+    let large: Vec<GroupNetworks> = (0..50)
+        .map(|g| {
+            let mut nets = Vec::new();
+            for i in (g..9000).step_by(50) {
+                nets.push(format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap());
+            }
+            for i in (g..1000).step_by(50) {
+                nets.push(format!("fd00:0:0:{i:x}::/64").parse().unwrap());
+            }
+            (group(g), nets)
+        })
+        .collect();
+    let clients: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| {
+            if i % 5 == 0 {
+                format!("fd00:0:0:{:x}::{:x}", i % 1000, i + 1)
+                    .parse()
+                    .unwrap()
+            } else {
+                let n = (i * 7) % 9000;
+                format!("10.{}.{}.{}", n / 256, n % 256, i % 250 + 1)
+                    .parse()
+                    .unwrap()
+            }
+        })
+        .collect();
+    for (bench, groups) in [
+        ("identify/3_networks", &small),
+        ("identify/10000_networks", &large),
+    ] {
+        let identify = Identify::new(groups);
+        let mut i = 0usize;
+        c.bench_function(bench, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                black_box(
+                    identify
+                        .client(clients[i % clients.len()])
+                        .map(|c| c.group.index),
+                )
+            })
+        });
+    }
+}
+
+criterion_group!(benches, pipeline_bench, decision_bench, identify_bench);
 criterion_main!(benches);

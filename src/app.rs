@@ -411,8 +411,13 @@ impl Inner {
             || config.lists.illegal_key_file != old.illegal_key_file;
         let mut parts = in_force.parts.clone();
         if lists_changed {
-            let opened = lists::configured::open(&config);
-            let outcome = if opened.is_ok() { "ok" } else { "error" };
+            // A shrunk, unforced artifact is refused and the lists in force stay.
+            let opened = lists::configured::open_replacement(&config, in_force.parts.lists.meta());
+            let outcome = match &opened {
+                Ok(_) => "ok",
+                Err(ListError::Shrunk { .. }) => "refused",
+                Err(_) => "error",
+            };
             self.metrics
                 .list_reloads
                 .with_label_values(&[outcome])

@@ -50,7 +50,14 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         http_max_connections: _,
         shutdown_grace: _,
         timezone, // schedules are read in it
+        allow_public_clients,
     } = server;
+    changed(
+        &mut out,
+        "answers clients on public networks (allow_public_clients)",
+        &old.server.allow_public_clients,
+        allow_public_clients,
+    );
     changed(
         &mut out,
         "school time zone (for schedules)",
@@ -77,7 +84,17 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         &roots(&old.upstream.tls_roots),
         &roots(tls_roots),
     );
-    let RateLimitConfig { qps, burst } = rate_limit;
+    let RateLimitConfig {
+        qps,
+        burst,
+        ipv6_prefix,
+    } = rate_limit;
+    changed(
+        &mut out,
+        "rate limit IPv6 prefix",
+        &old.rate_limit.ipv6_prefix,
+        ipv6_prefix,
+    );
     changed(
         &mut out,
         "rate limit (queries/s per client)",

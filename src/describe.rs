@@ -46,8 +46,10 @@ pub fn describe(config: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "cache: {} entries, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
+        "cache: {} entries or {} KiB, answers above {} KiB not cached, TTL clamped to {}..{} s, negative answers up to {} s, serve-stale {}",
         config.cache.size,
+        config.cache.max_bytes / 1024,
+        config.cache.max_entry_bytes / 1024,
         config.cache.min_ttl,
         config.cache.max_ttl,
         config.cache.negative_max_ttl,
@@ -62,14 +64,29 @@ pub fn describe(config: &Config) -> String {
     } else {
         let _ = writeln!(
             out,
-            "rate limit: {} queries/s per client, bursts of {}",
-            config.rate_limit.qps, config.rate_limit.burst
+            "rate limit: {} queries/s per client (IPv4 address, IPv6 /{}), bursts of {}",
+            config.rate_limit.qps, config.rate_limit.ipv6_prefix, config.rate_limit.burst
         );
     }
-    let _ = writeln!(
-        out,
-        "clients outside every group below are REFUSED (never an open resolver)"
-    );
+    let public: Vec<String> = config
+        .groups
+        .iter()
+        .flat_map(|g| g.networks.iter())
+        .filter(|n| !crate::config::is_private_network(n))
+        .map(|n| n.to_string())
+        .collect();
+    if public.is_empty() {
+        let _ = writeln!(
+            out,
+            "clients outside every group below are REFUSED (never an open resolver)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "clients outside every group below are REFUSED, but allow_public_clients = true and groups cover public address space ({}): anyone there is answered, an OPEN RESOLVER to those networks",
+            public.join(", ")
+        );
+    }
     for g in &config.groups {
         let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
         let _ = writeln!(out, "\ngroup `{}`: clients in {}", g.name, nets.join(", "));
@@ -184,4 +201,160 @@ fn describe_window(w: &Window) -> String {
         w.to / 60,
         w.to % 60
     )
+}
+
+/// What `check-config` found beyond the schema: errors (`serve` would fail too) and warnings
+/// (it would start, but probably not as meant).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// Each makes `check-config` exit non-zero.
+    pub errors: Vec<String>,
+    /// Printed, exit status unchanged.
+    pub warnings: Vec<String>,
+}
+
+/// Checks what a parsed configuration cannot say about itself: networks shared by groups
+/// (and which group wins, as [`crate::pipeline::identify`] decides: the most specific
+/// network, on a tie the earlier group), missing groups or upstreams, and category ids that
+/// the list manifest or the compiled lists do not define (`serve` refuses to start on those).
+/// Reads the manifest and the compiled lists' `meta.toml`.
+pub fn check(config: &Config) -> Findings {
+    let mut f = Findings::default();
+    if config.groups.is_empty() {
+        f.warnings
+            .push("no [[group]]: every client will be REFUSED (add one per school network)".into());
+    }
+    if config.upstream.servers.is_empty() {
+        f.warnings
+            .push("no [upstream] servers: `serve` will only start with --upstream ADDR".into());
+    }
+    overlaps(config, &mut f.warnings);
+    categories(config, &mut f);
+    artifact(config, &mut f);
+    f
+}
+
+/// Opens the compiled lists as `serve` would (checksums, structure, the illegal tier's key),
+/// without compiling or writing anything.
+fn artifact(config: &Config, f: &mut Findings) {
+    use crate::lists::{artifact::good_path, Blocklists};
+    let l = &config.lists;
+    if !l
+        .artifact_dir
+        .join(crate::lists::artifact::META_TOML)
+        .exists()
+    {
+        return; // reported by `categories`
+    }
+    let key = l
+        .illegal_list
+        .as_ref()
+        .map(|_| l.illegal_key_file.as_path());
+    if let Err(error) = Blocklists::open(&l.artifact_dir, key) {
+        let good = good_path(&l.artifact_dir);
+        match Blocklists::open(&good, key) {
+            Ok(_) => f.warnings.push(format!(
+                "{error}; `serve` would use the last good copy in {}",
+                good.display()
+            )),
+            Err(_) => f.errors.push(error.to_string()),
+        }
+    }
+}
+
+fn overlaps(config: &Config, out: &mut Vec<String>) {
+    for (i, a) in config.groups.iter().enumerate() {
+        for b in &config.groups[i + 1..] {
+            for na in &a.networks {
+                for nb in &b.networks {
+                    if !(na.contains(nb) || nb.contains(na)) {
+                        continue;
+                    }
+                    let (inner, winner, why) = match na.prefix_len().cmp(&nb.prefix_len()) {
+                        std::cmp::Ordering::Greater => (na, a, "the most specific network wins"),
+                        std::cmp::Ordering::Less => (nb, b, "the most specific network wins"),
+                        std::cmp::Ordering::Equal => (
+                            na,
+                            a,
+                            "the same network: the group earlier in the file wins",
+                        ),
+                    };
+                    out.push(format!(
+                        "networks overlap: {na} (group `{}`) and {nb} (group `{}`): clients in {inner} get group `{}` ({why})",
+                        a.name, b.name, winner.name
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Category ids the groups name, each with where it is named.
+fn named_categories(config: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for g in &config.groups {
+        for c in &g.block_categories {
+            out.push((c.clone(), format!("group `{}` block_categories", g.name)));
+        }
+        for s in &g.schedules {
+            for c in &s.allow_categories {
+                out.push((c.clone(), format!("group `{}` schedule", g.name)));
+            }
+        }
+    }
+    out
+}
+
+fn categories(config: &Config, f: &mut Findings) {
+    use crate::lists::{artifact, Manifest, Meta};
+    let l = &config.lists;
+    let named = named_categories(config);
+    let unknown = |known: &[&str], source: &str, errors: &mut Vec<String>| {
+        for (id, where_) in &named {
+            if !known.contains(&id.as_str()) {
+                errors.push(format!(
+                    "{where_}: unknown list category `{id}` ({source} defines: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    };
+    let manifest = Manifest::load(&l.manifest);
+    if let Ok(m) = &manifest {
+        let ids: Vec<&str> = m.categories.iter().map(|c| c.id.as_str()).collect();
+        unknown(
+            &ids,
+            &format!("the manifest {}", l.manifest.display()),
+            &mut f.errors,
+        );
+    }
+    // `serve` checks against the compiled lists (or the last good copy it would fall back on).
+    let compiled =
+        Meta::read(&l.artifact_dir).or_else(|_| Meta::read(&artifact::good_path(&l.artifact_dir)));
+    match (&compiled, &manifest) {
+        (Ok(meta), _) => {
+            let ids: Vec<&str> = meta.categories.iter().map(|c| c.id.as_str()).collect();
+            let before = f.errors.len();
+            unknown(&ids, "the compiled lists", &mut f.errors);
+            if f.errors.len() > before {
+                f.errors.push(format!(
+                    "the compiled lists in {} are older than the manifest: run `hedgerow lists compile`",
+                    l.artifact_dir.display()
+                ));
+            }
+        }
+        (Err(_), Err(e)) if l.compile_if_missing => f.errors.push(format!(
+            "no compiled lists, and the manifest cannot be read to compile them: {e}"
+        )),
+        (Err(_), Err(e)) => f.warnings.push(format!(
+            "no compiled lists in {} and the manifest cannot be read ({e}): `serve` will not start",
+            l.artifact_dir.display()
+        )),
+        (Err(_), Ok(_)) if !l.compile_if_missing => f.warnings.push(format!(
+            "no compiled lists in {} yet: run `hedgerow lists compile` before `serve`",
+            l.artifact_dir.display()
+        )),
+        (Err(_), Ok(_)) => {}
+    }
+    f.errors.dedup();
 }

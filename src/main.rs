@@ -141,11 +141,17 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum ListsCommand {
-    /// Compile every category of the manifest into the artifact folder.
+    /// Compile every category of the manifest into the artifact folder. A build in which a
+    /// category, or the whole, shrank to zero or below `lists.shrink_threshold` of the build
+    /// in force is refused.
     Compile {
         /// Configuration file (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Replace the build in force even though the new one shrank (marks it as forced,
+        /// so running servers take it too).
+        #[arg(long)]
+        force: bool,
     },
     /// Download the manifest's `url` sources (conditional requests; the last good copy is kept
     /// when a download fails or shrinks suspiciously), then compile.
@@ -153,6 +159,9 @@ enum ListsCommand {
         /// Configuration file (default: the embedded default).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Compile even though the build shrank (see `lists compile --force`).
+        #[arg(long)]
+        force: bool,
     },
     /// Show what each group (or one client's group) gets for a name, and why.
     Lookup {
@@ -252,15 +261,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             print!("{}", hedgerow::describe::describe(&config));
+            let findings = hedgerow::describe::check(&config);
+            if !findings.warnings.is_empty() || !findings.errors.is_empty() {
+                println!();
+            }
+            for w in &findings.warnings {
+                println!("warning: {w}");
+            }
+            // Wherever `serve` would refuse to start, so does the check.
+            anyhow::ensure!(
+                findings.errors.is_empty(),
+                "{}: `serve` would refuse this configuration:\n  {}",
+                file.display(),
+                findings.errors.join("\n  ")
+            );
             Ok(())
         }
-        Command::Lists(ListsCommand::Compile { config }) => {
+        Command::Lists(ListsCommand::Compile { config, force }) => {
             let config = config_or_default(config.as_ref())?;
-            let report = lists::compile(&lists::configured::compile_options(&config)?)?;
+            let report = lists::configured::compile_guarded(&config, force)?;
             print!("{report}");
             Ok(())
         }
-        Command::Lists(ListsCommand::Update { config }) => {
+        Command::Lists(ListsCommand::Update { config, force }) => {
             let config = config_or_default(config.as_ref())?;
             let mut options = lists::UpdateOptions::new(
                 lists::Manifest::load(&config.lists.manifest)?
@@ -269,7 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             options.shrink_threshold = config.lists.shrink_threshold;
             let report = lists::update(&options)?;
             print!("{report}");
-            let compiled = lists::compile(&lists::configured::compile_options(&config)?)?;
+            let compiled = lists::configured::compile_guarded(&config, force)?;
             print!("{compiled}");
             anyhow::ensure!(
                 report.failed() == 0,
@@ -283,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         }) => {
             let config = config_or_default(config.as_ref())?;
-            let blocklists = lists::configured::open(&config)?;
+            let blocklists = lists::configured::open_to_read(&config)?;
             let manifest = lists::Manifest::load(&config.lists.manifest).ok();
             let report = hedgerow::lookup::report(
                 &config,

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub upstream: IntCounterVec,
     /// Current number of cached answers.
     pub cache_entries: IntGauge,
+    /// Memory the cached answers hold (estimated on the high side), in bytes.
+    pub cache_bytes: IntGauge,
+    /// Answers served but not cached because they were above the per-entry size.
+    pub cache_too_large: IntCounter,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     /// Fraction of cache lookups that hit, since start (updated at each scrape).
@@ -89,6 +93,8 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     /// Connections open now, by listener (`tcp`, `http`).
     pub connections_open: IntGaugeVec,
+    /// List lookups that failed (a panic on damaged list data) and were answered as blocked.
+    pub list_lookup_failures: IntCounter,
     hits: AtomicU64,
     lookups: AtomicU64,
 }
@@ -131,6 +137,16 @@ impl Metrics {
         registry.register(Box::new(upstream.clone()))?;
         let cache_entries = IntGauge::new("cache_entries", "Answers currently cached")?;
         registry.register(Box::new(cache_entries.clone()))?;
+        let cache_bytes = IntGauge::new(
+            "cache_bytes",
+            "Memory the cached answers hold (estimated on the high side), in bytes",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        let cache_too_large = IntCounter::new(
+            "cache_uncached_large_total",
+            "Answers served but not cached because they were above [cache] max_entry_bytes",
+        )?;
+        registry.register(Box::new(cache_too_large.clone()))?;
         let cache_lookups = IntCounterVec::new(
             Opts::new("cache_lookups_total", "Cache lookups by result"),
             &["result"],
@@ -164,6 +180,11 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(config_reloads.clone()))?;
+        let list_lookup_failures = IntCounter::new(
+            "list_lookup_failures_total",
+            "List lookups that failed on damaged list data; each such query was blocked",
+        )?;
+        registry.register(Box::new(list_lookup_failures.clone()))?;
         let panics = IntCounterVec::new(
             Opts::new(
                 "panics_total",
@@ -193,6 +214,8 @@ impl Metrics {
             latency,
             upstream,
             cache_entries,
+            cache_bytes,
+            cache_too_large,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
             cache_hit_ratio,
@@ -204,6 +227,7 @@ impl Metrics {
             panics,
             connections_rejected,
             connections_open,
+            list_lookup_failures,
             hits: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
         })

@@ -169,6 +169,38 @@ fn push_ascii(name: &[u8], out: &mut String) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether `name` (normalised) is exactly a public suffix run by a registry (the Public
+/// Suffix List's ICANN section: `com`, `co.uk`, `ac.uk`), which no list entry may be: it
+/// would block every site under it. Suffixes in the list's private section (`github.io`,
+/// `cloudfront.net`, dynamic-DNS roots) are companies' own domains, which a category may well
+/// mean to block whole.
+///
+/// ```
+/// assert!(hedgerow::names::is_public_suffix("co.uk"));
+/// assert!(!hedgerow::names::is_public_suffix("bbc.co.uk"));
+/// assert!(!hedgerow::names::is_public_suffix("servegame.com"));
+/// ```
+pub fn is_public_suffix(name: &str) -> bool {
+    use psl::Psl;
+    psl::List
+        .suffix(name.as_bytes())
+        .is_some_and(|s| s.typ() == Some(psl::Type::Icann) && s.as_bytes() == name.as_bytes())
+}
+
+/// The site a name belongs to: its registrable domain on the Public Suffix List (both
+/// sections, so `a.github.io` and `b.github.io` are different sites), or the name itself.
+///
+/// ```
+/// assert_eq!(hedgerow::names::registrable_domain("cdn.www.bbc.co.uk"), "bbc.co.uk");
+/// ```
+pub fn registrable_domain(name: &str) -> &str {
+    use psl::Psl;
+    psl::List
+        .domain(name.as_bytes())
+        .and_then(|d| std::str::from_utf8(d.as_bytes()).ok())
+        .unwrap_or(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -430,6 +430,15 @@ impl Encoded {
         })
     }
 
+    /// Heap and inline bytes this encoding holds, rounded up (buffers may have grown to twice
+    /// their length), for the cache's memory budget.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Encoded>()
+            + self.key.capacity()
+            + self.bytes.capacity().max(self.bytes.len())
+            + self.ttl_offsets.capacity() * std::mem::size_of::<u16>()
+    }
+
     /// Whether these bytes are valid in a response to the name whose matching key is `key`
     /// (see [`crate::names::key`]: the same name, in any case).
     pub fn is_for(&self, key: &str) -> bool {

@@ -136,6 +136,30 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The school's time zone, for schedules.
     pub timezone: crate::schedule::TimeZone,
+    /// Groups may cover public address space (see [`is_private_network`]). Off by default:
+    /// one `0.0.0.0/0` typed by mistake would make Hedgerow an open resolver.
+    pub allow_public_clients: bool,
+}
+
+/// Whether every address of `net` is private to a site: RFC 1918, loopback, link-local,
+/// CGNAT (100.64.0.0/10) for IPv4; loopback, link-local and unique local (fc00::/7) for
+/// IPv6. Groups may cover only such networks unless `[server] allow_public_clients = true`.
+pub fn is_private_network(net: &IpNet) -> bool {
+    const PRIVATE: [&str; 9] = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+    ];
+    PRIVATE
+        .iter()
+        .filter_map(|p| p.parse::<IpNet>().ok())
+        .any(|p| p.contains(net))
 }
 
 /// Forwarding settings.
@@ -185,6 +209,12 @@ impl TlsRoots {
 pub struct CacheConfig {
     /// Maximum number of cached answers (0 disables the cache).
     pub size: usize,
+    /// Memory budget of the cached answers, in bytes (each entry's records, pre-encoded bytes
+    /// and key, estimated on the high side): a device asking many names with large answers
+    /// cannot grow the process past it.
+    pub max_bytes: usize,
+    /// An answer estimated above this many bytes is served but not cached.
+    pub max_entry_bytes: usize,
     /// TTLs of positive answers are clamped into `[min_ttl, max_ttl]`.
     pub min_ttl: u32,
     /// See `min_ttl`.
@@ -206,6 +236,10 @@ pub struct RateLimitConfig {
     pub qps: u32,
     /// Short bursts above `qps` allowed per client.
     pub burst: u32,
+    /// IPv6 clients share one bucket per network of this prefix length: a device picks any
+    /// address in its /64 (privacy addresses), so a per-address limit would not hold it.
+    /// IPv4 clients have one bucket per address.
+    pub ipv6_prefix: u8,
 }
 
 /// Compiled lists: where they come from and where they go.
@@ -369,6 +403,48 @@ mod tests {
         assert_eq!(c.groups[0].name, "local");
         let nets: Vec<String> = c.groups[0].networks.iter().map(|n| n.to_string()).collect();
         assert_eq!(nets, ["127.0.0.0/8", "::1/128"]);
+    }
+
+    #[test]
+    fn public_networks_need_allow_public_clients() {
+        let private = [
+            "10.1.0.0/16",
+            "172.31.0.0/16",
+            "192.168.1.0/24",
+            "127.0.0.1/32",
+            "169.254.0.0/16",
+            "100.64.0.0/10",
+            "::1/128",
+            "fe80::/64",
+            "fd00:1::/48",
+        ];
+        for n in private {
+            assert!(is_private_network(&n.parse().unwrap()), "{n}");
+        }
+        let public = [
+            "0.0.0.0/0",
+            "::/0",
+            "8.8.8.0/24",
+            "172.0.0.0/8",
+            "100.0.0.0/8",
+            "2001:db8::/32",
+            "::ffff:0:0/96",
+        ];
+        for n in public {
+            assert!(!is_private_network(&n.parse().unwrap()), "{n}");
+        }
+        let text = "[[group]]\nname = \"all\"\nnetworks = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n";
+        let err = Config::from_toml_str(text, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.toml:2: `group.networks`"), "{err}");
+        assert!(
+            err.contains("0.0.0.0/0") && err.contains("allow_public_clients"),
+            "{err}"
+        );
+        let allowed = format!("[server]\nallow_public_clients = true\n{text}");
+        let c = Config::from_toml_str(&allowed, "s.toml").unwrap();
+        assert!(c.server.allow_public_clients);
     }
 
     #[test]

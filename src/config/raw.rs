@@ -67,6 +67,7 @@ struct RawServer {
     http_max_connections: usize,
     shutdown_grace_secs: u64,
     timezone: Spanned<String>,
+    allow_public_clients: bool,
 }
 
 impl Default for RawServer {
@@ -81,6 +82,7 @@ impl Default for RawServer {
             http_max_connections: 64,
             shutdown_grace_secs: 5,
             timezone: Spanned::new(0..0, "Europe/London".to_string()),
+            allow_public_clients: false,
         }
     }
 }
@@ -105,10 +107,22 @@ impl Default for RawUpstream {
     }
 }
 
+/// `[cache] max_bytes`: 256 MiB holds the default 100,000 entries at their typical 1–2 KiB
+/// (a few A/AAAA records, an SOA) with room to spare, and bounds a flood of large answers.
+const DEFAULT_CACHE_MAX_BYTES: u64 = 256 << 20;
+/// `[cache] max_entry_bytes`: 64 KiB of estimated memory is 10–30 KiB of wire data, above any
+/// everyday answer (a UDP answer is at most 1,232 wire bytes; big SPF TXT sets and DNSKEY sets
+/// with signatures are a few KiB). Bigger answers come over TCP from zones that are unusual or
+/// hostile; serving them uncached costs one upstream exchange each, caching them would let
+/// 4,096 names fill the whole budget.
+const DEFAULT_CACHE_MAX_ENTRY_BYTES: u64 = 64 << 10;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawCache {
     size: usize,
+    max_bytes: Spanned<u64>,
+    max_entry_bytes: Spanned<u64>,
     min_ttl: u32,
     max_ttl: u32,
     negative_max_ttl: u32,
@@ -121,6 +135,8 @@ impl Default for RawCache {
     fn default() -> Self {
         Self {
             size: 100_000,
+            max_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_BYTES),
+            max_entry_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_ENTRY_BYTES),
             min_ttl: 0,
             max_ttl: 86_400,
             negative_max_ttl: 3_600,
@@ -136,6 +152,7 @@ impl Default for RawCache {
 struct RawRateLimit {
     qps: u32,
     burst: u32,
+    ipv6_prefix: Spanned<u8>,
 }
 
 impl Default for RawRateLimit {
@@ -143,6 +160,7 @@ impl Default for RawRateLimit {
         Self {
             qps: 500,
             burst: 1000,
+            ipv6_prefix: Spanned::new(0..0, 64),
         }
     }
 }
@@ -252,6 +270,7 @@ impl RawConfig {
             tcp_max_connections_per_client: s.tcp_max_connections_per_client.max(1),
             http_max_connections: s.http_max_connections.max(1),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            allow_public_clients: s.allow_public_clients,
         };
 
         let mut servers = Vec::new();
@@ -289,8 +308,26 @@ impl RawConfig {
                 format!("min_ttl ({}) is above max_ttl ({})", c.min_ttl, c.max_ttl),
             ));
         }
+        let (max_bytes, max_entry_bytes) = (*c.max_bytes.get_ref(), *c.max_entry_bytes.get_ref());
+        if max_bytes == 0 && c.size > 0 {
+            return Err(invalid(
+                c.max_bytes.span(),
+                "cache.max_bytes",
+                "must be above zero (set `size = 0` to turn the cache off)".into(),
+            ));
+        }
+        if max_entry_bytes > max_bytes {
+            return Err(invalid(
+                c.max_entry_bytes.span(),
+                "cache.max_entry_bytes",
+                format!("{max_entry_bytes} is above max_bytes ({max_bytes})"),
+            ));
+        }
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let cache = CacheConfig {
             size: c.size,
+            max_bytes: to_usize(max_bytes),
+            max_entry_bytes: to_usize(max_entry_bytes),
             min_ttl: c.min_ttl,
             max_ttl: c.max_ttl,
             negative_max_ttl: c.negative_max_ttl,
@@ -299,9 +336,20 @@ impl RawConfig {
             stale_answer_timeout: Duration::from_millis(c.stale_answer_timeout_ms),
         };
 
+        let ipv6_prefix = *self.rate_limit.ipv6_prefix.get_ref();
+        if ipv6_prefix > 128 {
+            return Err(invalid(
+                self.rate_limit.ipv6_prefix.span(),
+                "rate_limit.ipv6_prefix",
+                format!(
+                    "{ipv6_prefix} is not a prefix length (0 to 128; 64 is one device's network)"
+                ),
+            ));
+        }
         let rate_limit = RateLimitConfig {
             qps: self.rate_limit.qps,
             burst: self.rate_limit.burst.max(self.rate_limit.qps),
+            ipv6_prefix,
         };
 
         let l = self.lists;
@@ -356,6 +404,22 @@ impl RawConfig {
                     g.name.span(),
                     "group.networks",
                     format!("group `{name}` has no networks"),
+                ));
+            }
+            let public: Vec<String> = g
+                .networks
+                .iter()
+                .filter(|n| !super::is_private_network(n))
+                .map(|n| n.to_string())
+                .collect();
+            if !public.is_empty() && !server.allow_public_clients {
+                return Err(invalid(
+                    g.name.span(),
+                    "group.networks",
+                    format!(
+                        "group `{name}` covers public address space ({}): Hedgerow would answer anyone there, an open resolver. Use the school's private networks, or set `[server] allow_public_clients = true` if the school really has public addresses",
+                        public.join(", ")
+                    ),
                 ));
             }
             let names_of = |list: &Option<Spanned<Vec<String>>>,

@@ -62,6 +62,75 @@ pub struct Meta {
     /// Counts for the illegal-content tier (never entries).
     #[serde(default)]
     pub illegal: Option<IllegalMeta>,
+    /// Compiled with `--force` (see [`shrinkage`]): a server swaps to it even when it shrank. Absent in artifacts written before the guard existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+}
+
+/// A category (or the whole list) that shrank too far between two builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shrink {
+    /// The category id, or `None` for all names together.
+    pub category: Option<String>,
+    /// Names in the build in force.
+    pub before: u64,
+    /// Names in the new build.
+    pub after: u64,
+}
+
+impl std::fmt::Display for Shrink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.category {
+            Some(id) => format!("category `{id}`"),
+            None => "all categories together".to_string(),
+        };
+        write!(
+            f,
+            "{what}: {} → {} names",
+            group(self.before),
+            group(self.after)
+        )
+    }
+}
+
+/// What shrank from `old` (the build in force) to `new` to zero or below `threshold` of its
+/// size: each category that had names, and all names together. Empty when `new` may replace
+/// `old`. A list that empties is far more often a broken sync, a full disk or a mistake than
+/// a decision, and an empty category silently stops blocking; so it needs `--force`.
+/// A category that is no longer in the manifest is not counted (removing one is an edit of
+/// the manifest, and a group still naming it fails to load).
+pub fn shrinkage(old: &Meta, new: &Meta, threshold: f64) -> Vec<Shrink> {
+    let shrank = |before: u64, after: u64| {
+        before > 0 && (after == 0 || (after as f64) < threshold * before as f64)
+    };
+    let mut out: Vec<Shrink> = old
+        .categories
+        .iter()
+        .filter_map(|o| {
+            let n = new.categories.iter().find(|n| n.id == o.id)?;
+            shrank(o.entries, n.entries).then(|| Shrink {
+                category: Some(o.id.clone()),
+                before: o.entries,
+                after: n.entries,
+            })
+        })
+        .collect();
+    if shrank(old.names, new.names) {
+        out.push(Shrink {
+            category: None,
+            before: old.names,
+            after: new.names,
+        });
+    }
+    out
+}
+
+/// `DIR.good`: a copy of the last artifact the server put in force, to fall back on when the
+/// artifact is damaged at start-up.
+pub fn good_path(target: &Path) -> PathBuf {
+    let mut s = target.as_os_str().to_os_string();
+    s.push(".good");
+    PathBuf::from(s)
 }
 
 /// Checksum of one artifact file.
@@ -170,6 +239,19 @@ impl Meta {
         }
         toml::from_str(&text).map_err(|e| ListError::corrupt(&path, e.to_string()))
     }
+}
+
+/// Thousands separators for counts in reports.
+pub(crate) fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SSZ`.
@@ -297,6 +379,79 @@ fn sync_dir(dir: &Path) -> Result<(), ListError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(names: u64, categories: &[(&str, u64)]) -> Meta {
+        Meta {
+            format_version: FORMAT_VERSION,
+            built_unix: 0,
+            built: String::new(),
+            hedgerow_version: String::new(),
+            names,
+            allow_names: 0,
+            files: BTreeMap::new(),
+            categories: categories
+                .iter()
+                .enumerate()
+                .map(|(bit, (id, entries))| CategoryMeta {
+                    id: id.to_string(),
+                    title: String::new(),
+                    uk_definition: String::new(),
+                    severity: Severity::Low,
+                    bit: bit as u8,
+                    entries: *entries,
+                    input_entries: 0,
+                    duplicates: 0,
+                    redundant: 0,
+                    allow_entries: 0,
+                    rejected_lines: 0,
+                    skipped_lines: 0,
+                })
+                .collect(),
+            sources: Vec::new(),
+            illegal: None,
+            forced: false,
+        }
+    }
+
+    #[test]
+    fn shrinkage_rules() {
+        let old = meta(1000, &[("games", 600), ("gambling", 400), ("empty", 0)]);
+        let ids = |new: &Meta| -> Vec<Option<String>> {
+            shrinkage(&old, new, 0.5)
+                .into_iter()
+                .map(|s| s.category)
+                .collect()
+        };
+        // Growing, or shrinking to exactly half, is fine; an empty category stays allowed
+        // to be empty; a category removed from the manifest is not a shrink.
+        assert!(ids(&meta(
+            1200,
+            &[("games", 700), ("gambling", 500), ("empty", 0)]
+        ))
+        .is_empty());
+        assert!(ids(&meta(700, &[("games", 300), ("gambling", 400)])).is_empty());
+        // One category emptied: named, even though the whole barely moved.
+        assert_eq!(
+            ids(&meta(1000, &[("games", 1000), ("gambling", 0)])),
+            [Some("gambling".to_string())]
+        );
+        // Below half, and the whole below half too.
+        assert_eq!(
+            ids(&meta(499, &[("games", 299), ("gambling", 200)])),
+            [Some("games".to_string()), None]
+        );
+        let shrink = &shrinkage(&old, &meta(0, &[("games", 0), ("gambling", 0)]), 0.5)[0];
+        assert_eq!(shrink.to_string(), "category `games`: 600 → 0 names");
+        // Threshold 0: only a drop to zero counts.
+        assert_eq!(
+            shrinkage(&old, &meta(2, &[("games", 1), ("gambling", 1)]), 0.0).len(),
+            0
+        );
+        assert_eq!(
+            shrinkage(&old, &meta(1, &[("games", 1), ("gambling", 0)]), 0.0).len(),
+            1
+        );
+    }
 
     #[test]
     fn dates() {

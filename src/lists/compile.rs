@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::artifact::{
-    self, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
+    self, group, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
     ILLEGAL_BIN, META_TOML,
 };
 use super::digest::HashingReader;
@@ -100,19 +100,6 @@ pub struct CompileReport {
     pub meta: Meta,
 }
 
-/// Thousands separators for counts in reports.
-pub(crate) fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl fmt::Display for CompileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let per_name = if self.names > 0 {
@@ -172,12 +159,34 @@ impl fmt::Display for CompileReport {
     }
 }
 
+/// Whether a compile may replace the build in force when it shrank (see
+/// [`artifact::shrinkage`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShrinkGuard {
+    /// `lists.shrink_threshold`: a category, or the whole, below this fraction of the build
+    /// in force (or at zero) is refused.
+    pub threshold: f64,
+    /// `--force`: replace anyway, and mark the build as forced so servers take it too.
+    pub force: bool,
+}
+
 /// Compiles every category of the manifest (and the illegal-content tier, if configured) into
-/// a new artifact folder, replacing the previous one atomically.
+/// a new artifact folder, replacing the previous one atomically. No shrink guard: see
+/// [`compile_with`].
 ///
 /// Errors only for problems that make the result untrustworthy (a missing source, an
 /// unreadable file, a bad key); bad lines are counted and quoted in the report.
 pub fn compile(opts: &CompileOptions) -> Result<CompileReport, ListError> {
+    compile_with(opts, None)
+}
+
+/// As [`compile`]; with a `guard`, a build that shrank against the artifact in force (its
+/// `meta.toml`) is refused with [`ListError::Shrunk`] and the artifact in force is kept,
+/// unless the guard forces it (then the new `meta.toml` carries `forced = true`).
+pub fn compile_with(
+    opts: &CompileOptions,
+    guard: Option<ShrinkGuard>,
+) -> Result<CompileReport, ListError> {
     let started = Instant::now();
     let manifest = &opts.manifest;
     let mut blocks = KeySet::new();
@@ -330,7 +339,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileReport, ListError> {
     }
 
     let now = crate::clock::Clock::system().unix_secs();
-    let meta = Meta {
+    let mut meta = Meta {
         format_version: artifact::FORMAT_VERSION,
         built_unix: now,
         built: artifact::rfc3339(now),
@@ -364,7 +373,35 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileReport, ListError> {
             path_only: s.path_only_urls,
             rejected: s.rejected,
         }),
+        forced: false,
     };
+    if let Some(guard) = guard {
+        // The builds in force: the live folder (or `.old`, if a crash left only that), and
+        // the copy of the last one a server put in force (the live folder may hold a build a
+        // server refused). An unreadable one (damaged, older format) is no baseline.
+        let out = &opts.out_dir;
+        let live = Meta::read(out).or_else(|_| Meta::read(&artifact::old_path(out)));
+        let mut shrinks: Vec<String> = [live, Meta::read(&artifact::good_path(out))]
+            .into_iter()
+            .flatten()
+            .flat_map(|in_force| artifact::shrinkage(&in_force, &meta, guard.threshold))
+            .map(|s| s.to_string())
+            .collect();
+        shrinks.dedup();
+        if !shrinks.is_empty() && !guard.force {
+            return Err(ListError::Shrunk {
+                dir: opts.out_dir.clone(),
+                shrinks: shrinks.join("; "),
+                threshold: guard.threshold,
+            });
+        }
+        if !shrinks.is_empty() {
+            tracing::warn!(shrinks = %shrinks.join("; "), "forced: replacing the lists in force with a smaller build");
+        }
+        // Every forced build is marked, shrunk or not: a server compares it with the lists
+        // it has in force, which this compile cannot see.
+        meta.forced = guard.force;
+    }
     let meta_path = staging.path(META_TOML);
     let text = toml::to_string(&meta).map_err(|e| ListError::Meta {
         path: meta_path.clone(),

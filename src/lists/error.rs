@@ -137,6 +137,18 @@ pub enum ListError {
         reason: String,
     },
 
+    /// A new build shrank too far against the build in force (see
+    /// [`crate::lists::artifact::shrinkage`]) and was not forced.
+    #[error("refusing to replace the lists in force in {dir}: {shrinks} (below {threshold} of the build in force; `lists.shrink_threshold`). Check the list sources (an emptied download, a full disk?); if the change is intended, compile with `hedgerow lists compile --force`")]
+    Shrunk {
+        /// The artifact folder.
+        dir: PathBuf,
+        /// What shrank, `; `-separated.
+        shrinks: String,
+        /// The configured fraction.
+        threshold: f64,
+    },
+
     /// `meta.toml` could not be written.
     #[error("writing {path}: {reason}")]
     Meta {

@@ -407,6 +407,16 @@ impl IllegalSet {
         IllegalSet::from_bytes(import.to_bytes(), key, Path::new("<memory>"))
     }
 
+    /// `(domains, path-only hosts)` held.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.domains, self.path_only)
+    }
+
+    /// The whole file as loaded (to keep a copy of exactly what is served).
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        (*self.data).as_ref()
+    }
+
     fn domain_bytes(&self) -> &[u8] {
         let b = (*self.data).as_ref();
         &b[HEADER..HEADER + 16 * self.domains]

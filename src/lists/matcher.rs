@@ -234,6 +234,39 @@ fn private_map(path: &Path) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(&file) }
 }
 
+/// Checks a transducer as a whole: its own checksum, a full walk (which must not panic) that
+/// finds `names` keys, and values naming only `known` category bits.
+fn check_structure<D: AsRef<[u8]>>(
+    map: &SuffixMap<D>,
+    names: u64,
+    known: u32,
+) -> Result<(), String> {
+    use fst::Streamer;
+    map.map
+        .as_fst()
+        .verify()
+        .map_err(|e| format!("fst checksum: {e}"))?;
+    let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut stream = map.map.stream();
+        let (mut keys, mut stray) = (0u64, 0u32);
+        while let Some((_, v)) = stream.next() {
+            keys += 1;
+            stray |= (v as u32 | (v >> 32) as u32) & !known;
+        }
+        (keys, stray)
+    }));
+    let (keys, stray) = walk.map_err(|_| "walking the transducer failed (damaged)".to_string())?;
+    if keys != names {
+        return Err(format!("{keys} names, meta.toml says {names}"));
+    }
+    if stray != 0 {
+        return Err(format!(
+            "entries carry category bits {stray:#x} that meta.toml does not define"
+        ));
+    }
+    Ok(())
+}
+
 /// A category of the compiled lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CategoryInfo {
@@ -333,6 +366,7 @@ impl Blocklists {
                 .collect(),
             sources: Vec::new(),
             illegal: None,
+            forced: false,
         };
         Blocklists {
             blocks: SuffixMap::new(into_owned(blocks.map)),
@@ -397,11 +431,33 @@ impl Blocklists {
         };
         let blocks = open_fst(CATEGORIES_FST)?;
         let allow = open_fst(ALLOW_FST)?;
+        // The checksums say the files are what the compiler wrote, not that it wrote them
+        // right (or that whoever rewrote meta.toml did): walk each transducer once, fully,
+        // before it decides anything.
+        let known = meta
+            .categories
+            .iter()
+            .filter(|c| usize::from(c.bit) < MAX_CATEGORIES)
+            .fold(0u32, |m, c| m | 1 << c.bit);
+        check_structure(&blocks, meta.names, known)
+            .map_err(|reason| ListError::corrupt(dir.join(CATEGORIES_FST), reason))?;
+        check_structure(&allow, meta.allow_names, known)
+            .map_err(|reason| ListError::corrupt(dir.join(ALLOW_FST), reason))?;
         let illegal = match (meta.files.contains_key(ILLEGAL_BIN), illegal_key) {
             (true, Some(key_path)) => {
                 let key = IllegalKey::load(key_path)?;
                 let bytes = load(ILLEGAL_BIN)?;
-                Some(IllegalSet::from_bytes(bytes, key, &dir.join(ILLEGAL_BIN))?)
+                let set = IllegalSet::from_bytes(bytes, key, &dir.join(ILLEGAL_BIN))?;
+                // The layout was checked above; its count must also be the compile's
+                // (meta.toml counts path-only URLs, the file distinct hosts: domains only).
+                let (domains, _) = set.counts();
+                if let Some(m) = meta.illegal.as_ref().filter(|m| m.domains != domains as u64) {
+                    return Err(ListError::corrupt(
+                        dir.join(ILLEGAL_BIN),
+                        format!("{domains} domains, meta.toml says {}", m.domains),
+                    ));
+                }
+                Some(set)
             }
             (true, None) => {
                 return Err(ListError::Illegal {
@@ -440,6 +496,36 @@ impl Blocklists {
             meta,
             dir: Some(dir),
         })
+    }
+
+    /// Writes exactly the bytes in use (the private copies the lookups read) and their
+    /// `meta.toml` to a new artifact folder `dir`, replacing it atomically. This is how the
+    /// last good artifact is kept (see [`crate::lists::artifact::good_path`]).
+    pub fn save_copy(&self, dir: &Path) -> Result<(), ListError> {
+        let mut staging = artifact::Staging::begin(dir)?;
+        let mut write = |name: &str, bytes: &[u8]| {
+            let path = staging.path(name);
+            staging.write_file(name, |w| {
+                std::io::Write::write_all(w, bytes).map_err(|e| ListError::io(&path, e))
+            })
+        };
+        write(CATEGORIES_FST, self.blocks.map.as_fst().as_bytes())?;
+        write(ALLOW_FST, self.allow.map.as_fst().as_bytes())?;
+        if let Some(illegal) = &self.illegal {
+            write(ILLEGAL_BIN, illegal.file_bytes())?;
+        }
+        let meta_path = staging.path(artifact::META_TOML);
+        let text = toml::to_string(&self.meta).map_err(|e| ListError::Meta {
+            path: meta_path.clone(),
+            reason: e.to_string(),
+        })?;
+        File::create(&meta_path)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, text.as_bytes())?;
+                f.sync_all()
+            })
+            .map_err(|e| ListError::io(&meta_path, e))?;
+        staging.commit()
     }
 
     /// The categories, in bit order.

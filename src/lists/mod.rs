@@ -71,7 +71,10 @@ pub mod parse;
 pub mod update;
 
 pub use artifact::Meta;
-pub use compile::{compile, CategoryReport, CompileOptions, CompileReport, IllegalSource};
+pub use compile::{
+    compile, compile_with, CategoryReport, CompileOptions, CompileReport, IllegalSource,
+    ShrinkGuard,
+};
 pub use error::ListError;
 pub use explain::{explain, Explanation};
 pub use illegal::{generate_key_file, IllegalHit, IllegalKey, IllegalKind};

@@ -190,7 +190,17 @@ pub enum Reason {
     UnboundNotBlock,
     /// A zone record that is not an RPZ block action.
     RpzNotBlock,
+    /// A registry's public suffix (`co.uk`, `ac.uk`): listing it would block (or, as an
+    /// exception, allow) every site registered under it. See [`crate::names::is_public_suffix`].
+    PublicSuffix,
+    /// A line longer than [`MAX_LINE_BYTES`]: not a list entry, and not read into memory.
+    LineTooLong,
 }
+
+/// Lines longer than this are rejected unread: no list entry comes near it (a name is at most
+/// 253 bytes; the longest adblock or RPZ rules are a few hundred), and reading an unbounded
+/// line would let a broken or hostile source take the compiler's memory.
+pub const MAX_LINE_BYTES: usize = 4096;
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,6 +217,10 @@ impl fmt::Display for Reason {
             Reason::SingleLabel => {
                 f.write_str("single-label name: not a domain (a TLD here would block a country)")
             }
+            Reason::PublicSuffix => f.write_str(
+                "public suffix (Public Suffix List): would cover every site registered under it",
+            ),
+            Reason::LineTooLong => write!(f, "line longer than {MAX_LINE_BYTES} bytes: not read"),
             Reason::BadChar(c) => write!(f, "character {c:?} cannot occur in a host name"),
             Reason::InnerWildcard => f.write_str("`*` inside a name is not supported"),
             Reason::Idna => f.write_str("internationalised name refused by UTS-46 (IDNA)"),
@@ -397,10 +411,31 @@ pub fn parse_reader<R: BufRead>(
     let mut number = 0u64;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
+        // At most one byte past the limit is read into `buf`; the rest of a longer line is
+        // skipped through the reader's own buffer.
+        let limit = (MAX_LINE_BYTES + 3) as u64; // BOM, CR and LF do not count
+        let mut bounded = std::io::Read::take(&mut reader, limit);
+        if bounded.read_until(b'\n', &mut buf)? == 0 {
             break;
         }
         number += 1;
+        if buf.len() as u64 == limit && buf.last() != Some(&b'\n') {
+            skip_line(&mut reader)?;
+            let line = ParsedLine {
+                number,
+                text: "",
+                class: LineClass::Rejected,
+                issue: Some(Issue {
+                    reason: Reason::LineTooLong,
+                    token: "",
+                }),
+                names: "",
+                spans: &[],
+            };
+            stats.count(&line);
+            f(&line);
+            continue;
+        }
         let mut bytes = &buf[..];
         if number == 1 {
             bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -412,6 +447,26 @@ pub fn parse_reader<R: BufRead>(
         f(&line);
     }
     Ok(stats)
+}
+
+/// Consumes the rest of the current line without keeping it.
+fn skip_line<R: BufRead>(reader: &mut R) -> std::io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
 }
 
 /// A reusable line parser: keeps its buffers between lines so parsing allocates nothing per
@@ -529,6 +584,10 @@ impl LineParser {
     fn push(&mut self, token: &str, kind: EntryKind) -> Result<(), Reason> {
         let start = self.names.len();
         match crate::names::normalise_into(token, &mut self.names).map_err(Reason::from) {
+            Ok(()) if crate::names::is_public_suffix(&self.names[start..]) => {
+                self.names.truncate(start);
+                Err(Reason::PublicSuffix)
+            }
             Ok(()) => {
                 self.spans
                     .push((start as u32, self.names.len() as u32, kind));
@@ -959,6 +1018,53 @@ mod tests {
             ["xn--d1acpjx3f.xn--p1ai"]
         );
         assert_eq!(one(Format::Domains, "x.com").0, Entry);
+    }
+
+    #[test]
+    fn public_suffixes_are_rejected_names_below_them_are_not() {
+        let lines = parse(
+            Format::Auto,
+            "co.uk\ncom.\n@@||ac.uk^\n||github.io^\nbbc.co.uk\nuser.github.io\nCO.UK\n",
+        );
+        let reasons: Vec<Option<Reason>> = lines.iter().map(|l| l.2).collect();
+        // A company's own suffix (github.io, on the list's private section) may be listed
+        // whole: a category can mean every site on it.
+        assert_eq!(
+            reasons,
+            [
+                Some(Reason::PublicSuffix),
+                Some(Reason::SingleLabel),
+                Some(Reason::PublicSuffix),
+                None,
+                None,
+                None,
+                Some(Reason::PublicSuffix),
+            ]
+        );
+        assert_eq!(lines[4].1, [("bbc.co.uk".to_string(), EntryKind::Subtree)]);
+        assert!(Reason::PublicSuffix
+            .to_string()
+            .contains("Public Suffix List"));
+    }
+
+    #[test]
+    fn overlong_lines_are_rejected_without_being_read() {
+        let long = "a".repeat(1 << 20);
+        let text = format!(
+            "one.example\n{long}.example\ntwo.example\n{}\n",
+            "b".repeat(MAX_LINE_BYTES)
+        );
+        let lines = parse(Format::Auto, &text);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0].1[0].0, "one.example");
+        assert_eq!(lines[1].0, LineClass::Rejected);
+        assert_eq!(lines[1].2, Some(Reason::LineTooLong));
+        assert_eq!(
+            lines[2].1[0].0, "two.example",
+            "the next line is read whole"
+        );
+        // At the limit: read (and rejected for what it is, not for its length).
+        assert_ne!(lines[3].2, Some(Reason::LineTooLong));
     }
 
     #[test]

@@ -89,6 +89,60 @@ impl SharedSections {
     pub fn sections(&self) -> &Sections {
         &self.sections
     }
+
+    /// An upper estimate of the memory these records and their encoding hold, in bytes
+    /// (see `record_bytes`), for the cache's memory budget.
+    pub fn approx_bytes(&self) -> usize {
+        let s = &self.sections;
+        std::mem::size_of::<SharedSections>()
+            + [&s.answers, &s.authorities, &s.additionals]
+                .into_iter()
+                .flat_map(|records| records.iter())
+                .map(record_bytes)
+                .sum::<usize>()
+            + self.encoded.as_ref().map_or(0, Encoded::approx_bytes)
+    }
+}
+
+/// What the allocator adds to each heap block, counted generously (glibc: 8–16 bytes and
+/// 16-byte rounding).
+const ALLOC_OVERHEAD: usize = 32;
+
+/// Bytes one allocation of `len` bytes really takes.
+fn alloc_bytes(len: usize) -> usize {
+    len.div_ceil(16) * 16 + ALLOC_OVERHEAD
+}
+
+/// An upper estimate of the memory one record holds (inline and heap), in bytes.
+///
+/// Conservative on purpose: what an upstream sends is chosen by whoever runs the zone, and a
+/// hostile zone picks the shape that costs most per wire byte. TXT is counted from its
+/// structure (one allocation per character-string, however short); SVCB/HTTPS and CAA hold a
+/// heap value per item of as little as two wire bytes, so they are counted at 32 bytes per
+/// wire byte; other types hold their wire form at most about twice (names spill out of
+/// their inline buffers above 32 bytes).
+pub(crate) fn record_bytes(record: &Record) -> usize {
+    use hickory_proto::{rr::RData, serialize::binary::BinEncodable};
+    let owner = alloc_bytes(record.name.len()) * 2;
+    let data = match &record.data {
+        RData::TXT(txt) => {
+            alloc_bytes(txt.txt_data.len() * std::mem::size_of::<Box<[u8]>>())
+                + txt
+                    .txt_data
+                    .iter()
+                    .map(|s| alloc_bytes(s.len()))
+                    .sum::<usize>()
+        }
+        other => {
+            // Encoding fails only for data that could not be sent either; count it as large.
+            let wire = other.to_bytes().map_or(u16::MAX as usize, |b| b.len());
+            match other {
+                RData::SVCB(_) | RData::HTTPS(_) | RData::CAA(_) => wire * 32 + ALLOC_OVERHEAD,
+                _ => wire * 2 + ALLOC_OVERHEAD * 2,
+            }
+        }
+    };
+    std::mem::size_of::<Record>() + owner + data
 }
 
 /// How the TTLs of shared records are sent.
@@ -234,6 +288,126 @@ impl Answer {
         match &self.records {
             Records::Shared(shared, ttl) => shared.encoded.as_ref().map(|e| (e, *ttl)),
             Records::Owned(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+    };
+
+    use hickory_proto::rr::{
+        rdata::{
+            svcb::{Alpn, SvcParamKey, SvcParamValue},
+            A, HTTPS, SVCB, TXT,
+        },
+        RData,
+    };
+
+    use super::*;
+
+    /// Counts this thread's live heap bytes (plus a malloc header per block), so the estimate
+    /// can be checked against what the allocator really hands out.
+    struct Counting;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator unchanged; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize + 16));
+            System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let _ = LIVE.try_with(|l| l.set(l.get() - layout.size() as isize - 16));
+            System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + new as isize - layout.size() as isize));
+            System.realloc(ptr, layout, new)
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    /// Live bytes of a cache entry's records built from `answers` (as the cache builds them:
+    /// a TTL-adjusted copy, then encoded), and the estimate for them.
+    fn measure(qname: &Name, answers: Vec<Record>) -> (isize, usize) {
+        let source = Sections {
+            answers,
+            ..Sections::default()
+        };
+        let before = LIVE.with(Cell::get);
+        let shared = SharedSections::new(source.with_ttls(|t| t), qname, false);
+        let live = LIVE.with(Cell::get) - before;
+        (live, shared.approx_bytes())
+    }
+
+    #[test]
+    fn estimate_is_never_below_real_memory() {
+        let q = name("a-rather-long-owner-name-to-spill-the-inline-buffer.example.test.");
+        let shapes: Vec<(&str, Vec<Record>)> = vec![
+            (
+                "one TXT of 4,000 one-byte strings",
+                vec![Record::from_rdata(
+                    q.clone(),
+                    300,
+                    RData::TXT(TXT::new((0..4000).map(|_| "x".to_string()).collect())),
+                )],
+            ),
+            (
+                "40 TXT records of 250 bytes",
+                (0..40)
+                    .map(|i| {
+                        let text = format!("{i:03}{}", "y".repeat(247));
+                        Record::from_rdata(q.clone(), 300, RData::TXT(TXT::new(vec![text])))
+                    })
+                    .collect(),
+            ),
+            (
+                "200 A records",
+                (0..200u8)
+                    .map(|i| Record::from_rdata(q.clone(), 300, RData::A(A::new(192, 0, 2, i))))
+                    .collect(),
+            ),
+            (
+                "HTTPS with 300 one-letter ALPN ids",
+                vec![Record::from_rdata(
+                    q.clone(),
+                    300,
+                    RData::HTTPS(HTTPS(SVCB::new(
+                        1,
+                        name("svc.example.test."),
+                        vec![(
+                            SvcParamKey::Alpn,
+                            SvcParamValue::Alpn(Alpn((0..300).map(|_| "h".into()).collect())),
+                        )],
+                    ))),
+                )],
+            ),
+        ];
+        for (what, records) in shapes {
+            let (live, estimate) = measure(&q, records);
+            eprintln!("{what}: estimated {estimate} bytes, really {live}");
+            assert!(
+                estimate as isize >= live,
+                "{what}: estimated {estimate} bytes, really {live}"
+            );
+            // Not wildly pessimistic either (the budget would then hold few entries).
+            assert!(
+                (estimate as isize) < live * 8,
+                "{what}: estimated {estimate} bytes, really {live}"
+            );
         }
     }
 }

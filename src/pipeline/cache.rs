@@ -1,6 +1,12 @@
 //! The answer cache: honours TTLs (clamped), caches negative answers for the SOA minimum
 //! (RFC 2308), and can serve stale answers when every upstream fails (RFC 8767).
 //!
+//! The cache is bounded twice: by entries (`[cache] size`) and by memory (`[cache]
+//! max_bytes`, each entry's records, pre-encoded bytes and key estimated on the high side by
+//! [`SharedSections::approx_bytes`]). Names with large answers would otherwise cost hundreds
+//! of KiB each, and a device asking a few thousand of them would grow the process by GiBs.
+//! An answer estimated above `max_entry_bytes` is served but never cached.
+//!
 //! It sits just before the forwarder so that everything it stores is an upstream answer;
 //! policy and SafeSearch run before it on every query, so a list change takes effect at once
 //! without flushing the cache.
@@ -63,6 +69,8 @@ struct Entry {
     authentic_data: bool,
     stored: Instant,
     ttl: u32,
+    /// The memory this entry holds (estimated), counted against the budget.
+    bytes: usize,
 }
 
 /// The tables are keyed by the key's (keyed, DoS-resistant) hash, computed once per query;
@@ -85,7 +93,39 @@ impl Hasher for PreHashed {
     }
 }
 
-type Shard = HashMap<u64, Arc<Entry>, BuildHasherDefault<PreHashed>>;
+/// One lock's worth of entries, and the bytes they hold.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u64, Arc<Entry>, BuildHasherDefault<PreHashed>>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove(&mut self, hash: u64) -> Option<Arc<Entry>> {
+        let entry = self.map.remove(&hash)?;
+        self.bytes = self.bytes.saturating_sub(entry.bytes);
+        Some(entry)
+    }
+
+    /// Drops entries `keep` refuses; returns (entries, bytes) dropped.
+    fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> (usize, usize) {
+        let (len, bytes) = (self.map.len(), self.bytes);
+        let mut freed = 0;
+        self.map.retain(|_, e| {
+            let kept = keep(e);
+            if !kept {
+                freed += e.bytes;
+            }
+            kept
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+        (len - self.map.len(), bytes - self.bytes)
+    }
+}
+
+/// Per-entry bookkeeping beyond the entry's records: the map slot (hash, pointer, control
+/// byte, at most half the table in use), the `Arc`'s counts, the entry struct itself.
+const ENTRY_OVERHEAD: usize = 2 * (8 + 8 + 1) + 16 + std::mem::size_of::<Entry>();
 
 /// The cached answers themselves, kept across reloads (the stage is rebuilt, this is not).
 pub struct CacheStore {
@@ -143,7 +183,11 @@ impl Cache {
 
     fn lookup(&self, query: &Query, hash: u64, now: Instant) -> Lookup {
         let entry = match self.store.shard(hash).lock() {
-            Ok(map) => map.get(&hash).filter(|e| e.key.matches(query)).cloned(),
+            Ok(shard) => shard
+                .map
+                .get(&hash)
+                .filter(|e| e.key.matches(query))
+                .cloned(),
             Err(_) => None,
         };
         let Some(entry) = entry else {
@@ -197,6 +241,15 @@ impl Cache {
             .sections_as_sent()
             .with_ttls(|t| t.clamp(min, max).min(ttl));
         let (name, qtype, qclass, dnssec_ok, checking_disabled) = Key::parts(query);
+        let records = Arc::new(SharedSections::new(sections, &query.name, dnssec_ok));
+        let bytes = ENTRY_OVERHEAD + name.len() + records.approx_bytes();
+        // Each shard gets an equal part of the budget, so the total never exceeds it; an
+        // entry that would take more than its part, or than `max_entry_bytes`, is not kept.
+        let shard_budget = self.config.max_bytes / SHARDS;
+        if bytes > self.config.max_entry_bytes.min(shard_budget) {
+            self.metrics.cache_too_large.inc();
+            return;
+        }
         let entry = Arc::new(Entry {
             key: Key {
                 name: name.to_owned(),
@@ -206,33 +259,58 @@ impl Cache {
                 checking_disabled,
             },
             rcode: answer.rcode,
-            records: Arc::new(SharedSections::new(sections, &query.name, dnssec_ok)),
+            records,
             authentic_data: answer.authentic_data,
             stored: now,
             ttl,
+            bytes,
         });
-        let Ok(mut map) = self.store.shard(hash).lock() else {
+        let Ok(mut shard) = self.store.shard(hash).lock() else {
             return;
         };
+        let (mut dropped, mut freed) = (0, 0);
+        if let Some(old) = shard.remove(hash) {
+            dropped += 1;
+            freed += old.bytes;
+        }
         let per_shard = self.config.size.div_ceil(SHARDS).max(1);
-        if map.len() >= per_shard && !map.contains_key(&hash) {
-            let before = map.len();
+        let full =
+            |shard: &Shard| shard.map.len() >= per_shard || shard.bytes + bytes > shard_budget;
+        if full(&shard) {
             let keep = self.config.stale_max_age.as_secs();
-            map.retain(|_, e| {
+            let (n, b) = shard.retain(|e| {
                 now.saturating_duration_since(e.stored).as_secs() < u64::from(e.ttl) + keep
             });
-            // Still full: drop an arbitrary tenth (HashMap order is effectively random).
-            if map.len() >= per_shard {
-                let victims: Vec<u64> = map.keys().take(per_shard / 10 + 1).copied().collect();
-                for k in victims {
-                    map.remove(&k);
+            (dropped, freed) = (dropped + n, freed + b);
+            // Still full: drop an arbitrary tenth (HashMap order is effectively random), then
+            // more until the new entry fits the byte budget.
+            if full(&shard) {
+                let mut count = shard.map.len() / 10 + 1;
+                let mut need = (shard.bytes + bytes).saturating_sub(shard_budget);
+                let victims: Vec<u64> = shard
+                    .map
+                    .iter()
+                    .take_while(|(_, e)| {
+                        let take = count > 0 || need > 0;
+                        count = count.saturating_sub(1);
+                        need = need.saturating_sub(e.bytes);
+                        take
+                    })
+                    .map(|(&k, _)| k)
+                    .collect();
+                for victim in victims {
+                    if let Some(e) = shard.remove(victim) {
+                        dropped += 1;
+                        freed += e.bytes;
+                    }
                 }
             }
-            self.metrics.cache_entries.sub((before - map.len()) as i64);
         }
-        if map.insert(hash, entry).is_none() {
-            self.metrics.cache_entries.inc();
-        }
+        shard.bytes += bytes;
+        shard.map.insert(hash, entry);
+        drop(shard);
+        self.metrics.cache_entries.add(1 - dropped as i64);
+        self.metrics.cache_bytes.add(bytes as i64 - freed as i64);
     }
 }
 

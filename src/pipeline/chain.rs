@@ -176,11 +176,14 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone())),
         // Decides on the name as asked, before any rewrite or cached answer can be served;
         // it also checks CNAME targets in what comes back from below.
-        Arc::new(Policy::new(
-            parts.lists.clone(),
-            parts.clock.clone(),
-            config.lists.illegal_proxy,
-        )),
+        Arc::new(
+            Policy::new(
+                parts.lists.clone(),
+                parts.clock.clone(),
+                config.lists.illegal_proxy,
+            )
+            .with_failure_counter(parts.metrics.list_lookup_failures.clone()),
+        ),
         // After policy (which decides on the name as asked, and vets CNAME targets on the way
         // back) and before the cache, so the cache stores the targets, never a rewrite, and a
         // change to a group's SafeSearch takes effect without a flush.

@@ -15,7 +15,7 @@ use std::{
 use futures_util::StreamExt;
 use hickory_proto::{
     op::{DnsRequest, DnsRequestOptions, Edns, Message, ResponseCode},
-    rr::RecordType,
+    rr::{DNSClass, Name, RData, RecordType},
 };
 use hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ResolverOpts},
@@ -194,7 +194,7 @@ impl Forward {
                     }
                     upstream.answered.inc();
                     upstream.failures.store(0, Ordering::Relaxed);
-                    return Self::answer(message, query.dnssec_ok);
+                    return Self::answer(message, &query.name, query.dnssec_ok);
                 }
                 // hickory reports NXDOMAIN and NODATA as errors; to a forwarder they are answers.
                 Ok(Some(Err(NetError::Dns(DnsError::NoRecordsFound(no_records))))) => {
@@ -232,11 +232,12 @@ impl Forward {
         Answer::servfail().with_note("every upstream failed")
     }
 
-    fn answer(mut message: Message, dnssec_ok: bool) -> Answer {
+    fn answer(mut message: Message, qname: &Name, dnssec_ok: bool) -> Answer {
         // The listener writes its own OPT record; upstream's must not be passed through.
         message
             .additionals
             .retain(|r| r.record_type() != RecordType::OPT);
+        drop_unrelated(&mut message, qname);
         // Minimal responses (unbound's default): a positive answer needs no referral NS or
         // glue (an SOA stays: it caches a CNAME target's NODATA). With DO set the authority may
         // hold wildcard proofs, so it all stays.
@@ -261,6 +262,47 @@ impl Forward {
     }
 }
 
+/// Drops records a hostile (or broken) upstream added for names it was not asked about, so
+/// they reach neither the cache nor a device's own cache. Answer records must be owned by the
+/// query name or a name on its CNAME chain (DNAME records by an ancestor of one). Authority
+/// and additional records must lie inside the zone the answer came from: the owner of an SOA
+/// or NS record there that is an ancestor of a chain name (so NSEC/NSEC3 proofs, owned by
+/// other names of that zone, stay for DNSSEC-validating clients); without such a record, only
+/// ancestors of the chain are kept.
+fn drop_unrelated(message: &mut Message, qname: &Name) {
+    let mut chain = vec![qname.clone()];
+    // Follow CNAMEs in any order they come; a loop or a very long chain stops at 16 links.
+    for _ in 0..16 {
+        let Some(last) = chain.last() else { break };
+        let next = message.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if r.name == *last && !chain.contains(&target.0) => {
+                Some(target.0.clone())
+            }
+            _ => None,
+        });
+        match next {
+            Some(target) => chain.push(target),
+            None => break,
+        }
+    }
+    let on_chain = |name: &Name| chain.iter().any(|c| c == name);
+    let above_chain = |name: &Name| chain.iter().any(|c| name.zone_of(c));
+    message.answers.retain(|r| match r.record_type() {
+        RecordType::DNAME => above_chain(&r.name),
+        _ => on_chain(&r.name),
+    });
+    let apexes: Vec<Name> = message
+        .authorities
+        .iter()
+        .filter(|r| matches!(r.record_type(), RecordType::SOA | RecordType::NS))
+        .filter(|r| above_chain(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    let in_zone = |name: &Name| above_chain(name) || apexes.iter().any(|a| a.zone_of(name));
+    message.authorities.retain(|r| in_zone(&r.name));
+    message.additionals.retain(|r| in_zone(&r.name));
+}
+
 impl Stage for Forward {
     fn name(&self) -> &'static str {
         "forward"
@@ -268,10 +310,75 @@ impl Stage for Forward {
 
     fn handle<'a>(&'a self, query: &'a mut Query, _next: Next<'a>) -> StageFuture<'a> {
         Box::pin(async move {
+            // CHAOS-class queries (`version.bind`, `hostname.bind`, `id.server`) ask about the
+            // server that answers: the upstream's identity and version are not a device's
+            // business, and nothing but IN is resolvable data. Refused here, never forwarded.
+            if query.qclass != DNSClass::IN {
+                return Answer::empty(ResponseCode::Refused, Disposition::Local)
+                    .with_note("not an Internet-class query: answered locally, never forwarded");
+            }
             match tokio::time::timeout(self.deadline, self.exchange(query)).await {
                 Ok(answer) => answer,
                 Err(_) => Answer::servfail().with_note("upstream deadline passed"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::rr::{
+        rdata::{A, CNAME, NS, SOA},
+        Record,
+    };
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn only_the_chain_and_its_zone_survive() {
+        let rec = |owner: &str, data: RData| Record::from_rdata(name(owner), 300, data);
+        let mut m = Message::query();
+        m.answers = vec![
+            rec("a.school.test.", RData::CNAME(CNAME(name("b.cdn.test.")))),
+            rec("b.cdn.test.", RData::A(A::new(192, 0, 2, 1))),
+            rec("www.bank.test.", RData::A(A::new(203, 0, 113, 1))),
+            rec("B.CDN.TEST.", RData::A(A::new(192, 0, 2, 2))),
+        ];
+        m.authorities = vec![
+            rec("cdn.test.", RData::NS(NS(name("ns.cdn.test.")))),
+            rec("zz.cdn.test.", RData::A(A::new(192, 0, 2, 9))),
+            rec("bank.test.", RData::NS(NS(name("ns.evil.test.")))),
+            rec(
+                "test.",
+                RData::SOA(SOA::new(name("ns.test."), name("h.test."), 1, 1, 1, 1, 1)),
+            ),
+        ];
+        m.additionals = vec![
+            rec("ns.cdn.test.", RData::A(A::new(192, 0, 2, 53))),
+            rec("ns.evil.test.", RData::A(A::new(203, 0, 113, 53))),
+        ];
+        drop_unrelated(&mut m, &name("A.School.Test."));
+        let owners = |rs: &[Record]| rs.iter().map(|r| r.name.to_ascii()).collect::<Vec<_>>();
+        assert_eq!(
+            owners(&m.answers),
+            ["a.school.test.", "b.cdn.test.", "B.CDN.TEST."]
+        );
+        // `test.` is an ancestor with an SOA: the whole `test.` zone is in bailiwick here,
+        // as it would be for a resolver asking that zone's server.
+        assert_eq!(m.authorities.len(), 4);
+        let mut m2 = m.clone();
+        m2.authorities
+            .retain(|r| r.record_type() != RecordType::SOA);
+        m2.additionals = vec![
+            rec("ns.cdn.test.", RData::A(A::new(192, 0, 2, 53))),
+            rec("ns.evil.test.", RData::A(A::new(203, 0, 113, 53))),
+        ];
+        drop_unrelated(&mut m2, &name("a.school.test."));
+        assert_eq!(owners(&m2.authorities), ["cdn.test.", "zz.cdn.test."]);
+        assert_eq!(owners(&m2.additionals), ["ns.cdn.test."]);
     }
 }

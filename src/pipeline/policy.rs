@@ -251,6 +251,36 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
     }
 }
 
+/// [`decide`], failing closed: a lookup that panics (list data damaged in a way that passed
+/// every check at load) blocks the name instead of letting the query through unfiltered.
+/// Returns whether it failed, for counting.
+pub fn decide_or_block(cx: &Context<'_>, key: &str) -> (Decision, bool) {
+    decide_guarded(|| decide(cx, key), cx.group)
+}
+
+/// Runs `decide`; a panic inside becomes a block of the group's kind.
+fn decide_guarded(decide: impl FnOnce() -> Decision, group: &str) -> (Decision, bool) {
+    // Unwind safety: the lists are immutable and nothing is left half-changed by a lookup.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)) {
+        Ok(decision) => (decision, false),
+        Err(_) => {
+            tracing::error!(
+                group,
+                "list lookup failed (damaged compiled lists?): name blocked to be safe; recompile the lists"
+            );
+            let block = Block::new(
+                BlockReason::Category,
+                format!(
+                    "group `{group}`: the list lookup failed, so the name is blocked to be safe"
+                ),
+                None,
+                LocalAnswer::Group,
+            );
+            (Decision::Block(block), true)
+        }
+    }
+}
+
 /// `(depth of name, name)` when `key` is `name` or below it.
 fn suffix_depth<'n>(key: &str, name: &'n str) -> Option<(usize, &'n str)> {
     let below = key.len() > name.len()
@@ -340,6 +370,8 @@ pub struct Policy {
     lists: Arc<Blocklists>,
     clock: Clock,
     illegal_proxy: Option<IpAddr>,
+    /// Counts lookups that failed and were blocked.
+    failures: Option<prometheus::IntCounter>,
 }
 
 impl Policy {
@@ -349,7 +381,24 @@ impl Policy {
             lists,
             clock,
             illegal_proxy,
+            failures: None,
         }
+    }
+
+    /// Counts failed (and so blocked) lookups on `counter`.
+    pub fn with_failure_counter(mut self, counter: prometheus::IntCounter) -> Policy {
+        self.failures = Some(counter);
+        self
+    }
+
+    fn decide(&self, cx: &Context<'_>, key: &str) -> Decision {
+        let (decision, failed) = decide_or_block(cx, key);
+        if failed {
+            if let Some(c) = &self.failures {
+                c.inc();
+            }
+        }
+        decision
     }
 
     fn context<'a>(&'a self, group: &'a Group) -> Context<'a> {
@@ -375,7 +424,7 @@ impl Stage for Policy {
                 return Answer::empty(ResponseCode::Refused, Disposition::Refused);
             };
             let cx = self.context(&group);
-            if let Decision::Block(block) = decide(&cx, &query.key) {
+            if let Decision::Block(block) = self.decide(&cx, &query.key) {
                 return block_answer(query, &block, group.policy.block_answer);
             }
             let mut answer = next.run(query).await;
@@ -383,7 +432,7 @@ impl Stage for Policy {
             for record in answer.answers() {
                 if let RData::CNAME(target) = &record.data {
                     let target_key = crate::names::key(&target.0);
-                    if let Decision::Block(mut block) = decide(&cx, &target_key) {
+                    if let Decision::Block(mut block) = self.decide(&cx, &target_key) {
                         // An illegal-tier target is never named.
                         if !block.reason.kind.is_illegal_tier() {
                             block.reason.detail =
@@ -426,6 +475,26 @@ mod tests {
         lists::{BlocklistsBuilder, EntryKind},
         pipeline::group::{Grant, NameSet},
     };
+
+    #[test]
+    fn a_lookup_that_panics_blocks() {
+        let (decision, failed) = decide_guarded(|| panic!("damaged transducer"), "pupils");
+        assert!(failed);
+        match decision {
+            Decision::Block(b) => {
+                assert_eq!(b.reason.kind, BlockReason::Category);
+                assert_eq!(b.answer, LocalAnswer::Group);
+                assert!(
+                    b.reason.detail.contains("lookup failed"),
+                    "{}",
+                    b.reason.detail
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (decision, failed) = decide_guarded(|| Decision::Allow { by: None }, "pupils");
+        assert_eq!((decision, failed), (Decision::Allow { by: None }, false));
+    }
 
     fn lists() -> (Blocklists, u32, u32) {
         let mut b = BlocklistsBuilder::new();

@@ -1,5 +1,6 @@
-//! Per-client rate limit: a token bucket per source address, so one misbehaving device or a
-//! spoofed flood cannot starve the others. Over-limit queries get REFUSED (as small as the
+//! Per-client rate limit: a token bucket per source address (per IPv6 network of
+//! `[rate_limit] ipv6_prefix`, /64 by default: a device can use any address of its /64), so one
+//! misbehaving device or a spoofed flood cannot starve the others. Over-limit queries get REFUSED (as small as the
 //! query, so no amplification).
 
 use std::{
@@ -45,6 +46,7 @@ impl Default for Buckets {
 pub struct RateLimit {
     qps: f64,
     burst: f64,
+    ipv6_prefix: u8,
     buckets: Arc<Buckets>,
 }
 
@@ -54,7 +56,25 @@ impl RateLimit {
         RateLimit {
             qps: f64::from(config.qps),
             burst: f64::from(config.burst.max(1)),
+            ipv6_prefix: config.ipv6_prefix.min(128),
             buckets,
+        }
+    }
+
+    /// The bucket `client` draws from: its IPv4 address, or its IPv6 network.
+    fn bucket_of(&self, client: IpAddr) -> IpAddr {
+        match client {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6);
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(self.ipv6_prefix))
+                        .unwrap_or(0);
+                    IpAddr::V6((bits & mask).into())
+                }
+            },
+            v4 => v4,
         }
     }
 
@@ -63,9 +83,14 @@ impl RateLimit {
         if self.qps == 0.0 {
             return true;
         }
+        let client = self.bucket_of(client);
+        // Spread by the bytes that differ between buckets (a /64's low bytes are all zero).
         let shard = match client {
             IpAddr::V4(v4) => v4.octets()[3] as usize,
-            IpAddr::V6(v6) => v6.octets()[15] as usize,
+            IpAddr::V6(v6) => v6
+                .octets()
+                .iter()
+                .fold(0usize, |h, &b| h.wrapping_mul(31) ^ b as usize),
         } % SHARDS;
         let Ok(mut buckets) = self.buckets.shards[shard].lock() else {
             return true;
@@ -116,7 +141,14 @@ mod tests {
 
     #[test]
     fn burst_then_refill() {
-        let rl = RateLimit::new(RateLimitConfig { qps: 10, burst: 5 }, Default::default());
+        let rl = RateLimit::new(
+            RateLimitConfig {
+                qps: 10,
+                burst: 5,
+                ipv6_prefix: 64,
+            },
+            Default::default(),
+        );
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
         assert_eq!((0..8).filter(|_| rl.admit(ip, t0)).count(), 5);
@@ -130,7 +162,11 @@ mod tests {
     #[test]
     fn buckets_outlive_a_rebuilt_stage() {
         let buckets = Arc::new(Buckets::default());
-        let config = RateLimitConfig { qps: 1, burst: 3 };
+        let config = RateLimitConfig {
+            qps: 1,
+            burst: 3,
+            ipv6_prefix: 64,
+        };
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
         let before = RateLimit::new(config, buckets.clone());
@@ -140,8 +176,60 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_share_a_bucket_per_prefix() {
+        let config = RateLimitConfig {
+            qps: 1,
+            burst: 3,
+            ipv6_prefix: 64,
+        };
+        let rl = RateLimit::new(config, Default::default());
+        let t0 = Instant::now();
+        // A device rotating through privacy addresses in its /64 gets one burst, not one each.
+        let admitted = (0..10u16)
+            .filter(|i| {
+                let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+                rl.admit(ip, t0)
+            })
+            .count();
+        assert_eq!(admitted, 3);
+        // Another /64 is another device.
+        assert!(rl.admit("2001:db8:1:3::1".parse().unwrap(), t0));
+        // IPv4 stays per address, also when it arrives as ::ffff:a.b.c.d.
+        assert_eq!(
+            (0..5)
+                .filter(|_| rl.admit("10.0.0.1".parse().unwrap(), t0))
+                .count(),
+            3
+        );
+        assert!(!rl.admit("::ffff:10.0.0.1".parse().unwrap(), t0));
+        assert!(rl.admit("10.0.0.2".parse().unwrap(), t0));
+        // A /128 prefix limits each address on its own.
+        let per_address = RateLimit::new(
+            RateLimitConfig {
+                ipv6_prefix: 128,
+                ..config
+            },
+            Default::default(),
+        );
+        let admitted = (0..10u16)
+            .filter(|i| {
+                let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+                per_address.admit(ip, t0)
+            })
+            .count();
+        assert_eq!(admitted, 10);
+    }
+
+    #[test]
     fn zero_qps_means_no_limit() {
-        let rl = RateLimit::new(RateLimitConfig { qps: 0, burst: 0 }, Default::default());
+        let rl = RateLimit::new(
+            RateLimitConfig {
+                qps: 0,
+                burst: 0,
+                ipv6_prefix: 64,
+            },
+            Default::default(),
+        );
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!((0..10_000).all(|_| rl.admit(ip, Instant::now())));
     }

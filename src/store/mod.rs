@@ -409,6 +409,10 @@ pub(crate) fn open_read(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The query key for an arrival time (see [`KEY_EPOCH_MS`]).
+/// Milliseconds in a day.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The key of the first query at `unix_ms` or later.
 pub(crate) fn key_base(unix_ms: i64) -> i64 {
     (unix_ms - KEY_EPOCH_MS).max(0) << 8
 }
@@ -442,7 +446,7 @@ pub(crate) fn severity_of(label: &str) -> Option<Severity> {
 
 /// The site a name belongs to (Public Suffix List), so one page load is one breach.
 pub fn registrable_domain(name: &str) -> String {
-    psl::domain_str(name).unwrap_or(name).to_string()
+    crate::names::registrable_domain(name).to_string()
 }
 
 /// An address as stored.

@@ -18,7 +18,7 @@ use crate::{
 };
 
 use super::{
-    audit, disposition_of, key_base, key_millis, open_read, reason_of, severity_of, transport_of,
+    audit, disposition_of, key_base, DAY_MS, key_millis, open_read, reason_of, severity_of, transport_of,
     AuditEntry, CaseStatus, ChainReport, StoreError,
 };
 
@@ -689,16 +689,35 @@ impl Reader {
         limit: u32,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.connection()?;
-        let mut stmt = conn.prepare(
-            "SELECT n.name, COUNT(*) AS c FROM blocked b
-             JOIN queries q ON q.k = b.k JOIN names n ON n.id = q.name
-             WHERE b.k >= ?1 AND b.k < ?2
-             GROUP BY q.name ORDER BY c DESC, n.name LIMIT ?3",
+        let (since, until) = (unix_millis(since), unix_millis(until));
+        // Whole UTC days come from the daily counts; only the partial days at either end
+        // are counted from the rows.
+        let first_day = (since + DAY_MS - 1).div_euclid(DAY_MS);
+        let last_day = until.div_euclid(DAY_MS).max(first_day);
+        let (head_end, tail_start) = if first_day < last_day {
+            (first_day * DAY_MS, last_day * DAY_MS)
+        } else {
+            (until, until)
+        };
+        let mut stmt = conn.prepare_cached(
+            "WITH c (name, n) AS (
+                 SELECT q.name, COUNT(*) FROM blocked b JOIN queries q ON q.k = b.k
+                 WHERE (b.k >= ?1 AND b.k < ?2) OR (b.k >= ?3 AND b.k < ?4)
+                 GROUP BY q.name
+                 UNION ALL
+                 SELECT name, SUM(count) FROM blocked_daily
+                 WHERE day >= ?5 AND day < ?6 GROUP BY name)
+             SELECT n.name, SUM(c.n) AS total FROM c JOIN names n ON n.id = c.name
+             GROUP BY c.name ORDER BY total DESC, n.name LIMIT ?7",
         )?;
         let rows = stmt.query_map(
             rusqlite::params![
-                key_base(unix_millis(since)),
-                key_base(unix_millis(until)),
+                key_base(since),
+                key_base(head_end),
+                key_base(tail_start),
+                key_base(until),
+                first_day,
+                if first_day < last_day { last_day } else { first_day },
                 limit
             ],
             |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),

@@ -22,8 +22,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, must_keep, registrable_domain, BreachNotice, Control, Shared, StoreError,
-    WITHHELD,
+    journal, key_base, key_millis, must_keep, registrable_domain, BreachNotice, Control, Shared,
+    StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -408,6 +408,7 @@ impl Writer {
             last_key: &mut self.last_key,
             out: BatchOut::default(),
             rollups: HashMap::new(),
+            blocked_days: HashMap::new(),
             new_device_minutes: Vec::new(),
             new_name_minutes: Vec::new(),
         };
@@ -479,6 +480,10 @@ impl Writer {
         }
         self.conn
             .execute("DELETE FROM rollups WHERE minute < ?1", [rollup_cut])?;
+        self.conn.execute(
+            "DELETE FROM blocked_daily WHERE day < ?1",
+            [rollup_cut.div_euclid(1440)],
+        )?;
         // Nothing older than the blocked retention is left to find through these.
         let minute_cut = super::read::minute_of(blocked_cut);
         self.conn
@@ -497,6 +502,8 @@ struct Batch<'a, 'c> {
     last_key: &'a mut i64,
     out: BatchOut,
     rollups: HashMap<RollupKey, (i64, i64)>,
+    /// Blocked queries per (UTC day, name) in this batch, added to `blocked_daily` at its end.
+    blocked_days: HashMap<(i64, i64), i64>,
     /// Presence pairs first seen in this batch, inserted sorted at its end: in key order
     /// the B-tree inserts touch neighbouring pages instead of random ones.
     new_device_minutes: Vec<(i64, i64)>,
@@ -581,6 +588,10 @@ impl Batch<'_, '_> {
             self.tx
                 .prepare_cached("INSERT INTO blocked (k) VALUES (?1)")?
                 .execute([k])?;
+            *self
+                .blocked_days
+                .entry((key_millis(k).div_euclid(DAY_MS), name))
+                .or_default() += 1;
         }
         if let (true, Some(severity)) = (blocked, e.severity) {
             let domain = match &e.name {
@@ -648,6 +659,13 @@ impl Batch<'_, '_> {
         )?;
         for (k, (q, b)) in self.rollups.drain() {
             stmt.execute(params![k.minute, k.group, k.category, k.disposition, q, b])?;
+        }
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO blocked_daily (day, name, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (day, name) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((day, name), n) in self.blocked_days.drain() {
+            stmt.execute(params![day, name, n])?;
         }
         Ok(())
     }

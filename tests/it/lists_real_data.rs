@@ -97,14 +97,18 @@ fn importer_counts_on_real_lists() {
         d,
         "blocklists/ut1/gambling/domains",
         Domains,
-        (32_247, 32_233, 0, 0, 0, 14, 32_233),
+        (32_247, 32_232, 0, 0, 0, 15, 32_232),
     );
     assert_eq!(p.issues["IpAddress"], 14);
+    // `bet.br` is a registry's public suffix (every name under it is a licensed Brazilian
+    // betting site, but listing the suffix itself is refused: `Reason::PublicSuffix`).
+    assert_eq!(p.issues["PublicSuffix"], 1);
     check(
         d,
         "blocklists/ut1/games/domains",
         Domains,
-        (33_741, 33_715, 0, 0, 0, 26, 33_715),
+        // One registry public suffix refused.
+        (33_741, 33_714, 0, 0, 0, 27, 33_714),
     );
     let p = parse(d, "blocklists/ut1/games/domains", Domains);
     assert!(
@@ -477,7 +481,15 @@ fn real_multi_category_compile_matches_workload_truth() {
     }
     assert_eq!(
         differ,
-        ["lightswitch05/dating: map 21670, ours 21671",],
+        [
+            // A registry's public suffix listed as an entry is refused (`Reason::PublicSuffix`):
+            // one each in these lists (bet.br, and the like).
+            "ut1/gambling: map 32233, ours 32232",
+            "ut1/games: map 33715, ours 33714",
+            "lightswitch05/dating: map 21670, ours 21671",
+            "hagezi2022/light: map 122680, ours 122679",
+            "ut1/shortener: map 4558, ours 4557",
+        ],
         "{differ:#?}"
     );
 

@@ -1367,3 +1367,93 @@ fn store_commands_and_the_writer_share_the_database() {
     assert!(report.first_broken.is_none());
     store.close().unwrap();
 }
+
+/// "Top blocked names" over several days reads whole days from the daily counts and the
+/// partial days at either end from the rows: the result equals counting every row, and a
+/// database from before the daily counts (schema 3) gets them filled in on upgrade.
+#[test]
+fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
+    let dir = TempDir::new("store-top-days");
+    let (clock, _) = clock();
+    let day = 86_400_000;
+    // Over four days (T0 is 10:00 UTC): site-a every 3 h, site-b every 5 h, site-c 3 times.
+    let mut events = Vec::new();
+    for h in 0..96 {
+        if h % 3 == 0 {
+            events.push(blocked(h * 3_600_000, "10.0.0.1", "site-a.test", None));
+        }
+        if h % 5 == 0 {
+            events.push(blocked(h * 3_600_000 + 1, "10.0.0.2", "site-b.test", None));
+        }
+    }
+    for t in [1, day + 7, 3 * day + 9] {
+        events.push(blocked(t, "10.0.0.3", "site-c.test", None));
+    }
+    events.push(allowed(5, "10.0.0.1", "site-a.test"));
+    {
+        // Written by schema 3, then upgraded by opening.
+        let mut conn = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
+        store::migrate::migrate_to(&mut conn, 3).unwrap();
+    }
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let sink = store.sink();
+    for e in events.iter().cloned() {
+        sink.record(e);
+    }
+    let reader = store.reader();
+    store.close().unwrap();
+    let raw = |from: i64, to: i64| {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for e in &events {
+            let t = e.at.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 - T0_MS;
+            if e.disposition == Disposition::Blocked && (from..to).contains(&t) {
+                if let EventName::Clear(n) = &e.name {
+                    *counts.entry(n.clone()).or_default() += 1;
+                }
+            }
+        }
+        let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    };
+    for (from, to) in [
+        (0, 4 * day),
+        (3_600_000, 3 * day + 5_000_000),
+        (day / 2, day / 2 + 3_600_000),
+        (14 * 3_600_000, 2 * day + 14 * 3_600_000),
+    ] {
+        assert_eq!(
+            reader.top_blocked(at(from), at(to), 10).unwrap(),
+            raw(from, to),
+            "{from}..{to}"
+        );
+    }
+    // The daily counts are really used: a day's total there matches the rows.
+    assert_eq!(count(&dir, "PRAGMA user_version"), i64::from(store::migrate::CURRENT));
+    assert!(count(&dir, "SELECT SUM(count) FROM blocked_daily") > 0);
+
+    // Upgrading a schema-3 database that already has blocked rows fills the daily counts.
+    let old = TempDir::new("store-top-v3");
+    {
+        let (store, _) = open(&old, &StoreConfig::default(), &clock);
+        let sink = store.sink();
+        for e in events.iter().cloned() {
+            sink.record(e);
+        }
+        store.close().unwrap();
+        let conn = rusqlite_conn(&old);
+        conn.execute_batch("DROP TABLE blocked_daily; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let (store, _) = open(&old, &StoreConfig::default(), &clock);
+    let reader = store.reader();
+    store.close().unwrap();
+    assert_eq!(
+        reader.top_blocked(at(0), at(4 * day), 10).unwrap(),
+        raw(0, 4 * day)
+    );
+    assert_eq!(
+        count(&old, "SELECT SUM(count) FROM blocked_daily"),
+        events.iter().filter(|e| e.disposition == Disposition::Blocked).count() as i64
+    );
+}

@@ -316,17 +316,8 @@ impl Upstream {
             seen: seen.clone(),
             delay_ms: delay_ms.clone(),
         };
-        // UDP and TCP on one port; the TCP twin of the UDP port the OS picked may be some
-        // client connection's (the hardening tests hold thousands), so pick again.
-        let (udp, addr, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let addr = udp.local_addr().unwrap();
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(tcp) => break (udp, addr, tcp),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-                Err(e) => panic!("cannot listen on {addr}: {e}"),
-            }
-        };
+        let (udp, tcp) = udp_and_tcp_on_one_port().await;
+        let addr = udp.local_addr().unwrap();
         let mut server = Server::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 16);
@@ -337,6 +328,21 @@ impl Upstream {
             _server: server,
         }
     }
+}
+
+/// A UDP socket on 127.0.0.1, any port, and a TCP listener on the same port. The kernel picks
+/// the UDP port without looking at TCP, so the port may be busy for TCP (a client connection's
+/// ephemeral port, when many tests run at once): then try another.
+pub async fn udp_and_tcp_on_one_port() -> (UdpSocket, tokio::net::TcpListener) {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        match tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+            Ok(tcp) => return (udp, tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("no port free for both UDP and TCP: {last:?}");
 }
 
 pub use super::tempdir::scratch_dir;

@@ -1,0 +1,232 @@
+//! The store at a year's scale: 100 million stored queries (a large school's month at about
+//! 40 queries a second), then the reads the dashboard makes on it — a device's timeline, a
+//! breach page with the history around it, the 7-day category chart and the 7-day top blocked
+//! names — each timed cold-ish (first call) and warm (median of 5).
+//!
+//! Not a criterion bench (generating the database takes minutes): run by hand,
+//! `STORE_ROWS=100000000 cargo bench --bench store_scale` (default 10 million). The database is
+//! kept under `target/store-scale/` and reused when it already has the rows asked for, so the
+//! reads can be re-timed without generating again. Prints the file size, bytes per query,
+//! the ingest rate and the process's peak memory (VmHWM).
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant, UNIX_EPOCH},
+};
+
+use hedgerow::{
+    clock::Clock,
+    config::StoreConfig,
+    event::{BlockReason, Disposition, EventName, QueryEvent, Severity, Transport},
+    store::{self, BreachFilter, CountBy, Store},
+};
+
+#[path = "../tests/it/common/shared_data.rs"]
+mod shared_data;
+
+/// 2026-09-01 00:00 UTC: the first day of the simulated month.
+const T0: u64 = 1_788_220_800;
+/// A school day's traffic comes in 8 hours; the month has 22 school days.
+const SCHOOL_SECONDS: u64 = 22 * 8 * 3600;
+
+fn names() -> Vec<String> {
+    let from_file = shared_data::shared_data()
+        .and_then(|d| std::fs::read_to_string(d.join("workload/sample-20k.dnsperf")).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if from_file.is_empty() {
+        (0..20_000)
+            .map(|i| format!("host{}.site{}.example", i % 7, i))
+            .collect()
+    } else {
+        from_file
+    }
+}
+
+/// Event `i` of `n`: 2,000 devices, school hours only, one in twelve blocked (a tenth of those
+/// high severity, on one of 50 sites, so breaches form), names from the shared workload.
+fn event(i: u64, n: u64, names: &[String]) -> QueryEvent {
+    let offset = i * SCHOOL_SECONDS / n;
+    let (day, second) = (offset / (8 * 3600), offset % (8 * 3600));
+    // School days only: weekends skipped, 08:00–16:00 UTC.
+    let date = day + day / 5 * 2;
+    let at = UNIX_EPOCH
+        + Duration::from_secs(T0 + date * 86_400 + 8 * 3600 + second)
+        + Duration::from_micros(i % 1_000_000);
+    let client = i.wrapping_mul(2_654_435_761) % 2000;
+    let block = i.is_multiple_of(12);
+    let high = block && i.is_multiple_of(120);
+    let name = if high {
+        format!("www.site{}.bad", i % 50)
+    } else {
+        names[(i as usize * 7919) % names.len()].clone()
+    };
+    QueryEvent {
+        at,
+        client: IpAddr::V4(Ipv4Addr::new(
+            10,
+            1,
+            (client / 250) as u8,
+            (client % 250) as u8 + 1,
+        )),
+        device: None,
+        group: Some(if client.is_multiple_of(10) { "staff" } else { "pupils" }.into()),
+        name: EventName::Clear(name),
+        qtype: if i.is_multiple_of(3) { 28 } else { 1 },
+        transport: Transport::Udp,
+        disposition: if block {
+            Disposition::Blocked
+        } else if i.is_multiple_of(4) {
+            Disposition::Cached
+        } else {
+            Disposition::Forwarded
+        },
+        reason: block.then_some(BlockReason::Category),
+        category: block.then(|| if high { "self_harm" } else { "games" }.to_string()),
+        rule: block.then(|| "category games (list entry `x`)".to_string()),
+        severity: if high {
+            Some(Severity::High)
+        } else {
+            block.then_some(Severity::Low)
+        },
+        rcode: if block { 3 } else { 0 },
+        duration: Duration::from_micros(if i.is_multiple_of(4) { 40 } else { 15_000 }),
+    }
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn main() {
+    let rows: u64 = std::env::var("STORE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/store-scale")
+        .join(rows.to_string());
+    let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
+    let clock = Clock::from_fn(move || end);
+    let existing = store::open_offline(&dir, clock.clone())
+        .ok()
+        .and_then(|(r, _)| r.query_count().ok())
+        .unwrap_or(0);
+    if existing < rows {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("bench folder");
+        // Retention is judged by the clock: a month of data is inside every default.
+        let config = StoreConfig {
+            channel_capacity: 1 << 20,
+            ..StoreConfig::default()
+        };
+        let registry = prometheus::Registry::new();
+        let store = Store::open(&config, &dir, clock.clone(), &registry).expect("open");
+        let depth = || {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name().ends_with("store_channel_depth"))
+                .and_then(|f| f.get_metric().first().map(|m| m.get_gauge().get_value()))
+                .unwrap_or(0.0)
+        };
+        let sink = store.sink();
+        let names = names();
+        let start = Instant::now();
+        for i in 0..rows {
+            sink.record(event(i, rows, &names));
+            // Keep the producer within the queue: allowed events are shed when it is full,
+            // and a bench that sheds measures nothing.
+            if i % 50_000 == 49_999 {
+                while depth() > 500_000.0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        store.close().expect("close");
+        let took = start.elapsed().as_secs_f64();
+        println!(
+            "ingest: {rows} events in {took:.0} s = {:.0} events/s; peak RSS {} MiB",
+            rows as f64 / took,
+            peak_rss_mib()
+        );
+    }
+    let (reader, _) = store::open_offline(&dir, clock).expect("reopen");
+    let stored = reader.query_count().expect("count");
+    let file = std::fs::metadata(dir.join(store::DB_FILE)).map_or(0, |m| m.len());
+    println!(
+        "database: {stored} stored queries, {:.2} GiB, {:.1} bytes per stored query",
+        file as f64 / f64::from(1 << 30),
+        file as f64 / stored.max(1) as f64
+    );
+
+    let week_end = UNIX_EPOCH + Duration::from_secs(T0 + 29 * 86_400);
+    let week_start = week_end - Duration::from_secs(7 * 86_400);
+    let breach = reader
+        .breaches(&BreachFilter::default(), None, 1)
+        .ok()
+        .and_then(|b| b.first().map(|b| (b.id, b.device_key.clone())));
+    let Some((breach_id, device)) = breach else {
+        println!("no breach stored: the workload made none");
+        return;
+    };
+    let time = |what: &str, f: &mut dyn FnMut() -> usize| {
+        let first = Instant::now();
+        let n = f();
+        let first = first.elapsed();
+        let mut warm: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        warm.sort();
+        println!(
+            "read: {what}: {n} rows, first {:.1} ms, warm median {:.1} ms",
+            first.as_secs_f64() * 1000.0,
+            warm[2].as_secs_f64() * 1000.0
+        );
+    };
+    time("a device's timeline, newest page (50)", &mut || {
+        reader
+            .device_timeline(&device, None, None, None, 50)
+            .map_or(0, |p| p.rows.len())
+    });
+    time("a breach page with 10 minutes either side", &mut || {
+        reader
+            .breach(breach_id, Duration::from_secs(600))
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.queries.len() + b.around.len())
+    });
+    time("7-day chart: blocks by category (rollups)", &mut || {
+        reader
+            .counts(week_start, week_end, CountBy::Category)
+            .map_or(0, |c| c.len())
+    });
+    time("7-day top 20 blocked names", &mut || {
+        reader
+            .top_blocked(week_start, week_end, 20)
+            .map_or(0, |c| c.len())
+    });
+    time("breaches, newest page (50)", &mut || {
+        reader
+            .breaches(&BreachFilter::default(), None, 50)
+            .map_or(0, |b| b.len())
+    });
+    println!("peak RSS of this process {} MiB", peak_rss_mib());
+}
