@@ -75,7 +75,7 @@ pub mod neighbours;
 pub mod pipeline;
 pub mod report;
 pub mod schedule;
-pub mod sessions;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod wire;

@@ -245,7 +245,10 @@ pub fn list_meta(dir: &Path) -> (Result<ListFreshness, String>, Vec<(String, Str
                 .map(|c| (c.id, c.title))
                 .collect(),
         ),
-        Err(error) => (Err(format!("no compiled lists could be read: {error}")), Vec::new()),
+        Err(error) => (
+            Err(format!("no compiled lists could be read: {error}")),
+            Vec::new(),
+        ),
     }
 }
 
@@ -325,12 +328,7 @@ impl WeeklyReport {
         let local = self.zone.local_secs(at);
         let day = local.div_euclid(86_400);
         let minute = local.rem_euclid(86_400) / 60;
-        format!(
-            "{} {:02}:{:02}",
-            day_words(day),
-            minute / 60,
-            minute % 60
-        )
+        format!("{} {:02}:{:02}", day_words(day), minute / 60, minute % 60)
     }
 
     fn zone_words(&self) -> String {
@@ -394,9 +392,16 @@ impl WeeklyReport {
         row(
             &mut h,
             "td",
-            &["Websites looked up (DNS look-ups)", &self.queries.to_string()],
+            &[
+                "Websites looked up (DNS look-ups)",
+                &self.queries.to_string(),
+            ],
         );
-        row(&mut h, "td", &["Of which blocked", &self.blocked.to_string()]);
+        row(
+            &mut h,
+            "td",
+            &["Of which blocked", &self.blocked.to_string()],
+        );
         row(
             &mut h,
             "td",
@@ -453,10 +458,19 @@ impl WeeklyReport {
             "<h2>Devices with the most serious blocked attempts</h2>\n<p>High-severity \
              attempts (for example self-harm, extremism or illegal content), top {TOP_DEVICES}.</p>"
         );
-        device_table(&mut h, &self.top_devices, "No high-severity attempts this week.");
+        device_table(
+            &mut h,
+            &self.top_devices,
+            "No high-severity attempts this week.",
+        );
 
         h.push_str("<h2>New breaches this week</h2>\n");
-        self.breach_table(&mut h, &self.new_breaches, false, "No new breaches this week.");
+        self.breach_table(
+            &mut h,
+            &self.new_breaches,
+            false,
+            "No new breaches this week.",
+        );
 
         h.push_str(
             "<h2>Breaches still open</h2>\n<p>Cases not yet closed, as of when this report \
@@ -488,8 +502,8 @@ impl WeeklyReport {
         }
         h.push_str("<table>\n");
         let mut head = vec![
-            "No.", "Device", "User", "Group", "Site", "Category", "Severity", "Attempts",
-            "First", "Latest", "Case",
+            "No.", "Device", "User", "Group", "Site", "Category", "Severity", "Attempts", "First",
+            "Latest", "Case",
         ];
         if age {
             head.push("Open for");
@@ -938,7 +952,10 @@ mod tests {
 
     #[test]
     fn html_escapes_and_csv_defuses() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         let mut out = String::new();
         csv_row(&mut out, &["=1+1".into(), "a,b".into(), "plain".into()]);
         assert_eq!(out, "\"'=1+1\",\"a,b\",plain\n");

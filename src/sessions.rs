@@ -89,7 +89,11 @@ impl ImportReport {
 }
 
 /// `hedgerow sessions import FILE`: stores the good lines' sessions, reports the bad lines.
-pub fn import_csv(config: &Config, file: &Path, clock: Clock) -> Result<ImportReport, SessionsError> {
+pub fn import_csv(
+    config: &Config,
+    file: &Path,
+    clock: Clock,
+) -> Result<ImportReport, SessionsError> {
     let (sessions, errors) = match read_csv(file) {
         Ok(sessions) => (sessions, Vec::new()),
         Err(SessionError::Partial { sessions, errors }) => (sessions, errors),

@@ -140,13 +140,25 @@ mod tests {
         let token = SessionsToken::read(&file).unwrap();
         let mut h = HeaderMap::new();
         assert!(!authorised(&token, &h));
-        h.insert(header::AUTHORIZATION, "Bearer 0123456789abcdef0123".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdef0123".parse().unwrap(),
+        );
         assert!(authorised(&token, &h));
-        h.insert(header::AUTHORIZATION, "bearer 0123456789abcdef0123".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "bearer 0123456789abcdef0123".parse().unwrap(),
+        );
         assert!(authorised(&token, &h));
-        h.insert(header::AUTHORIZATION, "Basic 0123456789abcdef0123".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic 0123456789abcdef0123".parse().unwrap(),
+        );
         assert!(!authorised(&token, &h));
-        h.insert(header::AUTHORIZATION, "Bearer wrong-token-wrong".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer wrong-token-wrong".parse().unwrap(),
+        );
         assert!(!authorised(&token, &h));
         let _ = std::fs::remove_dir_all(dir);
     }

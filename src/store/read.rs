@@ -773,8 +773,10 @@ impl Reader {
         blocked_by_device(&conn, "s.severity = 'high'", since, until, limit)
     }
 
-    /// Attempts to get round the filter (other resolvers, Private Relay, DNS-over-HTTPS
-    /// canaries) over `[since, until)`, with the devices that made the most, at most `limit`.
+    /// Attempts to get round the filter (iCloud Private Relay and the like) over
+    /// `[since, until)`, with the devices that made the most, at most `limit`. Only the
+    /// answers with a severity count: the checks browsers and operating systems make on their
+    /// own many times a day (Firefox's canary, resolver discovery) are nobody's attempt.
     pub fn circumvention(
         &self,
         since: SystemTime,
@@ -782,7 +784,7 @@ impl Reader {
         limit: u32,
     ) -> Result<CircumventionSummary, StoreError> {
         let conn = self.connection()?;
-        const CONDITION: &str = "s.reason = 'circumvention'";
+        const CONDITION: &str = "s.reason = 'circumvention' AND s.severity IS NOT NULL";
         let (attempts, devices): (i64, i64) = conn.query_row(
             &format!(
                 "SELECT COUNT(*), COUNT(DISTINCT id.device) FROM blocked b
@@ -832,10 +834,7 @@ impl Reader {
             "{BREACH_SELECT} WHERE b.status <> 'closed' AND b.first < ?1
              ORDER BY b.first, b.id LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(
-            rusqlite::params![unix_millis(until), limit],
-            breach_row,
-        )?;
+        let rows = stmt.query_map(rusqlite::params![unix_millis(until), limit], breach_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
