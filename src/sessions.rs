@@ -60,6 +60,25 @@ pub fn store_all(commands: &Commands, sessions: Vec<Session>) -> Result<usize, S
     Ok(stored)
 }
 
+/// Stores a session a login or logout script sent: with an end, it also ends that person's
+/// open session on that address then (the one its login began), so a shared machine is not
+/// attributed to someone who has logged out. Blocking.
+pub fn store_posted(commands: &Commands, session: Session) -> Result<(), StoreError> {
+    match session.ends {
+        // A logout alone (ends when it starts): nothing to add, only the open session to end.
+        Some(end) if end == session.starts => {
+            commands.end_sessions(session.ip, &session.username, end)?;
+        }
+        Some(end) => {
+            let (ip, username) = (session.ip, session.username.clone());
+            commands.add_session(&record(session))?;
+            commands.end_sessions(ip, &username, end)?;
+        }
+        None => commands.add_session(&record(session))?,
+    }
+    Ok(())
+}
+
 /// What `hedgerow sessions import` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {

@@ -84,7 +84,7 @@ async fn post_session(State(api): State<SessionsApi>, headers: HeaderMap, body: 
         );
         return response;
     }
-    let request: SessionRequest = match serde_json::from_slice(&body) {
+    let mut request: SessionRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -97,6 +97,11 @@ async fn post_session(State(api): State<SessionsApi>, headers: HeaderMap, body: 
             )
         }
     };
+    // An `end` without a `start` is a logout: the session it ends is already stored, and
+    // "now" as the start could fall after the end the sending machine's clock gave.
+    if request.start.is_none() && request.end.is_some() {
+        request.start = request.end.clone();
+    }
     let session = match request.validate(api.clock.now()) {
         Ok(s) => s,
         Err(invalid) => {
@@ -107,10 +112,9 @@ async fn post_session(State(api): State<SessionsApi>, headers: HeaderMap, body: 
         }
     };
     let commands = api.commands.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        commands.add_session(&crate::sessions::record(session))
-    })
-    .await;
+    let stored =
+        tokio::task::spawn_blocking(move || crate::sessions::store_posted(&commands, session))
+            .await;
     match stored {
         Ok(Ok(())) => json(StatusCode::CREATED, serde_json::json!({ "stored": true })),
         Ok(Err(e)) => {

@@ -692,10 +692,28 @@ async fn the_sessions_api_attributes_queries_to_the_person() {
     udp_query(dns, "www.example.test.", RecordType::A, ask)
         .await
         .expect("an answer");
+    // The logout ends the open session then (a body with `end` and no `start`).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let end = SystemTime::now();
+    let logout = format!(
+        r#"{{"ip": "127.0.0.44", "username": "jsmith", "end": "{}"}}"#,
+        civil::format_rfc3339(end)
+    );
+    let (status, text) = post(http, Some(token), &logout).await;
+    assert_eq!(status, 201, "{text}");
     app.shutdown().await;
 
-    let (reader, _) =
-        store::open_offline(&path.parent().unwrap().join("data"), Clock::system()).unwrap();
+    let data = path.parent().unwrap().join("data");
+    let conn = rusqlite::Connection::open(data.join(store::DB_FILE)).unwrap();
+    let running_on: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE username = 'jsmith' AND ends > ?1",
+            [millis(end) / 1000 * 1000],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(running_on, 0, "no session of jsmith runs past the logout");
+    let (reader, _) = store::open_offline(&data, Clock::system()).unwrap();
     let rows = reader
         .search(
             &QueryFilter {
