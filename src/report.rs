@@ -379,9 +379,9 @@ impl WeeklyReport {
         let last_day = day_words(self.week.monday() + 6);
         let _ = writeln!(
             h,
-            "<p class=\"lead\">Monday {} to {} ({}). Made {}. This report names devices and \
+            "<p class=\"lead\">From {} to {} ({}). Made {}. This report names devices and \
              people: keep it as you keep other safeguarding records.</p>",
-            esc(&day_words(self.week.monday())[4..]),
+            esc(&day_words(self.week.monday())),
             esc(&last_day),
             esc(&self.zone_words()),
             esc(&self.local(self.made))

@@ -435,6 +435,10 @@ fn the_weekly_report_says_what_the_rows_say() {
 
     // HTML: self-contained, printable, plain.
     let html = r.render(ReportFormat::Html);
+    // HEDGEROW_REPORT_SAMPLE=/tmp/weekly.html keeps this report to look at.
+    if let Some(sample) = std::env::var_os("HEDGEROW_REPORT_SAMPLE") {
+        std::fs::write(sample, &html).unwrap();
+    }
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.to_ascii_lowercase().contains("<script"));
     assert!(
@@ -769,4 +773,98 @@ async fn a_missed_weekly_report_is_made_up_at_start() {
         .unwrap()
         .iter()
         .any(|e| e.actor == "scheduled weekly report"));
+}
+
+/// A one-message SMTP server on 127.0.0.1 (plain, no authentication): the message's DATA
+/// arrives on the channel.
+fn smtp_sink() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        out.write_all(b"220 sink ESMTP\r\n").unwrap();
+        let mut data = String::new();
+        let mut in_data = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                    out.write_all(b"250 queued\r\n").unwrap();
+                } else {
+                    data.push_str(&line);
+                }
+                continue;
+            }
+            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" | "HELO" => b"250 sink\r\n",
+                "DATA" => {
+                    in_data = true;
+                    b"354 go on\r\n"
+                }
+                "QUIT" => {
+                    let _ = out.write_all(b"221 bye\r\n");
+                    break;
+                }
+                _ => b"250 ok\r\n",
+            };
+            out.write_all(reply).unwrap();
+        }
+        let _ = tx.send(data);
+    });
+    (port, rx)
+}
+
+#[test]
+fn the_scheduled_report_is_written_once_and_emailed() {
+    let dir = TempDir::new("report-scheduled");
+    let (reader, commands) = store::open_offline(dir.path(), Clock::system()).unwrap();
+    let (port, messages) = smtp_sink();
+    let scheduled = report::Scheduled {
+        reader,
+        commands,
+        data_dir: dir.path().to_path_buf(),
+        lists_dir: dir.path().join("no-lists"),
+        zone: TimeZone::EuropeLondon,
+        email: Some(hedgerow::config::alerts::EmailConfig {
+            server: "127.0.0.1".into(),
+            port,
+            starttls: false,
+            tls_ca: None,
+            credentials: None,
+            from: "hedgerow@school.example".parse().unwrap(),
+            to: vec!["dsl@school.example".parse().unwrap()],
+        }),
+    };
+    // Monday 2 November 2026, 06:59 GMT: not yet due for 2026-W44 (W43's is, and missing).
+    let early = utc(2026, 11, 2, 6, 59);
+    let written = scheduled.run_if_due(early).unwrap().unwrap();
+    assert!(written.ends_with("reports/weekly-2026-W43.html"));
+    let mail = messages.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert!(
+        mail.contains("Weekly filtering summary, week 2026-W43"),
+        "{mail}"
+    );
+    assert!(
+        mail.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{mail}"
+    );
+    // Written once: the file is the record of the run.
+    assert_eq!(scheduled.run_if_due(early).unwrap(), None);
+    // At 07:00 the next week is due (the sink has gone: the email fails, the file stays).
+    let due = scheduled
+        .run_if_due(utc(2026, 11, 2, 7, 0))
+        .unwrap()
+        .unwrap();
+    assert!(due.ends_with("reports/weekly-2026-W44.html"));
+    assert!(due.exists());
 }
