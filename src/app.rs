@@ -22,6 +22,7 @@ use crate::{
     http::{self, HttpError},
     identity::{
         leases::Lease,
+        sessions::{SessionError, SessionsToken},
         watch::{self, LeaseWatcher, WatchEvent},
     },
     lists::{self, ListError},
@@ -32,6 +33,7 @@ use crate::{
         chain::{self, ChainError, ChainParts},
         Pipeline,
     },
+    report::Scheduled,
     server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
     store::{AuditKind, BreachNotice, Commands, LeaseRecord, Store, StoreError},
 };
@@ -40,6 +42,10 @@ use crate::{
 const LIST_POLL: Duration = Duration::from_secs(2);
 /// How often the neighbour table is re-read for devices pinned by MAC address.
 const NEIGHBOUR_POLL: Duration = Duration::from_secs(10);
+/// How often the weekly report's schedule is checked (it is due once a week).
+const REPORT_POLL: Duration = Duration::from_secs(60);
+/// After a failed weekly report, wait this long before trying again.
+const REPORT_RETRY: Duration = Duration::from_secs(3600);
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,9 @@ pub enum AppError {
         /// Why.
         source: std::io::Error,
     },
+    /// The sessions API's token file is unusable.
+    #[error(transparent)]
+    SessionsToken(#[from] SessionError),
     /// A blocking task was lost (the runtime is shutting down).
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -148,6 +157,8 @@ pub struct Hedgerow {
     lease_watchers: Vec<LeaseWatcher>,
     /// Forwards high-severity breach notices to the alerter.
     alerts: Option<tokio::task::JoinHandle<Alerter>>,
+    /// Writes (and emails) the weekly report on Monday mornings.
+    weekly_report: tokio::task::JoinHandle<()>,
 }
 
 impl Hedgerow {
@@ -209,6 +220,18 @@ impl Hedgerow {
         })
         .await?;
         let lease_watchers = follow_leases(&config, &audit, &clock)?;
+        let sessions_api = match config.identity.sessions_token_file.clone() {
+            Some(file) => Some(http::sessions::SessionsApi {
+                token: tokio::task::spawn_blocking(move || SessionsToken::read(&file)).await??,
+                commands: store.commands(),
+                clock: clock.clone(),
+            }),
+            None => None,
+        };
+        let weekly_report = tokio::spawn(weekly_reports(
+            Scheduled::new(&config, store.reader(), store.commands()),
+            clock.clone(),
+        ));
         let alerts = match store.take_breach_notices() {
             Some(notices) => {
                 let alerter = Alerter::new(&config.alerts, clock.clone(), metrics.registry())?;
@@ -229,7 +252,7 @@ impl Hedgerow {
             Some(addr) => Some(
                 http::Listener::bind(
                     addr,
-                    http::router(metrics.clone(), Some(server.health())),
+                    http::router(metrics.clone(), Some(server.health()), sessions_api),
                     http::HttpOptions {
                         max_connections: budget.http,
                     },
@@ -265,6 +288,7 @@ impl Hedgerow {
             store: Some(store),
             lease_watchers,
             alerts,
+            weekly_report,
         })
     }
 
@@ -337,6 +361,7 @@ impl Hedgerow {
         if let Some(http) = self.http.take() {
             http.shutdown(Duration::from_secs(1)).await;
         }
+        self.weekly_report.abort();
         let watchers = std::mem::take(&mut self.lease_watchers);
         let (store, alerts) = (self.store.take(), self.alerts.take());
         // The store drains last: every query answered above is in its queues by now. Closing
@@ -547,6 +572,30 @@ async fn forward_alerts(
         });
     }
     alerter
+}
+
+/// Writes the weekly report when it is due (Monday 07:00 school time), and at start-up when
+/// the last full week's is missing (the server was down on Monday morning). The report's
+/// file is the record that it ran, so nothing is written or sent twice.
+async fn weekly_reports(scheduled: Scheduled, clock: Clock) {
+    let mut tick = tokio::time::interval(REPORT_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        if retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+            continue;
+        }
+        let (job, now) = (scheduled.clone(), clock.now());
+        match tokio::task::spawn_blocking(move || job.run_if_due(now)).await {
+            Ok(Ok(_)) => retry_at = None,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the weekly report could not be made; trying again in an hour");
+                retry_at = Some(tokio::time::Instant::now() + REPORT_RETRY);
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Who changes the policy when a configuration is loaded.

@@ -47,6 +47,8 @@
 //! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).
+//! - [`report`] (the DSL's weekly summary) and [`sessions`] (recording user sessions from a
+//!   CSV file or the sessions API) read and write through the store, never its SQL.
 //! - [`app`] is the only module that wires parts together; the binary only parses arguments.
 //!
 //! `python3 ../shared/tools/modcycles.py src` checks that no two files import each other,
@@ -71,7 +73,9 @@ pub mod metrics;
 pub mod names;
 pub mod neighbours;
 pub mod pipeline;
+pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod wire;

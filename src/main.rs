@@ -51,6 +51,44 @@ enum Command {
     /// The audit trail of changes, exports, erasures and views.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Summaries for the Designated Safeguarding Lead.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Who was logged in where: user sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// The weekly summary (blocks, breaches, attempts to get round the filter), to standard
+    /// output. It names devices and people, so it is recorded in the audit trail.
+    Weekly {
+        /// The ISO week, like 2026-W44, in the school's time zone (default: the last full
+        /// week).
+        #[arg(long)]
+        week: Option<String>,
+        /// html (a printable page) or csv (one file, a `section` column per table).
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Store the sessions in a CSV file (header `ip,username,device,start,end`). Good lines
+    /// are stored even when others are bad; bad lines are listed and the exit status is
+    /// non-zero.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -407,6 +445,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (report, intact) = store::cli::audit_verify(&config, Clock::system())?;
             print!("{report}");
             anyhow::ensure!(intact, "the audit trail failed verification");
+            Ok(())
+        }
+        Command::Report(ReportCommand::Weekly {
+            week,
+            format,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let week = week
+                .as_deref()
+                .map(hedgerow::report::IsoWeek::parse)
+                .transpose()?;
+            let format = hedgerow::report::ReportFormat::parse(&format)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary =
+                hedgerow::report::weekly_command(&config, week, format, &mut out, Clock::system())?;
+            eprintln!("{summary}");
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::Import { file, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let report = hedgerow::sessions::import_csv(&config, &file, Clock::system())?;
+            print!("{}", report.describe());
+            anyhow::ensure!(
+                report.errors.is_empty(),
+                "{} line(s) of {} could not be used",
+                report.errors.len(),
+                file.display()
+            );
             Ok(())
         }
         Command::Lists(ListsCommand::Keygen { path }) => {

@@ -57,13 +57,35 @@ impl TimeZone {
         }
     }
 
-    /// (weekday Monday = 0, minute of the day) in this zone.
-    pub fn local_week_minute(self, at: SystemTime) -> (u8, u16) {
+    /// The wall-clock time in this zone at `at`, as seconds counted as if that wall-clock
+    /// time were UTC (so `div_euclid(86_400)` is the local day, as days since 1970-01-01).
+    pub fn local_secs(self, at: SystemTime) -> i64 {
         let unix = match at.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         };
-        let local = unix + i64::from(self.offset_minutes(unix)) * 60;
+        unix + i64::from(self.offset_minutes(unix)) * 60
+    }
+
+    /// The Unix seconds at which the wall clock in this zone shows `local` (counted as in
+    /// [`TimeZone::local_secs`]). A time the clocks skip (01:30 on the last Sunday of March
+    /// in the UK) is taken at the offset before the change; a time they show twice, at its
+    /// first showing. Midnight and school hours are never either in the UK.
+    pub fn utc_of_local(self, local: i64) -> i64 {
+        // The offset is the one in force either a day before or a day after: try both.
+        let before = i64::from(self.offset_minutes(local - 86_400)) * 60;
+        let after = i64::from(self.offset_minutes(local + 86_400)) * 60;
+        let mut candidates = [local - before, local - after];
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .find(|&utc| utc + i64::from(self.offset_minutes(utc)) * 60 == local)
+            .unwrap_or(local - before)
+    }
+
+    /// (weekday Monday = 0, minute of the day) in this zone.
+    pub fn local_week_minute(self, at: SystemTime) -> (u8, u16) {
+        let local = self.local_secs(at);
         let days = local.div_euclid(86_400);
         // 1970-01-01 was a Thursday (Monday = 0 → Thursday = 3).
         let weekday = (days + 3).rem_euclid(7) as u8;

@@ -114,39 +114,70 @@ impl Email {
         zone: TimeZone,
         throttle: Duration,
     ) -> Result<Email, AlertError> {
-        let smtp = |e: lettre::transport::smtp::Error| AlertError::Smtp {
-            reason: e.to_string(),
-        };
-        let mut builder = SmtpTransport::builder_dangerous(&config.server)
-            .port(config.port)
-            .timeout(Some(ATTEMPT_TIMEOUT));
-        if config.starttls {
-            let mut params = TlsParameters::builder(config.server.clone());
-            if let Some(ca) = &config.tls_ca {
-                let pem = std::fs::read(ca).map_err(|source| AlertError::Read {
-                    path: ca.clone(),
-                    source,
-                })?;
-                // The configured CA replaces the web roots, as `upstream.tls_ca` does.
-                params = params
-                    .certificate_store(CertificateStore::None)
-                    .add_root_certificate(Certificate::from_pem(&pem).map_err(smtp)?);
-            }
-            // STARTTLS is required, not opportunistic: a downgrade must fail, not send the
-            // alert in clear.
-            builder = builder.tls(Tls::Required(params.build_rustls().map_err(smtp)?));
-        }
-        if let Some((user, file)) = &config.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), secret(file)?));
-        }
         Ok(Email {
-            transport: builder.build(),
+            transport: transport(config)?,
             from: config.from.clone(),
             to: config.to.clone(),
             zone,
             throttle_minutes: throttle.as_secs() / 60,
         })
     }
+}
+
+/// The SMTP transport for `[alerts.email]`: STARTTLS required when configured (with the
+/// configured CA), and the credentials from their file.
+pub(super) fn transport(config: &EmailConfig) -> Result<SmtpTransport, AlertError> {
+    let smtp = |e: lettre::transport::smtp::Error| AlertError::Smtp {
+        reason: e.to_string(),
+    };
+    let mut builder = SmtpTransport::builder_dangerous(&config.server)
+        .port(config.port)
+        .timeout(Some(ATTEMPT_TIMEOUT));
+    if config.starttls {
+        let mut params = TlsParameters::builder(config.server.clone());
+        if let Some(ca) = &config.tls_ca {
+            let pem = std::fs::read(ca).map_err(|source| AlertError::Read {
+                path: ca.clone(),
+                source,
+            })?;
+            // The configured CA replaces the web roots, as `upstream.tls_ca` does.
+            params = params
+                .certificate_store(CertificateStore::None)
+                .add_root_certificate(Certificate::from_pem(&pem).map_err(smtp)?);
+        }
+        // STARTTLS is required, not opportunistic: a downgrade must fail, not send the
+        // alert in clear.
+        builder = builder.tls(Tls::Required(params.build_rustls().map_err(smtp)?));
+    }
+    if let Some((user, file)) = &config.credentials {
+        builder = builder.credentials(Credentials::new(user.clone(), secret(file)?));
+    }
+    Ok(builder.build())
+}
+
+/// Sends one HTML email (a report) to the configured recipients, once: the caller decides
+/// whether to try again. The error never holds the message's content.
+pub(super) fn send_html(
+    config: &EmailConfig,
+    subject: &str,
+    html: String,
+) -> Result<(), AlertError> {
+    let mut builder = Message::builder()
+        .from(config.from.clone())
+        .subject(subject)
+        .header(ContentType::TEXT_HTML);
+    for to in &config.to {
+        builder = builder.to(to.clone());
+    }
+    let msg = builder.body(html).map_err(|e| AlertError::Smtp {
+        reason: format!("cannot build the message: {e}"),
+    })?;
+    transport(config)?
+        .send(&msg)
+        .map(|_| ())
+        .map_err(|e| AlertError::Smtp {
+            reason: e.to_string(),
+        })
 }
 
 impl Channel for Email {

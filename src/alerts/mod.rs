@@ -106,6 +106,16 @@ pub enum AlertError {
     Thread(#[from] std::io::Error),
 }
 
+/// Sends one HTML email (the weekly report) through the `[alerts.email]` channel's server to
+/// its recipients: one attempt, blocking (call it off the runtime's workers).
+pub fn send_html_email(
+    config: &crate::config::alerts::EmailConfig,
+    subject: &str,
+    html: String,
+) -> Result<(), AlertError> {
+    deliver::send_html(config, subject, html)
+}
+
 /// Outcomes of `hedgerow_store_alerts_total`.
 const OUTCOMES: [&str; 4] = ["sent", "failed", "retried", "suppressed"];
 

@@ -229,6 +229,28 @@ impl Commands {
         Ok(())
     }
 
+    /// Ends, at `at`, the sessions of `username` on `ip` that started before `at` and were
+    /// to run past it (a logout ends the open session its login began). Returns how many.
+    pub fn end_sessions(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        at: SystemTime,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let at = unix_millis(at);
+        let n = tx.execute(
+            "UPDATE sessions SET ends = ?3 WHERE ip = ?1 AND username = ?2 AND starts < ?3 AND ends > ?3",
+            params![ip_text(ip), username, at],
+        )?;
+        if n > 0 {
+            bump_cache_generation(&tx)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Changes a breach's case: the case, its history and the audit record in one
     /// transaction.
     pub fn update_case(

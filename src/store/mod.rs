@@ -56,8 +56,8 @@ pub use commands::{
     SessionRecord,
 };
 pub use read::{
-    BreachDetail, BreachFilter, BreachHistory, BreachSummary, CountBy, CountRow, QueryFilter,
-    QueryPage, QueryRow, Reader,
+    BreachDetail, BreachFilter, BreachHistory, BreachSummary, CircumventionSummary, CountBy,
+    CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow, Reader,
 };
 
 use crate::{

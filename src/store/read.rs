@@ -194,6 +194,28 @@ pub struct CountRow {
     pub blocks: u64,
 }
 
+/// Blocked attempts of one device over a period (see [`Reader::high_severity_devices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAttempts {
+    /// The device, as shown to people.
+    pub device: String,
+    /// The device's unique key (see [`QueryRow::device_key`]).
+    pub device_key: String,
+    /// Attempts.
+    pub attempts: u64,
+}
+
+/// Attempts to get round the filter over a period (see [`Reader::circumvention`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CircumventionSummary {
+    /// Attempts in all.
+    pub attempts: u64,
+    /// How many different devices made them.
+    pub devices: u64,
+    /// The devices with the most attempts, most first.
+    pub top: Vec<DeviceAttempts>,
+}
+
 /// Read-only access to the store. Cheap to clone; each call opens its own read-only
 /// connection, so any number of blocking threads can read while the writer writes (WAL).
 #[derive(Clone, Debug)]
@@ -447,6 +469,39 @@ pub(crate) fn select_queries(
         }
     }
     Ok(out)
+}
+
+/// Blocked (kept) queries over `[since, until)` meeting `condition` (on `s`, the shape),
+/// counted by device, most first.
+fn blocked_by_device(
+    conn: &Connection,
+    condition: &'static str,
+    since: SystemTime,
+    until: SystemTime,
+    limit: u32,
+) -> Result<Vec<DeviceAttempts>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT d.label, d.key, COUNT(*) AS c FROM blocked b
+         JOIN queries q ON q.k = b.k JOIN shapes s ON s.id = q.shape
+         JOIN idents id ON id.id = q.ident JOIN devices d ON d.id = id.device
+         WHERE b.k >= ?1 AND b.k < ?2 AND {condition}
+         GROUP BY d.id ORDER BY c DESC, d.label, d.key LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(
+        rusqlite::params![
+            key_base(unix_millis(since)),
+            key_base(unix_millis(until)),
+            limit
+        ],
+        |r| {
+            Ok(DeviceAttempts {
+                device: r.get(0)?,
+                device_key: r.get(1)?,
+                attempts: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 const BREACH_SELECT: &str = "
@@ -722,6 +777,83 @@ impl Reader {
             ],
             |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),
         )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The devices with the most high-severity blocked attempts over `[since, until)`, most
+    /// first. Reads the small `blocked` table's stretch for the period, not every query.
+    pub fn high_severity_devices(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<DeviceAttempts>, StoreError> {
+        let conn = self.connection()?;
+        blocked_by_device(&conn, "s.severity = 'high'", since, until, limit)
+    }
+
+    /// Attempts to get round the filter (iCloud Private Relay and the like) over
+    /// `[since, until)`, with the devices that made the most, at most `limit`. Only the
+    /// answers with a severity count: the checks browsers and operating systems make on their
+    /// own many times a day (Firefox's canary, resolver discovery) are nobody's attempt.
+    pub fn circumvention(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        limit: u32,
+    ) -> Result<CircumventionSummary, StoreError> {
+        let conn = self.connection()?;
+        const CONDITION: &str = "s.reason = 'circumvention' AND s.severity IS NOT NULL";
+        let (attempts, devices): (i64, i64) = conn.query_row(
+            &format!(
+                "SELECT COUNT(*), COUNT(DISTINCT id.device) FROM blocked b
+                 JOIN queries q ON q.k = b.k JOIN shapes s ON s.id = q.shape
+                 JOIN idents id ON id.id = q.ident
+                 WHERE b.k >= ?1 AND b.k < ?2 AND {CONDITION}"
+            ),
+            [key_base(unix_millis(since)), key_base(unix_millis(until))],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(CircumventionSummary {
+            attempts: u64::try_from(attempts).unwrap_or(0),
+            devices: u64::try_from(devices).unwrap_or(0),
+            top: blocked_by_device(&conn, CONDITION, since, until, limit)?,
+        })
+    }
+
+    /// Breaches whose first attempt falls in `[since, until)`, oldest first, at most `limit`.
+    pub fn breaches_opened(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<BreachSummary>, StoreError> {
+        let conn = self.connection()?;
+        // `last >= since` follows from `first >= since` and lets the `last` index narrow it.
+        let mut stmt = conn.prepare(&format!(
+            "{BREACH_SELECT} WHERE b.last >= ?1 AND b.first >= ?1 AND b.first < ?2
+             ORDER BY b.first, b.id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::params![unix_millis(since), unix_millis(until), limit],
+            breach_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Breaches whose case is not closed and whose first attempt was before `until`, oldest
+    /// first, at most `limit`.
+    pub fn open_breaches(
+        &self,
+        until: SystemTime,
+        limit: u32,
+    ) -> Result<Vec<BreachSummary>, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare(&format!(
+            "{BREACH_SELECT} WHERE b.status <> 'closed' AND b.first < ?1
+             ORDER BY b.first, b.id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params![unix_millis(until), limit], breach_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

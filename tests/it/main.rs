@@ -14,6 +14,7 @@ mod lists_update;
 mod policy;
 mod querylog;
 mod reload;
+mod report;
 mod resolver;
 mod safesearch;
 mod seams;

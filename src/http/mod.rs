@@ -1,5 +1,6 @@
-//! The HTTP listener: Prometheus metrics at `/metrics` and a health check at `/healthz`.
-//! (The DSL dashboard is mounted here too, once it exists.)
+//! The HTTP listener: Prometheus metrics at `/metrics`, a health check at `/healthz`, and,
+//! when a token file is configured, the sessions API ([`sessions`]). (The DSL dashboard is
+//! mounted here too, once it exists.)
 //!
 //! `axum::serve` has no timeouts and no connection cap, so ~1,100 half-open requests could
 //! take every descriptor the DNS path needs. This listener owns its accept loop: at most
@@ -29,6 +30,8 @@ use hyper_util::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub mod sessions;
 
 use crate::{
     log_limit::LogLimit,
@@ -69,18 +72,26 @@ struct Pages {
 }
 
 /// The HTTP routes, separate from binding so tests can drive them without a socket.
-/// `health`: the DNS listeners `/healthz` reports on.
-pub fn router(metrics: Arc<Metrics>, health: Option<Health>) -> Router {
+/// `health`: the DNS listeners `/healthz` reports on; `sessions`: the sessions API, when
+/// configured.
+pub fn router(
+    metrics: Arc<Metrics>,
+    health: Option<Health>,
+    sessions: Option<sessions::SessionsApi>,
+) -> Router {
     let pages = Pages {
         metrics,
         encoded: Arc::default(),
         health,
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(health_page))
-        .layer(axum::middleware::from_fn(request_timeout))
-        .with_state(pages)
+        .with_state(pages);
+    if let Some(api) = sessions {
+        router = router.merge(sessions::routes(api));
+    }
+    router.layer(axum::middleware::from_fn(request_timeout))
 }
 
 async fn request_timeout(request: Request, next: Next) -> Response {
