@@ -75,7 +75,14 @@ fn event(i: u64, n: u64, names: &[String]) -> QueryEvent {
             (client % 250) as u8 + 1,
         )),
         device: None,
-        group: Some(if client.is_multiple_of(10) { "staff" } else { "pupils" }.into()),
+        group: Some(
+            if client.is_multiple_of(10) {
+                "staff"
+            } else {
+                "pupils"
+            }
+            .into(),
+        ),
         name: EventName::Clear(name),
         qtype: if i.is_multiple_of(3) { 28 } else { 1 },
         transport: Transport::Udp,

@@ -18,8 +18,8 @@ use crate::{
 };
 
 use super::{
-    audit, disposition_of, key_base, DAY_MS, key_millis, open_read, reason_of, severity_of, transport_of,
-    AuditEntry, CaseStatus, ChainReport, StoreError,
+    audit, disposition_of, key_base, key_millis, open_read, reason_of, severity_of, transport_of,
+    AuditEntry, CaseStatus, ChainReport, StoreError, DAY_MS,
 };
 
 /// One logged query, as a person sees it.
@@ -772,7 +772,11 @@ impl Reader {
                 key_base(tail_start),
                 key_base(until),
                 first_day,
-                if first_day < last_day { last_day } else { first_day },
+                if first_day < last_day {
+                    last_day
+                } else {
+                    first_day
+                },
                 limit
             ],
             |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),

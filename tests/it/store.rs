@@ -1429,7 +1429,10 @@ fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
         );
     }
     // The daily counts are really used: a day's total there matches the rows.
-    assert_eq!(count(&dir, "PRAGMA user_version"), i64::from(store::migrate::CURRENT));
+    assert_eq!(
+        count(&dir, "PRAGMA user_version"),
+        i64::from(store::migrate::CURRENT)
+    );
     assert!(count(&dir, "SELECT SUM(count) FROM blocked_daily") > 0);
 
     // Upgrading a schema-3 database that already has blocked rows fills the daily counts.
@@ -1454,6 +1457,9 @@ fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
     );
     assert_eq!(
         count(&old, "SELECT SUM(count) FROM blocked_daily"),
-        events.iter().filter(|e| e.disposition == Disposition::Blocked).count() as i64
+        events
+            .iter()
+            .filter(|e| e.disposition == Disposition::Blocked)
+            .count() as i64
     );
 }
