@@ -34,6 +34,7 @@ name = "bench"
 networks = ["127.0.0.0/8"]
 block_categories = ["bench"]
 EOF
-# Extra configuration, e.g. HEDGEROW_EXTRA=$'[store]\nlog_allowed = false' (blocked queries only).
-if [[ -n "${HEDGEROW_EXTRA:-}" ]]; then printf '%s\n' "$HEDGEROW_EXTRA" >> "$work/hedgerow.toml"; fi
+# Extra configuration appended from a file, e.g. one holding `[store]` and
+# `log_allowed = false` (the query log keeps blocked queries only).
+if [[ -n "${HEDGEROW_EXTRA_FILE:-}" ]]; then cat "$HEDGEROW_EXTRA_FILE" >> "$work/hedgerow.toml"; fi
 exec "$BIN" serve --config "$work/hedgerow.toml" --threads "$threads"
