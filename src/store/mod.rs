@@ -81,6 +81,23 @@ pub(crate) fn bump_cache_generation(conn: &Connection) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Lowers the calling thread to the lowest CPU priority (nice 19). The writer is background
+/// work: when answering DNS needs every cycle, the scheduler gives them to the resolver's
+/// threads and the writer catches up when the load drops (blocked events wait in the queue,
+/// then the journal file; allowed ones may be shed, counted). On a one-core server under
+/// `dnsperf` with 40 % of queries blocked, the writer at normal priority took half the CPU.
+fn background_priority() {
+    // SAFETY: `gettid` has no preconditions; `setpriority` on our own thread id only changes
+    // this thread's nice value (Linux applies PRIO_PROCESS to a single thread).
+    let result = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+    };
+    if result != 0 {
+        tracing::debug!("store: cannot lower the writer's priority; it runs at normal priority");
+    }
+}
+
 /// The database file's name inside `DATA_DIR`.
 pub const DB_FILE: &str = "hedgerow.sqlite";
 
@@ -268,7 +285,10 @@ impl Store {
         );
         let handle = std::thread::Builder::new()
             .name("hedgerow-store".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                background_priority();
+                writer.run()
+            })
             .map_err(|e| StoreError::io(&path, e))?;
         let sink = Arc::new(sink::StoreSink {
             enabled: config.enabled,
