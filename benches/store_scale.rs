@@ -21,32 +21,14 @@ use hedgerow::{
     store::{self, BreachFilter, CountBy, Store},
 };
 
-#[path = "../tests/it/common/shared_data.rs"]
-mod shared_data;
+#[path = "common/names.rs"]
+mod names;
+use names::names;
 
 /// 2026-09-01 00:00 UTC: the first day of the simulated month.
 const T0: u64 = 1_788_220_800;
 /// A school day's traffic comes in 8 hours; the month has 22 school days.
 const SCHOOL_SECONDS: u64 = 22 * 8 * 3600;
-
-fn names() -> Vec<String> {
-    let from_file = shared_data::shared_data()
-        .and_then(|d| std::fs::read_to_string(d.join("workload/sample-20k.dnsperf")).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    if from_file.is_empty() {
-        (0..20_000)
-            .map(|i| format!("host{}.site{}.example", i % 7, i))
-            .collect()
-    } else {
-        from_file
-    }
-}
 
 /// Event `i` of `n`: 2,000 devices, school hours only, one in twelve blocked (a tenth of those
 /// high severity, on one of 50 sites, so breaches form), names from the shared workload.
