@@ -232,6 +232,7 @@ impl Hedgerow {
             Scheduled::new(&config, store.reader(), store.commands()),
             clock.clone(),
         ));
+        // Without an alert channel the receiver is dropped here, and the writer stops sending.
         let alerts = match store.take_breach_notices() {
             Some(notices) => {
                 let alerter = Alerter::new(&config.alerts, clock.clone(), metrics.registry())?;

@@ -324,8 +324,12 @@ impl Writer {
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
         for (_, notice) in out.notices {
-            if self.queues.notices.try_send(notice).is_err() {
-                tracing::warn!("store: breach notice queue full or not taken; notice dropped (the breach is stored)");
+            match self.queues.notices.try_send(notice) {
+                // Nobody listens (no alert channel configured): nothing to tell.
+                Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => tracing::warn!(
+                    "store: breach notice queue full; notice dropped (the breach is stored)"
+                ),
             }
         }
     }
