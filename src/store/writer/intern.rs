@@ -1,6 +1,6 @@
 //! Interning: everything that repeats becomes a small integer id, cached in the writer.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -94,40 +94,42 @@ impl Batch<'_, '_> {
     }
 
     pub(super) fn intern_name(&mut self, name: &str) -> Result<i64, StoreError> {
-        if let Some(&id) = self.caches.names.get(name) {
-            return Ok(id);
-        }
-        let id = intern(self.tx, "names", "name", name)?;
-        self.caches.names.insert(name.to_string(), id);
-        Ok(id)
+        cached(self.tx, &mut self.caches.names, "names", "name", name)
     }
 
     pub(super) fn intern_category(&mut self, v: &str) -> Result<i64, StoreError> {
-        if let Some(&id) = self.caches.categories.get(v) {
-            return Ok(id);
-        }
-        let id = intern(self.tx, "categories", "name", v)?;
-        self.caches.categories.insert(v.to_string(), id);
-        Ok(id)
+        cached(
+            self.tx,
+            &mut self.caches.categories,
+            "categories",
+            "name",
+            v,
+        )
     }
 
     pub(super) fn intern_rule(&mut self, v: &str) -> Result<i64, StoreError> {
-        if let Some(&id) = self.caches.rules.get(v) {
-            return Ok(id);
-        }
-        let id = intern(self.tx, "rules", "text", v)?;
-        self.caches.rules.insert(v.to_string(), id);
-        Ok(id)
+        cached(self.tx, &mut self.caches.rules, "rules", "text", v)
     }
 
     pub(super) fn intern_user(&mut self, v: &str) -> Result<i64, StoreError> {
-        if let Some(&id) = self.caches.users.get(v) {
-            return Ok(id);
-        }
-        let id = intern(self.tx, "users", "name", v)?;
-        self.caches.users.insert(v.to_string(), id);
-        Ok(id)
+        cached(self.tx, &mut self.caches.users, "users", "name", v)
     }
+}
+
+/// [`intern`] through the writer's cache of that table.
+fn cached(
+    conn: &Connection,
+    cache: &mut HashMap<String, i64>,
+    table: &'static str,
+    column: &'static str,
+    value: &str,
+) -> Result<i64, StoreError> {
+    if let Some(&id) = cache.get(value) {
+        return Ok(id);
+    }
+    let id = intern(conn, table, column, value)?;
+    cache.insert(value.to_string(), id);
+    Ok(id)
 }
 
 /// The id of `value` in a `(id, column UNIQUE)` table, inserting it if new. `table` and
