@@ -164,23 +164,7 @@ async fn cache_stays_inside_its_memory_budget_with_large_answers() {
 
 // ---- Never fail open --------------------------------------------------------------------
 
-fn write_lists(dir: &Path, games: &str) {
-    std::fs::write(dir.join("games.txt"), games).unwrap();
-    std::fs::write(
-        dir.join("lists.toml"),
-        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
-         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n",
-    )
-    .unwrap();
-}
-
-fn lists_config(dir: &Path) -> String {
-    format!(
-        "[rate_limit]\nqps = 0\n[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n\
-         [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\nblock_categories = [\"games\"]\n",
-        dir.join("lists.toml").display()
-    )
-}
+use crate::common::games::{config_text as lists_config, write_lists};
 
 const GAMES: &str = "games.test\nroblox.test\nminecraft.test\nfortnite.test\n";
 

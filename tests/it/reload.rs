@@ -20,23 +20,7 @@ use hedgerow::{
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
 
-fn write_lists(dir: &Path, games: &str) {
-    std::fs::write(dir.join("games.txt"), games).unwrap();
-    std::fs::write(
-        dir.join("lists.toml"),
-        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
-         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n",
-    )
-    .unwrap();
-}
-
-fn config_text(dir: &Path) -> String {
-    format!(
-        "[rate_limit]\nqps = 0\n[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n\
-         [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\nblock_categories = [\"games\"]\n",
-        dir.join("lists.toml").display()
-    )
-}
+use crate::common::games::{config_text, write_lists};
 
 /// An upstream and Hedgerow with one category (`games` = games.test) blocked for 127.0.0.1;
 /// returns them with the lists folder and the configuration file.

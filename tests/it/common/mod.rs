@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod games;
 pub mod rng;
 pub mod shared_data;
 pub mod tempdir;
