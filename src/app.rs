@@ -194,7 +194,8 @@ impl Hedgerow {
         let audit = store.commands();
         let parts = ChainParts {
             metrics: metrics.clone(),
-            sink: Some(store.sink()),
+            // With the query log off, the record stage builds no events at all.
+            sink: config.store.enabled.then(|| store.sink()),
             lists,
             cache: Arc::new(CacheStore::new()),
             buckets: Default::default(),
