@@ -207,7 +207,7 @@ fn main() {
     });
     time("a breach page with 10 minutes either side", &mut || {
         reader
-            .breach(breach_id, Duration::from_secs(600))
+            .breach(breach_id, Duration::from_secs(600), 200)
             .ok()
             .flatten()
             .map_or(0, |b| b.queries.len() + b.around.len())

@@ -19,6 +19,7 @@ use crate::{
     alerts::{AlertError, Alerter, BreachAlert},
     clock::Clock,
     config::{Config, ConfigError},
+    dashboard::{self, Dashboard, HealthLine, ListLine, ListsView, Services},
     http::{self, HttpError},
     identity::{
         leases::Lease,
@@ -62,6 +63,9 @@ pub enum AppError {
     /// The HTTP socket could not be bound.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The dashboard's certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
     /// Metrics could not be registered.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -250,40 +254,68 @@ impl Hedgerow {
         let options = ServeOptions::new(&config.server, open_files, metrics.clone());
         let budget = options.budget;
         let server = sockets.serve(Handler::new(pipeline.clone()), options);
+        let tls = match &config.dashboard.tls {
+            Some(files) => {
+                let (cert, key) = (files.cert.clone(), files.key.clone());
+                Some(tokio::task::spawn_blocking(move || http::tls::server_config(&cert, &key)).await??)
+            }
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            config_path,
+            overrides,
+            metrics: metrics.clone(),
+            audit,
+            pipeline,
+            in_force: Mutex::new(InForce {
+                lists_stamp: lists::configured::stamp(&config.lists.artifact_dir),
+                config: config.clone(),
+                parts,
+            }),
+        });
         let http = match config.server.http {
-            Some(addr) => Some(
-                http::Listener::bind(
-                    addr,
-                    http::router(metrics.clone(), Some(server.health()), sessions_api),
-                    http::HttpOptions {
-                        max_connections: budget.http,
-                    },
-                    metrics.clone(),
+            Some(addr) => {
+                let dashboard = config.dashboard.enabled.then(|| {
+                    Dashboard::new(
+                        &config.dashboard,
+                        dashboard::Transport {
+                            tls: tls.is_some(),
+                            listen: addr.ip(),
+                        },
+                        config.server.timezone,
+                        store.reader(),
+                        store.commands(),
+                        clock.clone(),
+                        Arc::new(Console {
+                            inner: inner.clone(),
+                            health: server.health(),
+                        }),
+                    )
+                    .routes()
+                });
+                Some(
+                    http::Listener::bind(
+                        addr,
+                        http::router(metrics.clone(), Some(server.health()), sessions_api, dashboard),
+                        http::HttpOptions {
+                            max_connections: budget.http,
+                            tls,
+                        },
+                        metrics.clone(),
+                    )
+                    .await?,
                 )
-                .await?,
-            ),
+            }
             None => None,
         };
         for addr in &dns_addrs {
             tracing::info!(%addr, "DNS listening (UDP and TCP)");
         }
         if let Some(http) = &http {
-            tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics)");
+            tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics, dashboard)");
         }
-        let lists_stamp = lists::configured::stamp(&config.lists.artifact_dir);
         Ok(Hedgerow {
-            inner: Arc::new(Inner {
-                config_path,
-                overrides,
-                metrics,
-                audit,
-                pipeline,
-                in_force: Mutex::new(InForce {
-                    config,
-                    parts,
-                    lists_stamp,
-                }),
-            }),
+            inner,
             server: Some(server),
             http,
             dns_addrs,
@@ -651,4 +683,121 @@ pub async fn run(
     tracing::info!("shutting down");
     app.shutdown().await;
     outcome
+}
+
+/// What the dashboard asks of the running resolver ([`Services`]).
+struct Console {
+    inner: Arc<Inner>,
+    health: crate::server::Health,
+}
+
+impl Console {
+    fn config(&self) -> Config {
+        lock(&self.inner.in_force).config.clone()
+    }
+}
+
+/// The sum of a counter family's samples whose labels pass `keep`.
+fn counter_sum(
+    families: &[prometheus::proto::MetricFamily],
+    name: &str,
+    keep: impl Fn(&[prometheus::proto::LabelPair]) -> bool,
+) -> f64 {
+    families
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| keep(m.get_label()))
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+impl Services for Console {
+    fn health(&self) -> Vec<HealthLine> {
+        let mut out: Vec<HealthLine> = self
+            .health
+            .report()
+            .1
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(what, state)| HealthLine {
+                what: what.to_string(),
+                ok: state == "up",
+                detail: if state == "up" { "answering".into() } else { "stopped".into() },
+            })
+            .collect();
+        let families = self.inner.metrics.registry().gather();
+        let config = self.config();
+        for upstream in &config.upstream.servers {
+            let label = upstream.to_string();
+            let of = |outcome: &'static str| {
+                let label = label.clone();
+                counter_sum(&families, "hedgerow_upstream_responses_total", move |l| {
+                    l.iter().any(|p| p.name() == "upstream" && p.value() == label)
+                        && l.iter().any(|p| p.name() == "outcome" && (outcome.is_empty() || p.value() == outcome))
+                })
+            };
+            let (all, ok) = (of(""), of("ok"));
+            out.push(HealthLine {
+                what: format!("Upstream {label}"),
+                ok: all == 0.0 || ok > 0.0,
+                detail: format!("{ok:.0} of {all:.0} exchanges answered since start"),
+            });
+        }
+        let entries = counter_sum(&families, "hedgerow_cache_entries", |_| true);
+        out.push(HealthLine {
+            what: "Cache".into(),
+            ok: true,
+            detail: format!("{entries:.0} answers held"),
+        });
+        let queued = counter_sum(&families, "hedgerow_store_channel_depth", |_| true);
+        let journal = counter_sum(&families, "hedgerow_store_journal_bytes", |_| true);
+        out.push(HealthLine {
+            what: "Query log".into(),
+            ok: journal == 0.0,
+            detail: if !config.store.enabled {
+                "switched off in the configuration".into()
+            } else if journal > 0.0 {
+                format!("behind: {journal:.0} bytes of blocked queries wait in the journal file")
+            } else {
+                format!("keeping up ({queued:.0} queries waiting to be written)")
+            },
+        });
+        out
+    }
+
+    fn lists(&self) -> ListsView {
+        let dir = self.config().lists.artifact_dir;
+        match lists::Meta::read(&dir) {
+            Ok(meta) => ListsView {
+                built: Some(crate::civil::from_unix_secs(
+                    i64::try_from(meta.built_unix).unwrap_or(i64::MAX),
+                )),
+                names: meta.names,
+                sources: meta
+                    .sources
+                    .iter()
+                    .map(|s| ListLine {
+                        name: s.location.clone(),
+                        category: s.category.clone(),
+                        entries: s.entries,
+                        version: s.sha256.chars().take(12).collect(),
+                    })
+                    .collect(),
+                last_update: None,
+            },
+            Err(error) => ListsView {
+                last_update: Some(format!("no compiled lists could be read: {error}")),
+                ..ListsView::default()
+            },
+        }
+    }
+
+    fn policy_text(&self) -> String {
+        crate::describe::describe(&self.config())
+    }
+
+    fn groups(&self) -> Vec<String> {
+        self.config().groups.iter().map(|g| g.name.clone()).collect()
+    }
 }

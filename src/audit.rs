@@ -32,7 +32,14 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         identity,
         alerts: _, // who is told about breaches, not what a device can reach
         store,     // what is recorded and for how long: the school's monitoring policy
+        dashboard, // who can see the records and how they sign in
     } = new;
+    changed(
+        &mut out,
+        "dashboard sign-in settings (HTTPS, second factor, session lengths)",
+        &old.dashboard,
+        dashboard,
+    );
     changed(
         &mut out,
         "query log and retention settings",

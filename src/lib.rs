@@ -56,12 +56,14 @@
 
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod civil;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod describe;
 pub mod event;
 mod http;

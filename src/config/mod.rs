@@ -27,6 +27,7 @@
 //! ```
 
 pub mod alerts;
+pub mod dashboard;
 pub mod identity;
 mod raw;
 mod safesearch;
@@ -335,6 +336,8 @@ pub struct Config {
     pub alerts: alerts::AlertsConfig,
     /// The query log, breaches and audit trail.
     pub store: StoreConfig,
+    /// The web dashboard.
+    pub dashboard: dashboard::DashboardConfig,
 }
 
 impl Config {

@@ -42,6 +42,8 @@ pub struct RawConfig {
     alerts: super::alerts::RawAlerts,
     #[serde(default)]
     store: super::store::RawStore,
+    #[serde(default)]
+    dashboard: super::dashboard::RawDashboard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,12 +529,14 @@ impl RawConfig {
 
         let identity = self.identity.validate(&invalid)?;
         let alerts = self.alerts.validate(timezone, &invalid)?;
+        let dashboard = self.dashboard.validate(&invalid)?;
 
         let store = self
             .store
             .validate()
             .map_err(|(key, reason)| invalid(0..0, key, reason))?;
         Ok(Config {
+            dashboard,
             identity,
             alerts,
             store,

@@ -1,6 +1,7 @@
-//! The HTTP listener: Prometheus metrics at `/metrics`, a health check at `/healthz`, and,
-//! when a token file is configured, the sessions API ([`sessions`]). (The DSL dashboard is
-//! mounted here too, once it exists.)
+//! The HTTP listener: Prometheus metrics at `/metrics`, a health check at `/healthz`, when a
+//! token file is configured the sessions API ([`sessions`]), and the dashboard (its routes
+//! come ready-made from `app.rs`). HTTPS when the dashboard has a certificate ([`tls`]); every
+//! request carries the client's address as `ConnectInfo<SocketAddr>`.
 //!
 //! `axum::serve` has no timeouts and no connection cap, so ~1,100 half-open requests could
 //! take every descriptor the DNS path needs. This listener owns its accept loop: at most
@@ -17,7 +18,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{header, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -29,9 +30,11 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub mod sessions;
+pub mod tls;
 
 use crate::{
     log_limit::LogLimit,
@@ -73,11 +76,12 @@ struct Pages {
 
 /// The HTTP routes, separate from binding so tests can drive them without a socket.
 /// `health`: the DNS listeners `/healthz` reports on; `sessions`: the sessions API, when
-/// configured.
+/// configured; `dashboard`: the dashboard's routes, when it is on.
 pub fn router(
     metrics: Arc<Metrics>,
     health: Option<Health>,
     sessions: Option<sessions::SessionsApi>,
+    dashboard: Option<Router>,
 ) -> Router {
     let pages = Pages {
         metrics,
@@ -90,6 +94,9 @@ pub fn router(
         .with_state(pages);
     if let Some(api) = sessions {
         router = router.merge(sessions::routes(api));
+    }
+    if let Some(dashboard) = dashboard {
+        router = router.merge(dashboard);
     }
     router.layer(axum::middleware::from_fn(request_timeout))
 }
@@ -139,11 +146,13 @@ async fn health_page(State(pages): State<Pages>) -> impl IntoResponse {
     (status, format!("{first}{listeners}"))
 }
 
-/// Connection limits for [`Listener::bind`].
-#[derive(Debug, Clone, Copy)]
+/// Connection limits and TLS for [`Listener::bind`].
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// At most this many connections at once; more are closed at once.
     pub max_connections: usize,
+    /// HTTPS with this configuration; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running HTTP listener.
@@ -213,7 +222,8 @@ async fn accept_loop(
     let rejected = metrics
         .connections_rejected
         .with_label_values(&["http", "total"]);
-    while let Some((stream, _peer)) = acceptor.accept(&stop).await {
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    while let Some((stream, peer)) = acceptor.accept(&stop).await {
         if connections.len() >= options.max_connections {
             rejected.inc();
             crate::warn_limited!(
@@ -224,30 +234,62 @@ async fn accept_loop(
             drop(stream);
             continue;
         }
-        let service = TowerToHyperService::new(router.clone());
-        let (stop, open) = (stop.clone(), open.clone());
+        let service = router.clone().map_request(move |mut request: Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let (stop, open, tls) = (stop.clone(), open.clone(), tls.clone());
         connections.spawn(async move {
             open.inc();
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                // The smallest hyper allows: our requests are a line and a few headers.
-                .max_buf_size(8192);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => if let Err(error) = result {
-                    tracing::debug!(%error, "HTTP connection ended");
+            match tls {
+                None => serve(stream, service, stop).await,
+                // The handshake shares the connection's age limit and the header timeout.
+                Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => serve(stream, service, stop).await,
+                    Ok(Err(error)) => tracing::debug!(%error, "HTTPS handshake failed"),
+                    Err(_) => tracing::debug!("HTTPS handshake timed out"),
                 },
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
-                }
-                _ = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
             }
             open.dec();
         });
+    }
+}
+
+/// Serves one connection until it ends, the listener stops, or it is too old.
+async fn serve<IO, S>(stream: IO, service: S, stop: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The smallest hyper allows: our requests are a line and a few headers (a sign-in
+        // form is well under it; larger bodies are read as they stream in).
+        .max_buf_size(8192);
+    let conn = builder.serve_connection(
+        TokioIo::new(stream),
+        TowerToHyperService::new(service.map_request(|r: hyper::Request<hyper::body::Incoming>| {
+            r.map(axum::body::Body::new)
+        })),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => if let Err(error) = result {
+            tracing::debug!(%error, "HTTP connection ended");
+        },
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+        }
+        _ = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
     }
 }
 

@@ -114,7 +114,7 @@ pub fn breaches_list(
 /// `hedgerow breaches show ID`.
 pub fn breach_show(config: &Config, id: i64, clock: Clock) -> Result<String, StoreError> {
     let (reader, commands) = open_offline(&config.server.data_dir, clock)?;
-    let Some(d) = reader.breach(id, Duration::from_secs(300))? else {
+    let Some(d) = reader.breach(id, Duration::from_secs(300), 1000)? else {
         return Err(StoreError::NoSuchBreach(id));
     };
     // Who looked at a child's records is itself recorded.

@@ -90,18 +90,8 @@ impl CaseChange {
     }
 }
 
-/// What to export.
-#[derive(Debug, Clone, Default)]
-pub struct ExportFilter {
-    /// From (inclusive).
-    pub since: Option<SystemTime>,
-    /// Until (exclusive).
-    pub until: Option<SystemTime>,
-    /// Only this group.
-    pub group: Option<String>,
-    /// Only this device (label).
-    pub device: Option<String>,
-}
+/// What to export: the same filter as a search of the log.
+pub type ExportFilter = QueryFilter;
 
 /// Export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,13 +324,6 @@ impl Commands {
         actor: &str,
     ) -> Result<u64, StoreError> {
         let read = open_read(&self.path)?;
-        let query = QueryFilter {
-            since: filter.since,
-            until: filter.until,
-            group: filter.group.clone(),
-            device: filter.device.clone(),
-            ..QueryFilter::default()
-        };
         let io = |e: std::io::Error| StoreError::Export(e.to_string());
         if format == ExportFormat::Csv {
             writeln!(
@@ -355,7 +338,7 @@ impl Commands {
             .or(Some(-1));
         let mut n = 0u64;
         loop {
-            let rows = read::select_queries(&read, &query, None, after, 5000)?;
+            let rows = read::select_queries(&read, filter, None, after, 5000)?;
             let Some(last) = rows.last() else { break };
             after = Some(last.key);
             for row in &rows {
@@ -377,7 +360,7 @@ impl Commands {
             actor,
             AuditKind::Export,
             &format!(
-                "exported {n} queries ({}) from {} until {}{}{}",
+                "exported {n} queries ({}) from {} until {}{}",
                 if format == ExportFormat::Csv {
                     "CSV"
                 } else {
@@ -387,14 +370,7 @@ impl Commands {
                 filter
                     .until
                     .map_or("now".to_string(), civil::format_rfc3339),
-                filter
-                    .group
-                    .as_ref()
-                    .map_or(String::new(), |g| format!(", group {g}")),
-                filter
-                    .device
-                    .as_ref()
-                    .map_or(String::new(), |d| format!(", device {d}")),
+                describe_filter(filter),
             ),
             "export of the query log",
         )?;
@@ -700,4 +676,26 @@ mod tests {
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=cmd()"), "\"'=cmd()\"");
     }
+}
+
+/// The narrowing parts of an export's filter, for its audit record (", group pupils, …").
+fn describe_filter(f: &QueryFilter) -> String {
+    let mut out = String::new();
+    let mut add = |what: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.push_str(&format!(", {what} {v}"));
+        }
+    };
+    add("group", &f.group);
+    add("device", &f.device);
+    add("person", &f.user);
+    add("name", &f.name);
+    add("category", &f.category);
+    if let Some(d) = f.disposition {
+        out.push_str(&format!(", {} only", d.label()));
+    }
+    if f.blocked_only {
+        out.push_str(", blocked only");
+    }
+    out
 }

@@ -73,6 +73,8 @@ pub struct QueryFilter {
     pub user: Option<String>,
     /// A group.
     pub group: Option<String>,
+    /// A blocking category (exact).
+    pub category: Option<String>,
     /// One disposition.
     pub disposition: Option<Disposition>,
     /// Blocked queries only.
@@ -166,6 +168,8 @@ pub struct BreachFilter {
     pub group: Option<String>,
     /// Device: its key or its label.
     pub device: Option<String>,
+    /// The signed-in person at the first attempt.
+    pub user: Option<String>,
     /// Latest attempt at or after.
     pub since: Option<SystemTime>,
     /// First attempt before.
@@ -322,6 +326,12 @@ fn row_conditions(filter: &QueryFilter) -> (Vec<&'static str>, Vec<Value>) {
             "q.shape IN (SELECT id FROM shapes WHERE grp = (SELECT id FROM groups WHERE name = ?))",
         );
         args.push(Value::Text(group.clone()));
+    }
+    if let Some(category) = &filter.category {
+        clauses.push(
+            "q.shape IN (SELECT id FROM shapes WHERE category = (SELECT id FROM categories WHERE name = ?))",
+        );
+        args.push(Value::Text(category.clone()));
     }
     if let Some(d) = filter.disposition {
         clauses.push("q.shape IN (SELECT id FROM shapes WHERE disposition = ?)");
@@ -634,6 +644,9 @@ impl Reader {
                 Value::Text(d.clone()),
             );
         }
+        if let Some(u) = &filter.user {
+            push(&mut sql, " AND u.name = ?", Value::Text(u.clone()));
+        }
         if let Some(t) = filter.since {
             push(&mut sql, " AND b.last >= ?", Value::Integer(unix_millis(t)));
         }
@@ -651,8 +664,15 @@ impl Reader {
     }
 
     /// One breach with its queries, its case history, and the device's queries from
-    /// `around` before the first attempt to `around` after the last.
-    pub fn breach(&self, id: i64, around: Duration) -> Result<Option<BreachDetail>, StoreError> {
+    /// `around` before the first attempt to `around` after the last; at most `limit` of each
+    /// (the breach's first queries; around it, the nearest `limit / 2` before and the rest
+    /// from the first attempt on).
+    pub fn breach(
+        &self,
+        id: i64,
+        around: Duration,
+        limit: u32,
+    ) -> Result<Option<BreachDetail>, StoreError> {
         let conn = self.connection()?;
         let Some(breach) = conn
             .query_row(
@@ -665,21 +685,32 @@ impl Reader {
             return Ok(None);
         };
         let mut stmt = conn.prepare(&format!(
-            "{} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k",
+            "{} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k LIMIT ?2",
             row_select()
         ))?;
         let queries = stmt
-            .query_map([id], query_row)?
+            .query_map(rusqlite::params![id, limit], query_row)?
             .collect::<Result<Vec<_>, _>>()?;
         let device_key = breach.device_key.clone();
-        let around_filter = QueryFilter {
+        let window = QueryFilter {
             device: Some(device_key),
             since: Some(breach.first.checked_sub(around).unwrap_or(breach.first)),
             until: Some(breach.last + around + Duration::from_millis(1)),
             ..QueryFilter::default()
         };
-        let mut around_rows = select_queries(&conn, &around_filter, None, None, 1000)?;
+        // The nearest `limit / 2` before the first attempt, then from the first attempt on
+        // up to `limit` in all: a long breach shows its start and what led to it.
+        let first_key = key_base(unix_millis(breach.first));
+        let mut around_rows = select_queries(&conn, &window, Some(first_key), None, limit / 2)?;
         around_rows.reverse();
+        let rest = limit.saturating_sub(u32::try_from(around_rows.len()).unwrap_or(u32::MAX));
+        around_rows.extend(select_queries(
+            &conn,
+            &window,
+            None,
+            Some(first_key - 1),
+            rest,
+        )?);
         let mut stmt = conn
             .prepare("SELECT at, actor, change FROM breach_events WHERE breach = ?1 ORDER BY id")?;
         let history = stmt
@@ -859,6 +890,67 @@ impl Reader {
         ))?;
         let rows = stmt.query_map(rusqlite::params![unix_millis(until), limit], breach_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queries and blocks per `step` (a whole number of minutes) over `[since, until)`, from
+    /// the per-minute rollups, oldest first; steps with no queries are absent.
+    pub fn series(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        step: Duration,
+    ) -> Result<Vec<(SystemTime, u64, u64)>, StoreError> {
+        let step_min = i64::try_from(step.as_secs() / 60).unwrap_or(i64::MAX).max(1);
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT (minute / ?3) * ?3 AS b, SUM(queries), SUM(blocks) FROM rollups
+             WHERE minute >= ?1 AND minute < ?2 GROUP BY b ORDER BY b",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![
+                unix_millis(since).div_euclid(60_000),
+                unix_millis(until).div_euclid(60_000),
+                step_min
+            ],
+            |r| {
+                Ok((
+                    from_unix_millis(r.get::<_, i64>(0)?.saturating_mul(60_000)),
+                    u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                ))
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Breaches not yet closed, by status and age at `now`: `(status, under a day, one to
+    /// seven days, over seven days)`, in status order.
+    pub fn open_breach_ages(
+        &self,
+        now: SystemTime,
+    ) -> Result<Vec<(CaseStatus, u64, u64, u64)>, StoreError> {
+        let now = unix_millis(now);
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, SUM(first >= ?1), SUM(first < ?1 AND first >= ?2), SUM(first < ?2)
+             FROM breaches WHERE status <> 'closed' GROUP BY status",
+        )?;
+        let mut out = stmt
+            .query_map(rusqlite::params![now - DAY_MS, now - 7 * DAY_MS], |r| {
+                let status: String = r.get(0)?;
+                let n = |i: usize| -> rusqlite::Result<u64> {
+                    Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+                };
+                Ok((
+                    CaseStatus::parse(&status).ok_or_else(|| bad_label("status", &status))?,
+                    n(1)?,
+                    n(2)?,
+                    n(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|(s, ..)| CaseStatus::ALL.iter().position(|a| a == s));
+        Ok(out)
     }
 
     /// Audit records, newest first, with ids below `before`.

@@ -331,7 +331,7 @@ fn store_groups_breaches_by_device_site_and_window() {
     );
     // The breach's queries and the device's queries around it.
     let detail = reader
-        .breach(first.id, Duration::from_secs(300))
+        .breach(first.id, Duration::from_secs(300), 1000)
         .unwrap()
         .unwrap();
     assert_eq!(detail.queries.len(), 15);
@@ -405,7 +405,7 @@ fn store_case_changes_are_history_and_audited() {
     ));
     let d = store
         .reader()
-        .breach(id, Duration::from_secs(60))
+        .breach(id, Duration::from_secs(60), 1000)
         .unwrap()
         .unwrap();
     assert_eq!(d.breach.status, CaseStatus::Closed);

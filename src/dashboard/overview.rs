@@ -1,0 +1,313 @@
+//! The overview: what happened over the last day, week or month, at a glance. Every figure
+//! links to the records behind it for people who may see them (the DSL); a technician sees
+//! the same aggregates without devices.
+
+use std::time::{Duration, SystemTime};
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+    Router,
+};
+use serde::Deserialize;
+
+use crate::{
+    accounts::Role,
+    event::Disposition,
+    store::{CaseStatus, CircumventionSummary, CountBy, CountRow, DeviceAttempts},
+};
+
+use super::{
+    auth::Viewer,
+    chart::{self, Column},
+    page::{self, q, Chrome, PageError, Section},
+    Dashboard, HealthLine, ListsView,
+};
+
+pub(super) fn routes() -> Router<Dashboard> {
+    Router::new().route("/", get(overview))
+}
+
+/// The period the overview covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+enum Period {
+    #[default]
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "30d")]
+    Month,
+}
+
+impl Period {
+    const ALL: [Period; 3] = [Period::Day, Period::Week, Period::Month];
+
+    fn param(self) -> &'static str {
+        match self {
+            Period::Day => "24h",
+            Period::Week => "7d",
+            Period::Month => "30d",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Period::Day => "the last 24 hours",
+            Period::Week => "the last 7 days",
+            Period::Month => "the last 30 days",
+        }
+    }
+
+    fn length(self) -> Duration {
+        Duration::from_secs(match self {
+            Period::Day => 86_400,
+            Period::Week => 7 * 86_400,
+            Period::Month => 30 * 86_400,
+        })
+    }
+
+    /// Chart columns: hours for a day, days otherwise.
+    fn step(self) -> Duration {
+        Duration::from_secs(if self == Period::Day { 3600 } else { 86_400 })
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct OverviewQuery {
+    #[serde(default)]
+    period: Period,
+}
+
+struct PeriodLink {
+    href: String,
+    label: &'static str,
+    current: bool,
+}
+
+/// A row of a count table: key, number, bar width, link (empty: none).
+struct Bar {
+    label: String,
+    value: u64,
+    width: u64,
+    href: String,
+}
+
+struct Age {
+    status: &'static str,
+    day: u64,
+    week: u64,
+    older: u64,
+    href: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html", config = "dashboard/askama.toml")]
+struct OverviewPage {
+    chrome: Chrome,
+    periods: Vec<PeriodLink>,
+    period_words: &'static str,
+    records: bool,
+    queries: u64,
+    blocked: u64,
+    blocked_percent: String,
+    chart: String,
+    by_category: Vec<Bar>,
+    by_group: Vec<Bar>,
+    top_names: Vec<Bar>,
+    devices: Vec<Bar>,
+    ages: Vec<Age>,
+    circumvention: u64,
+    circumvention_devices: u64,
+    circumvention_href: String,
+    health: Vec<HealthLine>,
+    lists: ListsView,
+    lists_built: String,
+    since_param: String,
+}
+
+struct Figures {
+    dispositions: Vec<CountRow>,
+    categories: Vec<CountRow>,
+    groups: Vec<CountRow>,
+    series: Vec<(SystemTime, u64, u64)>,
+    top: Vec<(String, u64)>,
+    devices: Vec<DeviceAttempts>,
+    ages: Vec<(CaseStatus, u64, u64, u64)>,
+    circumvention: CircumventionSummary,
+}
+
+fn bars(rows: impl Iterator<Item = (String, u64, String)>) -> Vec<Bar> {
+    let rows: Vec<_> = rows.filter(|(_, v, _)| *v > 0).collect();
+    let max = rows.iter().map(|(_, v, _)| *v).max().unwrap_or(0);
+    rows.into_iter()
+        .map(|(label, value, href)| Bar {
+            width: chart::share(value, max),
+            label,
+            value,
+            href,
+        })
+        .collect()
+}
+
+async fn overview(
+    viewer: Viewer,
+    State(dashboard): State<Dashboard>,
+    Query(query): Query<OverviewQuery>,
+) -> Result<Response, PageError> {
+    if !viewer.may(&[Role::Dsl, Role::Technician]) {
+        return Ok(Redirect::to(viewer.home()).into_response());
+    }
+    let period = query.period;
+    let until = viewer.now;
+    let since = until - period.length();
+    let records = viewer.sees_records();
+    let figures = dashboard
+        .read(move |r| {
+            Ok(Figures {
+                dispositions: r.counts(since, until, CountBy::Disposition)?,
+                categories: r.counts(since, until, CountBy::Category)?,
+                groups: r.counts(since, until, CountBy::Group)?,
+                series: r.series(since, until, period.step())?,
+                top: r.top_blocked(since, until, 10)?,
+                devices: if records {
+                    r.high_severity_devices(since, until, 10)?
+                } else {
+                    Vec::new()
+                },
+                ages: if records { r.open_breach_ages(until)? } else { Vec::new() },
+                circumvention: r.circumvention(since, until, 5)?,
+            })
+        })
+        .await?;
+    let services = &dashboard.inner.services;
+    let since_param = page::local_date(viewer.zone, since);
+    let link = |path: String| if records { path } else { String::new() };
+    let queries: u64 = figures.dispositions.iter().map(|r| r.queries).sum();
+    let blocked: u64 = figures
+        .dispositions
+        .iter()
+        .filter(|r| r.key == Disposition::Blocked.label())
+        .map(|r| r.queries)
+        .sum();
+    let lists = services.lists();
+    let page = OverviewPage {
+        periods: Period::ALL
+            .iter()
+            .map(|&p| PeriodLink {
+                href: format!("/?period={}", p.param()),
+                label: p.words(),
+                current: p == period,
+            })
+            .collect(),
+        period_words: period.words(),
+        queries,
+        blocked,
+        blocked_percent: if queries == 0 {
+            "0".into()
+        } else {
+            format!("{:.1}", blocked as f64 * 100.0 / queries as f64)
+        },
+        chart: chart::columns(
+            &format!("Queries and blocks over {}", period.words()),
+            &series_columns(&viewer, period, since, &figures.series),
+        ),
+        by_category: bars(figures.categories.iter().filter(|r| r.key != "none").map(|r| {
+            (
+                r.key.clone(),
+                r.blocks,
+                link(format!(
+                    "/queries?blocked=1&category={}&since={since_param}",
+                    q(&r.key)
+                )),
+            )
+        })),
+        by_group: bars(figures.groups.iter().map(|r| {
+            (
+                r.key.clone(),
+                r.blocks,
+                link(format!(
+                    "/queries?blocked=1&group={}&since={since_param}",
+                    q(&r.key)
+                )),
+            )
+        })),
+        top_names: bars(figures.top.iter().map(|(name, n)| {
+            (
+                name.clone(),
+                *n,
+                if name == crate::event::WITHHELD {
+                    String::new()
+                } else {
+                    link(format!(
+                        "/queries?blocked=1&name={}&since={since_param}",
+                        q(name)
+                    ))
+                },
+            )
+        })),
+        devices: bars(figures.devices.iter().map(|d| {
+            (
+                d.device.clone(),
+                d.attempts,
+                format!("/devices/{}", q(&d.device_key)),
+            )
+        })),
+        ages: figures
+            .ages
+            .iter()
+            .map(|&(status, day, week, older)| Age {
+                status: status.label(),
+                day,
+                week,
+                older,
+                href: format!("/breaches?status={}", status.label()),
+            })
+            .collect(),
+        circumvention: figures.circumvention.attempts,
+        circumvention_devices: figures.circumvention.devices,
+        circumvention_href: link(format!(
+            "/queries?blocked=1&category=circumvention&since={since_param}"
+        )),
+        health: services.health(),
+        lists_built: lists
+            .built
+            .map_or_else(|| "never".into(), |t| viewer.zone_time(t)),
+        lists,
+        records,
+        since_param,
+        chrome: Chrome::new(&viewer, Section::Overview, "Overview"),
+    };
+    page::render(&page)
+}
+
+/// One column per hour (a day) or per day, including empty ones.
+fn series_columns(
+    viewer: &Viewer,
+    period: Period,
+    since: SystemTime,
+    series: &[(SystemTime, u64, u64)],
+) -> Vec<Column> {
+    let step = period.step();
+    let n = (period.length().as_secs() / step.as_secs()) as usize;
+    let start = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / step.as_secs() * step.as_secs());
+    (0..=n)
+        .map(|i| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(start + step.as_secs() * i as u64);
+            let (total, part) = series
+                .iter()
+                .filter(|(t, ..)| *t >= at && *t < at + step)
+                .fold((0, 0), |(a, b), (_, q, bl)| (a + q, b + bl));
+            let label = if period == Period::Day {
+                page::local_clock(viewer.zone, at)[..5].to_string()
+            } else {
+                page::local_date(viewer.zone, at)[5..].to_string()
+            };
+            Column { label, total, part }
+        })
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! The audit trail: every policy change, case change, grant, sign-in, export and view of a
+//! child's records, newest first, with the chain's verification.
+
+use askama::Template;
+use axum::{
+    extract::{Query, State},
+    response::Response,
+    routing::get,
+    Router,
+};
+use serde::Deserialize;
+
+use crate::{accounts::Role, store::ChainReport};
+
+use super::{
+    auth::Viewer,
+    page::{self, Chrome, PageError, Section},
+    Dashboard,
+};
+
+const PAGE: u32 = 100;
+
+pub(super) fn routes() -> Router<Dashboard> {
+    Router::new().route("/audit", get(trail))
+}
+
+#[derive(Deserialize, Default)]
+struct TrailQuery {
+    before: Option<i64>,
+}
+
+struct Entry {
+    id: i64,
+    at: String,
+    actor: String,
+    kind: &'static str,
+    change: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html", config = "dashboard/askama.toml")]
+struct TrailPage {
+    chrome: Chrome,
+    entries: Vec<Entry>,
+    verified: bool,
+    verdict: String,
+    next: String,
+}
+
+async fn trail(
+    viewer: Viewer,
+    State(dashboard): State<Dashboard>,
+    Query(tq): Query<TrailQuery>,
+) -> Result<Response, PageError> {
+    viewer.require(&[Role::Dsl, Role::Technician])?;
+    let before = tq.before;
+    let (entries, report): (_, ChainReport) = dashboard
+        .read(move |r| Ok((r.audit(before, PAGE)?, r.verify_audit()?)))
+        .await?;
+    let page = TrailPage {
+        next: match entries.last() {
+            Some(last) if entries.len() == PAGE as usize => format!("/audit?before={}", last.id),
+            _ => String::new(),
+        },
+        entries: entries
+            .iter()
+            .map(|e| Entry {
+                id: e.id,
+                at: viewer.zone_time(e.at),
+                actor: e.actor.clone(),
+                kind: e.kind.label(),
+                change: e.change.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect(),
+        verified: report.first_broken.is_none(),
+        verdict: match &report.first_broken {
+            None => format!(
+                "All {} records check out: none has been changed or removed.",
+                report.records
+            ),
+            Some((id, what)) => format!(
+                "Record {id} does not match the chain ({what}): the trail has been tampered with from there on."
+            ),
+        },
+        chrome: Chrome::new(&viewer, Section::Audit, "Audit trail"),
+    };
+    page::render(&page)
+}
