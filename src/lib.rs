@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod audit;
