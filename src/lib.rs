@@ -35,7 +35,7 @@
 //!   query log: [`event::QueryEvent`], [`event::BlockReason`], [`event::Disposition`],
 //!   [`event::Severity`]), [`clock`] (the one "now"), [`names`] (the one name normaliser),
 //!   [`schedule`], [`neighbours`], [`log_limit`] (rate-limited warnings about client
-//!   traffic).
+//!   traffic), [`accounts`] (dashboard roles, password hashing and strength, TOTP codes).
 //! - [`config`] is the TOML schema, validated; it imports only leaves, and owns the value types
 //!   the file spells out (block answers, SafeSearch settings).
 //! - **The DNS path** — [`server`], [`wire`], [`pipeline`], [`lists`] — never imports the
@@ -43,7 +43,8 @@
 //!   SafeSearch) is [`pipeline::group`]; the trait and the types that flow are in
 //!   [`pipeline`].
 //! - [`store`] is the query log, device identity, breaches and the audit trail in SQLite:
-//!   the only place with SQL. It imports [`event`], [`clock`] and [`config`] only.
+//!   the only place with SQL. It imports [`event`], [`clock`], [`config`] and [`accounts`]
+//!   only.
 //! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).

@@ -32,6 +32,8 @@ pub enum AuditKind {
     Erasure,
     /// A login to the dashboard.
     Login,
+    /// A dashboard account added or changed (roles, password, two-factor, disabled).
+    Account,
     /// Someone viewed a person's records.
     View,
     /// Anything else.
@@ -49,13 +51,14 @@ impl AuditKind {
             AuditKind::Export => "export",
             AuditKind::Erasure => "erasure",
             AuditKind::Login => "login",
+            AuditKind::Account => "account",
             AuditKind::View => "view",
             AuditKind::Other => "other",
         }
     }
 
     /// Every kind.
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 10] = [
         AuditKind::Policy,
         AuditKind::List,
         AuditKind::Grant,
@@ -63,6 +66,7 @@ impl AuditKind {
         AuditKind::Export,
         AuditKind::Erasure,
         AuditKind::Login,
+        AuditKind::Account,
         AuditKind::View,
         AuditKind::Other,
     ];

@@ -149,8 +149,13 @@ impl Commands {
         }
     }
 
-    fn conn(&self) -> Result<Connection, StoreError> {
+    pub(super) fn conn(&self) -> Result<Connection, StoreError> {
         open_write(&self.path)
+    }
+
+    /// The clock the store was opened with.
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Appends an audit record (policy and list changes, grants, logins, views…).

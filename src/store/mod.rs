@@ -1,6 +1,7 @@
 //! The store: the query log, device identity, breaches and their cases, and the tamper-evident
 //! audit trail, in SQLite at `DATA_DIR/hedgerow.sqlite`. The only place in the crate with SQL.
-//! It depends on [`crate::event`], [`crate::clock`] and [`crate::config`] only.
+//! It depends on [`crate::event`], [`crate::clock`], [`crate::config`] and the
+//! [`crate::accounts`] leaf (an account's roles) only.
 //!
 //! # Concurrency, and why
 //!
@@ -38,6 +39,7 @@ mod metrics;
 pub mod migrate;
 mod read;
 mod sink;
+mod users;
 mod writer;
 
 use std::{
@@ -59,6 +61,7 @@ pub use read::{
     BreachDetail, BreachFilter, BreachHistory, BreachSummary, CircumventionSummary, CountBy,
     CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow, Reader,
 };
+pub use users::{LoginOutcome, UserRecord};
 
 use crate::{
     clock::Clock,
@@ -139,6 +142,12 @@ pub enum StoreError {
     /// There is no such breach.
     #[error("there is no breach number {0}")]
     NoSuchBreach(i64),
+    /// A dashboard account with this name exists already.
+    #[error("there is already an account called {0}")]
+    UserExists(String),
+    /// There is no dashboard account with this name.
+    #[error("there is no account called {0}")]
+    NoSuchUser(String),
     /// A value given by a person or a file makes no sense.
     #[error("{0}")]
     Invalid(String),
