@@ -257,7 +257,10 @@ impl Hedgerow {
         let tls = match &config.dashboard.tls {
             Some(files) => {
                 let (cert, key) = (files.cert.clone(), files.key.clone());
-                Some(tokio::task::spawn_blocking(move || http::tls::server_config(&cert, &key)).await??)
+                Some(
+                    tokio::task::spawn_blocking(move || http::tls::server_config(&cert, &key))
+                        .await??,
+                )
             }
             None => None,
         };
@@ -296,7 +299,12 @@ impl Hedgerow {
                 Some(
                     http::Listener::bind(
                         addr,
-                        http::router(metrics.clone(), Some(server.health()), sessions_api, dashboard),
+                        http::router(
+                            metrics.clone(),
+                            Some(server.health()),
+                            sessions_api,
+                            dashboard,
+                        ),
                         http::HttpOptions {
                             max_connections: budget.http,
                             tls,
@@ -723,7 +731,11 @@ impl Services for Console {
             .map(|(what, state)| HealthLine {
                 what: what.to_string(),
                 ok: state == "up",
-                detail: if state == "up" { "answering".into() } else { "stopped".into() },
+                detail: if state == "up" {
+                    "answering".into()
+                } else {
+                    "stopped".into()
+                },
             })
             .collect();
         let families = self.inner.metrics.registry().gather();
@@ -733,8 +745,11 @@ impl Services for Console {
             let of = |outcome: &'static str| {
                 let label = label.clone();
                 counter_sum(&families, "hedgerow_upstream_responses_total", move |l| {
-                    l.iter().any(|p| p.name() == "upstream" && p.value() == label)
-                        && l.iter().any(|p| p.name() == "outcome" && (outcome.is_empty() || p.value() == outcome))
+                    l.iter()
+                        .any(|p| p.name() == "upstream" && p.value() == label)
+                        && l.iter().any(|p| {
+                            p.name() == "outcome" && (outcome.is_empty() || p.value() == outcome)
+                        })
                 })
             };
             let (all, ok) = (of(""), of("ok"));
@@ -798,6 +813,10 @@ impl Services for Console {
     }
 
     fn groups(&self) -> Vec<String> {
-        self.config().groups.iter().map(|g| g.name.clone()).collect()
+        self.config()
+            .groups
+            .iter()
+            .map(|g| g.name.clone())
+            .collect()
     }
 }

@@ -384,6 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::msg)?,
                 group,
                 device,
+                ..store::ExportFilter::default()
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

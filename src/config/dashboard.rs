@@ -19,7 +19,6 @@ use crate::accounts::{Role, Roles};
 
 use super::{identity::Invalid, ConfigError};
 
-
 /// `[dashboard]` exactly as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -37,7 +37,6 @@ use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::{
     accounts::{password, totp, Role, Roles},
-    clock::Clock,
     config::dashboard::DashboardConfig,
     schedule::TimeZone,
     store::{LoginOutcome, UserRecord},
@@ -65,10 +64,6 @@ pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 const MAX_SESSIONS: usize = 10_000;
 /// A form body is at most this big.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-/// Hashed when the account does not exist, so a wrong name costs what a wrong password does.
-/// (An argon2id hash of a random password; it verifies nothing.)
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jw4T2mYbTf0sBrtqzW6F1bJ1cW5o1aXk2m2m0K8cGxU";
-
 struct Session {
     name: String,
     csrf: String,
@@ -119,9 +114,6 @@ pub(super) struct Auth {
     key: ring::hmac::Key,
     sessions: Mutex<HashMap<String, Session>>,
     throttle: Mutex<Throttle>,
-    /// The last TOTP time step each account used (a code works once).
-    used_steps: Mutex<HashMap<String, u64>>,
-    clock: Clock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,7 +144,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Auth {
-    pub(super) fn new(config: &DashboardConfig, transport: Transport, zone: TimeZone, clock: Clock) -> Auth {
+    pub(super) fn new(config: &DashboardConfig, transport: Transport, zone: TimeZone) -> Auth {
         let key_bytes = random_token();
         Auth {
             idle: config.session_idle,
@@ -164,8 +156,6 @@ impl Auth {
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key_bytes.as_bytes()),
             sessions: Mutex::default(),
             throttle: Mutex::default(),
-            used_steps: Mutex::default(),
-            clock,
         }
     }
 
@@ -262,31 +252,6 @@ impl Auth {
 
     fn succeeded(&self, name: &str) {
         lock(&self.throttle).accounts.remove(name);
-    }
-
-    /// Accepts a TOTP code once.
-    fn totp_ok(&self, user: &UserRecord, code: &str, now: SystemTime) -> bool {
-        let Some(secret) = user
-            .totp_secret
-            .as_deref()
-            .and_then(|s| totp::Secret::from_base32(s).ok())
-        else {
-            return false;
-        };
-        let unix = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let Some(step) = totp::verify(&secret, code.trim(), unix) else {
-            return false;
-        };
-        let mut used = lock(&self.used_steps);
-        match used.get(&user.name) {
-            Some(&last) if step <= last => false,
-            _ => {
-                used.insert(user.name.clone(), step);
-                true
-            }
-        }
     }
 }
 
@@ -527,7 +492,14 @@ async fn login_page(
     headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    login_form(&dashboard, &headers, &query.next, "", String::new(), StatusCode::OK)
+    login_form(
+        &dashboard,
+        &headers,
+        &query.next,
+        "",
+        String::new(),
+        StatusCode::OK,
+    )
 }
 
 #[derive(Deserialize)]
@@ -638,12 +610,14 @@ async fn check_credentials(
     const WRONG: &str = "The name or password is not right.";
     let lookup = name.to_string();
     let user = dashboard.read(move |r| r.user(&lookup)).await?;
-    let hash = user
-        .as_ref()
-        .map_or(DUMMY_HASH.to_string(), |u| u.password_hash.clone());
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     let typed = password_text.to_string();
-    let matches =
-        tokio::task::spawn_blocking(move || password::verify(&hash, &typed)).await?;
+    // A missing account costs a hash too, so names cannot be probed by timing.
+    let matches = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => password::verify(&hash, &typed),
+        None => password::verify_nobody(&typed),
+    })
+    .await?;
     let Some(user) = user else {
         return Ok(Attempt::Refused(LoginOutcome::UnknownUser, WRONG.into()));
     };
@@ -664,7 +638,7 @@ async fn check_credentials(
                 "Enter the 6-digit code from your authenticator app.".into(),
             ));
         }
-        if !auth.totp_ok(&user, code, now) {
+        if !totp_ok(dashboard, &user, code, now).await? {
             return Ok(Attempt::Refused(
                 LoginOutcome::BadCode,
                 "That code is not right (or was already used). Wait for the next code and try again."
@@ -682,6 +656,33 @@ async fn check_credentials(
         ));
     }
     Ok(Attempt::In(user))
+}
+
+/// Accepts a TOTP code once (the store keeps the last time step used, so a code seen by
+/// someone looking over a shoulder cannot be used again).
+async fn totp_ok(
+    dashboard: &Dashboard,
+    user: &UserRecord,
+    code: &str,
+    now: SystemTime,
+) -> Result<bool, PageError> {
+    let Some(secret) = user
+        .totp_secret
+        .as_deref()
+        .and_then(|s| totp::Secret::from_base32(s).ok())
+    else {
+        return Ok(false);
+    };
+    let unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(step) = totp::verify(&secret, code.trim(), unix) else {
+        return Ok(false);
+    };
+    let name = user.name.clone();
+    dashboard
+        .write(move |c| c.claim_totp_step(&name, step))
+        .await
 }
 
 /// Writes a sign-in record to the audit trail (a failure to write is logged, not shown).

@@ -267,7 +267,8 @@ async fn show(
     )
     .await?;
     let b = &detail.breach;
-    let breach_keys: std::collections::HashSet<i64> = detail.queries.iter().map(|r| r.key).collect();
+    let breach_keys: std::collections::HashSet<i64> =
+        detail.queries.iter().map(|r| r.key).collect();
     let mut ips: Vec<&str> = detail.queries.iter().map(|r| r.ip.as_str()).collect();
     ips.dedup();
     let page = BreachPage {
@@ -284,7 +285,11 @@ async fn show(
         outcome: b.outcome.clone().unwrap_or_default(),
         closed: b.status == CaseStatus::Closed,
         queries_more: detail.queries.len() >= ROWS as usize,
-        queries: detail.queries.iter().map(|r| line(&viewer, r, true)).collect(),
+        queries: detail
+            .queries
+            .iter()
+            .map(|r| line(&viewer, r, true))
+            .collect(),
         around_more: detail.around.len() >= ROWS as usize,
         around: detail
             .around
@@ -340,7 +345,9 @@ async fn change(
         if text.is_empty() {
             Err(PageError::BadRequest(format!("Please fill in {what}.")))
         } else if text.len() > 4000 {
-            Err(PageError::BadRequest("That is too long (4,000 characters at most).".into()))
+            Err(PageError::BadRequest(
+                "That is too long (4,000 characters at most).".into(),
+            ))
         } else {
             Ok(text.clone())
         }
@@ -352,7 +359,9 @@ async fn change(
         Action::Parents => {
             let by = form.by.trim();
             if by.is_empty() {
-                return Err(PageError::BadRequest("Please say who informed the parents.".into()));
+                return Err(PageError::BadRequest(
+                    "Please say who informed the parents.".into(),
+                ));
             }
             vec![CaseChange::ParentsInformed {
                 informed: true,

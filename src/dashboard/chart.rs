@@ -78,11 +78,10 @@ pub(super) fn columns(title: &str, data: &[Column]) -> String {
 
 /// The width (percent of the largest) of a value's bar in a table.
 pub(super) fn share(value: u64, max: u64) -> u64 {
-    if max == 0 {
-        0
-    } else {
-        (value.saturating_mul(100) / max).min(100)
-    }
+    value
+        .saturating_mul(100)
+        .checked_div(max)
+        .map_or(0, |v| v.min(100))
 }
 
 #[cfg(test)]
@@ -94,8 +93,16 @@ mod tests {
         let svg = columns(
             "Queries <today>",
             &[
-                Column { label: "a&b".into(), total: 10, part: 5 },
-                Column { label: "c".into(), total: 0, part: 0 },
+                Column {
+                    label: "a&b".into(),
+                    total: 10,
+                    part: 5,
+                },
+                Column {
+                    label: "c".into(),
+                    total: 0,
+                    part: 0,
+                },
             ],
         );
         assert!(svg.contains("Queries &lt;today&gt;"));

@@ -133,7 +133,7 @@ impl Dashboard {
         };
         Dashboard {
             inner: Arc::new(Inner {
-                auth: auth::Auth::new(config, transport, zone, clock.clone()),
+                auth: auth::Auth::new(config, transport, zone),
                 reader,
                 commands,
                 clock,

@@ -125,7 +125,6 @@ struct OverviewPage {
     health: Vec<HealthLine>,
     lists: ListsView,
     lists_built: String,
-    since_param: String,
 }
 
 struct Figures {
@@ -177,7 +176,11 @@ async fn overview(
                 } else {
                     Vec::new()
                 },
-                ages: if records { r.open_breach_ages(until)? } else { Vec::new() },
+                ages: if records {
+                    r.open_breach_ages(until)?
+                } else {
+                    Vec::new()
+                },
                 circumvention: r.circumvention(since, until, 5)?,
             })
         })
@@ -214,16 +217,22 @@ async fn overview(
             &format!("Queries and blocks over {}", period.words()),
             &series_columns(&viewer, period, since, &figures.series),
         ),
-        by_category: bars(figures.categories.iter().filter(|r| r.key != "none").map(|r| {
-            (
-                r.key.clone(),
-                r.blocks,
-                link(format!(
-                    "/queries?blocked=1&category={}&since={since_param}",
-                    q(&r.key)
-                )),
-            )
-        })),
+        by_category: bars(
+            figures
+                .categories
+                .iter()
+                .filter(|r| r.key != "none")
+                .map(|r| {
+                    (
+                        r.key.clone(),
+                        r.blocks,
+                        link(format!(
+                            "/queries?blocked=1&category={}&since={since_param}",
+                            q(&r.key)
+                        )),
+                    )
+                }),
+        ),
         by_group: bars(figures.groups.iter().map(|r| {
             (
                 r.key.clone(),
@@ -277,7 +286,6 @@ async fn overview(
             .map_or_else(|| "never".into(), |t| viewer.zone_time(t)),
         lists,
         records,
-        since_param,
         chrome: Chrome::new(&viewer, Section::Overview, "Overview"),
     };
     page::render(&page)
@@ -297,7 +305,8 @@ fn series_columns(
         .map_or(0, |d| d.as_secs() / step.as_secs() * step.as_secs());
     (0..=n)
         .map(|i| {
-            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(start + step.as_secs() * i as u64);
+            let at =
+                SystemTime::UNIX_EPOCH + Duration::from_secs(start + step.as_secs() * i as u64);
             let (total, part) = series
                 .iter()
                 .filter(|(t, ..)| *t >= at && *t < at + step)

@@ -37,24 +37,48 @@ pub(super) enum Section {
     Checks,
     Reports,
     Audit,
-    None,
 }
 
 /// The sections, who may open each, and their links.
 const SECTIONS: [(Section, &str, &str, &[Role]); 8] = [
-    (Section::Overview, "/", "Overview", &[Role::Dsl, Role::Technician]),
+    (
+        Section::Overview,
+        "/",
+        "Overview",
+        &[Role::Dsl, Role::Technician],
+    ),
     (Section::Breaches, "/breaches", "Breaches", &[Role::Dsl]),
     (Section::Queries, "/queries", "Search the log", &[Role::Dsl]),
-    (Section::Requests, "/requests", "Unblock requests", &[Role::Approver, Role::Dsl]),
+    (
+        Section::Requests,
+        "/requests",
+        "Unblock requests",
+        &[Role::Approver, Role::Dsl],
+    ),
     (
         Section::Policy,
         "/policy",
         "Policy and lists",
         &[Role::Technician, Role::Dsl, Role::Approver],
     ),
-    (Section::Checks, "/checks", "Filtering checks", &[Role::Technician, Role::Dsl]),
-    (Section::Reports, "/reports", "Reports", &[Role::Dsl, Role::Governor]),
-    (Section::Audit, "/audit", "Audit trail", &[Role::Dsl, Role::Technician]),
+    (
+        Section::Checks,
+        "/checks",
+        "Filtering checks",
+        &[Role::Technician, Role::Dsl],
+    ),
+    (
+        Section::Reports,
+        "/reports",
+        "Reports",
+        &[Role::Dsl, Role::Governor],
+    ),
+    (
+        Section::Audit,
+        "/audit",
+        "Audit trail",
+        &[Role::Dsl, Role::Technician],
+    ),
 ];
 
 /// The header of every page.
@@ -269,7 +293,10 @@ mod tests {
     fn local_times_follow_the_school_zone() {
         // 2026-07-01 12:00 UTC is 13:00 BST, a Wednesday.
         let at = crate::civil::from_unix_secs(1_782_907_200);
-        assert_eq!(local_time(TimeZone::EuropeLondon, at), "Wed 1 Jul 2026, 13:00");
+        assert_eq!(
+            local_time(TimeZone::EuropeLondon, at),
+            "Wed 1 Jul 2026, 13:00"
+        );
         assert_eq!(local_clock(TimeZone::Fixed(0), at), "12:00:00");
         let day = parse_local_date(TimeZone::EuropeLondon, "2026-07-01").unwrap();
         assert_eq!(local_date(TimeZone::EuropeLondon, day), "2026-07-01");

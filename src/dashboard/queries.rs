@@ -88,7 +88,9 @@ impl SearchQuery {
                 None => None,
             },
             until: match text(&self.until) {
-                Some(d) => Some(page::parse_local_date(viewer.zone, &d)? + Duration::from_secs(86_400)),
+                Some(d) => {
+                    Some(page::parse_local_date(viewer.zone, &d)? + Duration::from_secs(86_400))
+                }
                 None => None,
             },
         })
@@ -258,7 +260,6 @@ async fn export(
 #[template(path = "device.html", config = "dashboard/askama.toml")]
 struct DevicePage {
     chrome: Chrome,
-    key: String,
     caption: String,
     lines: Vec<Line>,
     next: String,
@@ -286,21 +287,29 @@ async fn device(
         .rows
         .first()
         .map_or_else(|| key.clone(), |r| r.device.clone());
-    audit_view(&dashboard, &viewer, format!("opened the timeline of device {label}")).await?;
-    let lines: Vec<Line> = found.rows.iter().map(|r| {
-        let mut l = line(&viewer, r, false);
-        l.time = viewer.zone_time(r.at);
-        l
-    }).collect();
+    audit_view(
+        &dashboard,
+        &viewer,
+        format!("opened the timeline of device {label}"),
+    )
+    .await?;
+    let lines: Vec<Line> = found
+        .rows
+        .iter()
+        .map(|r| {
+            let mut l = line(&viewer, r, false);
+            l.time = viewer.zone_time(r.at);
+            l
+        })
+        .collect();
     let page = DevicePage {
         caption: format!("Queries from {label}, newest first"),
         lines,
-        next: found
-            .next
-            .map_or(String::new(), |k| format!("/devices/{}?before={k}", q(&key))),
+        next: found.next.map_or(String::new(), |k| {
+            format!("/devices/{}?before={k}", q(&key))
+        }),
         breaches_href: format!("/breaches?device={}", q(&key)),
         chrome: Chrome::new(&viewer, Section::Queries, format!("Device {label}")),
-        key,
     };
     page::render(&page)
 }

@@ -30,8 +30,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::ServiceExt;
 
 pub mod sessions;
 pub mod tls;
@@ -244,13 +244,13 @@ async fn accept_loop(
             match tls {
                 None => serve(stream, service, stop).await,
                 // The handshake shares the connection's age limit and the header timeout.
-                Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => serve(stream, service, stop).await,
-                    Ok(Err(error)) => tracing::debug!(%error, "HTTPS handshake failed"),
-                    Err(_) => tracing::debug!("HTTPS handshake timed out"),
-                },
+                Some(tls) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => serve(stream, service, stop).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "HTTPS handshake failed"),
+                        Err(_) => tracing::debug!("HTTPS handshake timed out"),
+                    }
+                }
             }
             open.dec();
         });
@@ -274,12 +274,13 @@ where
         // The smallest hyper allows: our requests are a line and a few headers (a sign-in
         // form is well under it; larger bodies are read as they stream in).
         .max_buf_size(8192);
-    let conn = builder.serve_connection(
-        TokioIo::new(stream),
-        TowerToHyperService::new(service.map_request(|r: hyper::Request<hyper::body::Incoming>| {
-            r.map(axum::body::Body::new)
-        })),
-    );
+    let conn =
+        builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.map_request(
+                |r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+            )),
+        );
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => if let Err(error) = result {

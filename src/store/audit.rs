@@ -196,15 +196,25 @@ pub(crate) fn verify(conn: &Connection) -> Result<ChainReport, StoreError> {
 }
 
 /// Records, newest first, before `before_id` if given.
+/// Records of the given kinds (every kind when `kinds` is empty), newest first, with ids
+/// below `before_id`.
 pub(crate) fn list(
     conn: &Connection,
+    kinds: &[AuditKind],
     before_id: Option<i64>,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut stmt = conn.prepare(
+    // The labels are this module's constants, never outside text.
+    let only = if kinds.is_empty() {
+        String::new()
+    } else {
+        let labels: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.label())).collect();
+        format!("AND kind IN ({})", labels.join(", "))
+    };
+    let mut stmt = conn.prepare(&format!(
         "SELECT id, at, actor, kind, change, reason FROM audit
-         WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+         WHERE id < ?1 {only} ORDER BY id DESC LIMIT ?2"
+    ))?;
     let rows = stmt.query_map(params![before_id.unwrap_or(i64::MAX), limit], |r| {
         Ok(AuditEntry {
             id: r.get(0)?,

@@ -665,24 +665,6 @@ fn json_row(r: &QueryRow) -> serde_json::Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        let field = |v: &str| {
-            let mut out = Vec::new();
-            csv_field(&mut out, v).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(field("a.example"), "a.example");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(field("=cmd()"), "\"'=cmd()\"");
-    }
-}
-
 /// The narrowing parts of an export's filter, for its audit record (", group pupils, …").
 fn describe_filter(f: &QueryFilter) -> String {
     let mut out = String::new();
@@ -703,4 +685,22 @@ fn describe_filter(f: &QueryFilter) -> String {
         out.push_str(", blocked only");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let field = |v: &str| {
+            let mut out = Vec::new();
+            csv_field(&mut out, v).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(field("a.example"), "a.example");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("=cmd()"), "\"'=cmd()\"");
+    }
 }

@@ -19,7 +19,7 @@ use crate::{
 
 use super::{
     audit, disposition_of, key_base, key_millis, open_read, reason_of, severity_of, transport_of,
-    AuditEntry, CaseStatus, ChainReport, StoreError, DAY_MS,
+    AuditEntry, AuditKind, CaseStatus, ChainReport, StoreError, DAY_MS,
 };
 
 /// One logged query, as a person sees it.
@@ -900,7 +900,9 @@ impl Reader {
         until: SystemTime,
         step: Duration,
     ) -> Result<Vec<(SystemTime, u64, u64)>, StoreError> {
-        let step_min = i64::try_from(step.as_secs() / 60).unwrap_or(i64::MAX).max(1);
+        let step_min = i64::try_from(step.as_secs() / 60)
+            .unwrap_or(i64::MAX)
+            .max(1);
         let conn = self.connection()?;
         let mut stmt = conn.prepare_cached(
             "SELECT (minute / ?3) * ?3 AS b, SUM(queries), SUM(blocks) FROM rollups
@@ -955,7 +957,17 @@ impl Reader {
 
     /// Audit records, newest first, with ids below `before`.
     pub fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        audit::list(&self.connection()?, before, limit)
+        audit::list(&self.connection()?, &[], before, limit)
+    }
+
+    /// Audit records of the given kinds only, newest first, with ids below `before`.
+    pub fn audit_of(
+        &self,
+        kinds: &[AuditKind],
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::list(&self.connection()?, kinds, before, limit)
     }
 
     /// Checks the audit chain from its first record.

@@ -1,0 +1,638 @@
+//! The dashboard's routes driven without a socket (`tower::ServiceExt::oneshot`), over a real
+//! SQLite store: who may see what, security tokens on forms, lockout, session expiry, second
+//! factor, and a breach case worked from open to closed.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    body::Body,
+    extract::ConnectInfo,
+    http::{header, Request, StatusCode},
+    Router,
+};
+use hedgerow::{
+    accounts::{password, totp, Role, Roles},
+    clock::Clock,
+    config::{dashboard::DashboardConfig, StoreConfig},
+    dashboard::{Dashboard, HealthLine, ListsView, Services, Transport},
+    event::{BlockReason, Disposition, EventName, QueryEvent, Severity},
+    schedule::TimeZone,
+    store::{AuditKind, Store},
+};
+use tower::ServiceExt;
+
+use crate::common::tempdir::TempDir;
+
+/// 2026-09-01T10:00:00Z.
+const T0_MS: i64 = 1_788_256_800_000;
+const PUPIL_DEVICE: &str = "pupil-laptop-7";
+const PUPIL_IP: &str = "10.1.2.3";
+const PUPIL_PERSON: &str = "jsmith";
+const PASSWORD: &str = "correct horse battery staple 42";
+
+/// The resolver's side, as a fixed answer: these tests are about the dashboard's pages.
+struct FixedResolver;
+
+impl Services for FixedResolver {
+    fn health(&self) -> Vec<HealthLine> {
+        vec![HealthLine {
+            what: "DNS listener udp 127.0.0.1:53".into(),
+            ok: true,
+            detail: "answering".into(),
+        }]
+    }
+    fn lists(&self) -> ListsView {
+        ListsView::default()
+    }
+    fn policy_text(&self) -> String {
+        "group `pupils`: blocks pornography".into()
+    }
+    fn groups(&self) -> Vec<String> {
+        vec!["pupils".into(), "staff".into()]
+    }
+}
+
+struct Site {
+    _dir: TempDir,
+    store: Store,
+    router: Router,
+    now: Arc<AtomicI64>,
+}
+
+fn event(t: i64, name: &str, blocked: bool) -> QueryEvent {
+    QueryEvent {
+        at: UNIX_EPOCH + Duration::from_millis((T0_MS + t) as u64),
+        client: PUPIL_IP.parse().unwrap(),
+        device: Some(PUPIL_DEVICE.into()),
+        group: Some("pupils".into()),
+        name: EventName::Clear(name.into()),
+        qtype: 1,
+        transport: hedgerow::event::Transport::Udp,
+        disposition: if blocked {
+            Disposition::Blocked
+        } else {
+            Disposition::Forwarded
+        },
+        reason: blocked.then_some(BlockReason::Category),
+        category: blocked.then(|| "self-harm".into()),
+        rule: blocked.then(|| "category self-harm".into()),
+        severity: blocked.then_some(Severity::High),
+        rcode: if blocked { 3 } else { 0 },
+        duration: Duration::from_micros(900),
+    }
+}
+
+impl Site {
+    fn new(tag: &str, config: DashboardConfig, transport: Transport) -> Site {
+        let dir = TempDir::new(tag);
+        let now = Arc::new(AtomicI64::new(T0_MS + 60_000));
+        let n = now.clone();
+        let clock = Clock::from_fn(move || {
+            UNIX_EPOCH + Duration::from_millis(n.load(Ordering::SeqCst) as u64)
+        });
+        let store = Store::open(
+            &StoreConfig::default(),
+            dir.path(),
+            clock.clone(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let commands = store.commands();
+        commands
+            .add_session(&hedgerow::store::SessionRecord {
+                ip: PUPIL_IP.parse().unwrap(),
+                username: PUPIL_PERSON.into(),
+                device: None,
+                starts: UNIX_EPOCH + Duration::from_millis(T0_MS as u64 - 3_600_000),
+                ends: UNIX_EPOCH + Duration::from_millis(T0_MS as u64 + 3_600_000),
+            })
+            .unwrap();
+        let sink = store.sink();
+        sink.record(event(0, "www.bbc.co.uk", false));
+        sink.record(event(1_000, "bad.example", true));
+        sink.record(event(2_000, "www.bad.example", true));
+        sink.record(event(3_000, "en.wikipedia.org", false));
+        store.flush().unwrap();
+        let hash = password::hash(PASSWORD).unwrap();
+        for (name, roles) in [
+            ("dana", &[Role::Dsl][..]),
+            ("tom", &[Role::Technician]),
+            ("gill", &[Role::Governor]),
+            ("alex", &[Role::Approver]),
+        ] {
+            let roles = roles.iter().fold(Roles::default(), |r, &x| r.with(x));
+            commands.add_user(name, roles, &hash, "test").unwrap();
+        }
+        let router = Dashboard::new(
+            &config,
+            transport,
+            TimeZone::EuropeLondon,
+            store.reader(),
+            store.commands(),
+            clock,
+            Arc::new(FixedResolver),
+        )
+        .routes();
+        Site {
+            _dir: dir,
+            store,
+            router,
+            now,
+        }
+    }
+
+    fn loopback(tag: &str) -> Site {
+        Site::new(
+            tag,
+            DashboardConfig::default(),
+            Transport {
+                tls: false,
+                listen: IpAddr::from([127, 0, 0, 1]),
+            },
+        )
+    }
+
+    fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    fn browser(&self) -> Browser {
+        Browser {
+            router: self.router.clone(),
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+/// Keeps cookies between requests, like a browser.
+struct Browser {
+    router: Router,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: String,
+    body: String,
+}
+
+/// The value of the first `name="…" value="…"` field in a page.
+fn field(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).map(|i| i + marker.len()).unwrap_or(0);
+    body[start..].split('"').next().unwrap_or("").to_string()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Browser {
+    async fn send(&mut self, method: &str, path: &str, body: Option<String>) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut request = Request::builder().method(method).uri(path);
+        if !cookie.is_empty() {
+            request = request.header(header::COOKIE, cookie);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let mut request = request
+            .body(body.map_or_else(Body::empty, Body::from))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 9, 9, 9], 40000))));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        for c in response.headers().get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(response.into_body(), 4 << 20)
+            .await
+            .unwrap();
+        Page {
+            status,
+            location,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None).await
+    }
+
+    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form(pairs))).await
+    }
+
+    async fn sign_in_with(&mut self, name: &str, password: &str, code: &str) -> Page {
+        let page = self.get("/login").await;
+        let token = field(&page.body, "token");
+        self.post(
+            "/login",
+            &[
+                ("token", &token),
+                ("name", name),
+                ("password", password),
+                ("code", code),
+            ],
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, name: &str) {
+        let page = self.sign_in_with(name, PASSWORD, "").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{name}: {}", page.body);
+    }
+
+    /// The security token of the signed-in session (from any page's sign-out form).
+    async fn csrf(&mut self, path: &str) -> String {
+        field(&self.get(path).await.body, "csrf")
+    }
+}
+
+const PAGES: [&str; 7] = [
+    "/",
+    "/breaches",
+    "/breaches/1",
+    "/queries",
+    "/queries?device=pupil-laptop-7",
+    "/devices/device%3Apupil-laptop-7",
+    "/audit",
+];
+
+#[tokio::test]
+async fn each_role_sees_only_what_it_may() {
+    let site = Site::loopback("dash-roles");
+    // Signed out: every page sends to the sign-in page.
+    let mut anonymous = site.browser();
+    for path in PAGES {
+        let page = anonymous.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            page.location.starts_with("/login?next="),
+            "{path}: {}",
+            page.location
+        );
+    }
+    let personal = [PUPIL_DEVICE, PUPIL_IP, PUPIL_PERSON];
+    // The DSL sees the breach, the device, the person and the address.
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let breach = dsl.get("/breaches/1").await;
+    assert_eq!(breach.status, StatusCode::OK, "{}", breach.body);
+    for p in personal {
+        assert!(breach.body.contains(p), "the DSL's breach page shows {p}");
+    }
+    assert!(breach.body.contains("www.bbc.co.uk"), "history either side");
+    for path in PAGES {
+        assert_eq!(dsl.get(path).await.status, StatusCode::OK, "dsl {path}");
+    }
+    // A technician: aggregates, health and the audit trail, never pupil-level records.
+    let mut tech = site.browser();
+    tech.sign_in("tom").await;
+    for path in PAGES {
+        let page = tech.get(path).await;
+        if matches!(path, "/" | "/audit") {
+            assert_eq!(page.status, StatusCode::OK, "technician {path}");
+        } else {
+            assert_eq!(page.status, StatusCode::FORBIDDEN, "technician {path}");
+        }
+        for p in personal {
+            assert!(!page.body.contains(p), "technician {path} shows {p}");
+        }
+    }
+    // A governor and an approver: none of these pages, and nothing personal anywhere.
+    for name in ["gill", "alex"] {
+        let mut b = site.browser();
+        b.sign_in(name).await;
+        for path in PAGES {
+            let page = b.get(path).await;
+            assert!(
+                matches!(page.status, StatusCode::FORBIDDEN | StatusCode::SEE_OTHER),
+                "{name} {path}: {}",
+                page.status
+            );
+            for p in personal {
+                assert!(!page.body.contains(p), "{name} {path} shows {p}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn forms_without_the_session_token_are_refused() {
+    let site = Site::loopback("dash-csrf");
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    for token in [None, Some("0".repeat(64))] {
+        let mut pairs = vec![("action", "note"), ("text", "forged note")];
+        if let Some(t) = &token {
+            pairs.push(("csrf", t));
+        }
+        let page = dsl.post("/breaches/1", &pairs).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{token:?}");
+    }
+    // Another person's token does not work either.
+    let mut other = site.browser();
+    other.sign_in("dana").await;
+    let theirs = other.csrf("/breaches").await;
+    let page = dsl
+        .post(
+            "/breaches/1",
+            &[
+                ("csrf", &theirs),
+                ("action", "note"),
+                ("text", "forged note"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // The sign-in form needs its own token too.
+    let mut fresh = site.browser();
+    let page = fresh
+        .post("/login", &[("name", "dana"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let breach = dsl.get("/breaches/1").await;
+    assert!(!breach.body.contains("forged note"));
+}
+
+#[tokio::test]
+async fn a_breach_is_worked_from_new_to_closed_and_every_step_is_audited() {
+    let site = Site::loopback("dash-case");
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let csrf = dsl.csrf("/breaches/1").await;
+    for pairs in [
+        vec![("action", "review")],
+        vec![
+            ("action", "note"),
+            ("text", "Spoke with the pupil at break."),
+        ],
+        vec![("action", "escalate"), ("text", "Head of year")],
+        vec![
+            ("action", "parents"),
+            ("date", "2026-09-01"),
+            ("by", "Mrs Patel"),
+        ],
+        vec![
+            ("action", "close"),
+            ("text", "Support plan agreed with parents."),
+        ],
+    ] {
+        let mut pairs = pairs.clone();
+        pairs.push(("csrf", &csrf));
+        let page = dsl.post("/breaches/1", &pairs).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{pairs:?}: {}",
+            page.body
+        );
+    }
+    let page = dsl.get("/breaches/1").await;
+    for text in [
+        "Spoke with the pupil at break.",
+        "Head of year",
+        "on 2026-09-01 by Mrs Patel",
+        "Support plan agreed with parents.",
+        "closed",
+    ] {
+        assert!(page.body.contains(text), "breach page shows {text}");
+    }
+    // A missing outcome is refused, not saved empty.
+    let refused = dsl
+        .post(
+            "/breaches/1",
+            &[("csrf", &csrf), ("action", "close"), ("text", " ")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let audit = site.store.reader().audit(None, 100).unwrap();
+    let of = |kind: AuditKind| {
+        audit
+            .iter()
+            .filter(|e| e.kind == kind && e.actor == "dana")
+            .count()
+    };
+    assert_eq!(
+        of(AuditKind::Case),
+        6,
+        "review, note, escalation, parents, outcome, closed"
+    );
+    assert!(
+        of(AuditKind::View) >= 2,
+        "each opening of the breach is a view"
+    );
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == AuditKind::Login && e.actor == "dana"));
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account() {
+    let site = Site::loopback("dash-lockout");
+    let mut b = site.browser();
+    for _ in 0..5 {
+        let page = b.sign_in_with("dana", "wrong password", "").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is refused, and the lock is recorded.
+    let page = b.sign_in_with("dana", PASSWORD, "").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        page.body.contains("Too many failed sign-ins"),
+        "{}",
+        page.body
+    );
+    let audit = site.store.reader().audit(None, 100).unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == AuditKind::Login && e.change.contains("locked")));
+    // Another account from elsewhere is not affected; after the lock, dana can sign in.
+    site.browser().sign_in("tom").await;
+    site.advance(Duration::from_secs(16 * 60));
+    site.browser().sign_in("dana").await;
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_when_old() {
+    let site = Site::loopback("dash-expiry");
+    let mut b = site.browser();
+    b.sign_in("dana").await;
+    assert_eq!(b.get("/breaches").await.status, StatusCode::OK);
+    site.advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        b.get("/breaches").await.status,
+        StatusCode::OK,
+        "used within 30 minutes"
+    );
+    site.advance(Duration::from_secs(31 * 60));
+    let page = b.get("/breaches").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "idle for 31 minutes");
+    // Busy but old: ends after 12 hours however often it is used.
+    b.sign_in("dana").await;
+    for _ in 0..25 {
+        site.advance(Duration::from_secs(29 * 60));
+        if b.get("/breaches").await.status != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(b.get("/breaches").await.status, StatusCode::SEE_OTHER);
+    // Disabling an account ends its sessions at once.
+    let mut c = site.browser();
+    c.sign_in("dana").await;
+    site.store
+        .commands()
+        .set_disabled("dana", true, "test")
+        .unwrap();
+    assert_eq!(c.get("/breaches").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        c.sign_in_with("dana", PASSWORD, "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_second_factor_is_required_where_enforced_and_a_code_works_once() {
+    let config = DashboardConfig {
+        require_totp: Roles::default().with(Role::Dsl),
+        ..DashboardConfig::default()
+    };
+    let site = Site::new(
+        "dash-totp",
+        config,
+        Transport {
+            tls: true,
+            listen: IpAddr::from([10, 0, 0, 2]),
+        },
+    );
+    // A DSL without a second factor cannot sign in; a technician can.
+    let page = site.browser().sign_in_with("dana", PASSWORD, "").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        page.body.contains("hedgerow user totp dana"),
+        "{}",
+        page.body
+    );
+    site.browser().sign_in("tom").await;
+    let secret = totp::Secret::generate().unwrap();
+    site.store
+        .commands()
+        .set_totp("dana", Some(&secret.to_base32()), "test")
+        .unwrap();
+    let now = SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map(|_| (T0_MS as u64 + 60_000) / 1000)
+        .unwrap();
+    let mut b = site.browser();
+    assert_eq!(
+        b.sign_in_with("dana", PASSWORD, "").await.status,
+        StatusCode::UNAUTHORIZED,
+        "no code"
+    );
+    let wrong = if totp::code(&secret, now) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert_eq!(
+        b.sign_in_with("dana", PASSWORD, wrong).await.status,
+        StatusCode::UNAUTHORIZED,
+        "wrong code"
+    );
+    let code = totp::code(&secret, now);
+    let page = b.sign_in_with("dana", PASSWORD, &code).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // Under HTTPS the session cookie is Secure.
+    assert_eq!(b.get("/breaches").await.status, StatusCode::OK);
+    // The same code cannot be used again.
+    let replay = site.browser().sign_in_with("dana", PASSWORD, &code).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn passwords_are_not_taken_over_plain_http_on_the_network() {
+    let site = Site::new(
+        "dash-plain",
+        DashboardConfig::default(),
+        Transport {
+            tls: false,
+            listen: IpAddr::from([10, 0, 0, 2]),
+        },
+    );
+    let page = site.browser().sign_in_with("dana", PASSWORD, "").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("https://"));
+    let allowed = Site::new(
+        "dash-plain-proxy",
+        DashboardConfig {
+            allow_plain_http: true,
+            ..DashboardConfig::default()
+        },
+        Transport {
+            tls: false,
+            listen: IpAddr::from([10, 0, 0, 2]),
+        },
+    );
+    allowed.browser().sign_in("dana").await;
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_period_and_links_figures_to_records() {
+    let site = Site::loopback("dash-overview");
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let page = dsl.get("/?period=7d").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<svg"), "a chart");
+    assert!(page.body.contains("category=self-harm"), "{}", page.body);
+    assert!(page.body.contains("/devices/device%3Apupil-laptop-7"));
+    // The CSV export has the rows and is audited.
+    let csv = dsl.get("/queries.csv?device=pupil-laptop-7").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.body.lines().count(), 5, "{}", csv.body);
+    let audit = site.store.reader().audit(None, 100).unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == AuditKind::Export && e.actor == "dana"));
+}
