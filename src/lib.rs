@@ -49,7 +49,8 @@
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).
 //! - [`report`] (the DSL's weekly summary) and [`sessions`] (recording user sessions from a
-//!   CSV file or the sessions API) read and write through the store, never its SQL.
+//!   CSV file or the sessions API) read and write through the store, never its SQL; so does
+//!   [`users`] (the `hedgerow user` commands: dashboard accounts).
 //! - [`app`] is the only module that wires parts together; the binary only parses arguments.
 //!
 //! `python3 ../shared/tools/modcycles.py src` checks that no two files import each other,
@@ -81,4 +82,5 @@ pub mod schedule;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod users;
 pub mod wire;

@@ -4,7 +4,7 @@ use std::{net::IpAddr, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hedgerow::{app, clock::Clock, config::Config, lists, store};
+use hedgerow::{accounts::Role, app, clock::Clock, config::Config, lists, store, users};
 
 /// A DNS-level filtering resolver for schools.
 #[derive(Parser)]
@@ -57,6 +57,81 @@ enum Command {
     /// Who was logged in where: user sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Dashboard accounts: who may sign in, with which roles.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Dashboard accounts. Roles: dsl (breaches, pupil-level logs and reports), approver (unblock
+/// requests), technician (lists, policy, health; no pupil-level records unless also dsl),
+/// governor (aggregate reports only).
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account. The password is read from standard input when it is not a terminal
+    /// (its first line), else asked for twice with echo off.
+    Add {
+        /// The account name (letters, digits, `.`, `_`, `@`, `-`).
+        name: String,
+        /// A role: dsl, approver, technician or governor (repeatable; at least one).
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<Role>,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Set a new password (read like `user add`'s).
+    Passwd {
+        /// The account name.
+        name: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Stop an account signing in.
+    Disable {
+        /// The account name.
+        name: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Let a disabled account sign in again.
+    Enable {
+        /// The account name.
+        name: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Replace an account's roles.
+    Roles {
+        /// The account name.
+        name: String,
+        /// A role: dsl, approver, technician or governor (repeatable; at least one).
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<Role>,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// List the accounts: roles, two-factor, disabled, last sign-in.
+    List {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Set up two-factor sign-in: prints a new secret as a QR code and an otpauth:// URI for
+    /// an authenticator app (replacing any earlier one).
+    Totp {
+        /// The account name.
+        name: String,
+        /// Switch two-factor sign-in off for the account instead.
+        #[arg(long)]
+        remove: bool,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -478,12 +553,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User(command) => {
+            print!("{}", user_command(command)?);
+            Ok(())
+        }
         Command::Lists(ListsCommand::Keygen { path }) => {
             lists::generate_key_file(&path)?;
             println!("wrote a new key to {}", path.display());
             Ok(())
         }
     }
+}
+
+fn user_command(command: UserCommand) -> anyhow::Result<String> {
+    let clock = Clock::system();
+    Ok(match command {
+        UserCommand::Add {
+            name,
+            roles,
+            config,
+        } => users::add(
+            &config_or_default(config.as_ref())?,
+            &name,
+            roles.into_iter().collect(),
+            clock,
+        )?,
+        UserCommand::Passwd { name, config } => {
+            users::passwd(&config_or_default(config.as_ref())?, &name, clock)?
+        }
+        UserCommand::Disable { name, config } => {
+            users::set_disabled(&config_or_default(config.as_ref())?, &name, true, clock)?
+        }
+        UserCommand::Enable { name, config } => {
+            users::set_disabled(&config_or_default(config.as_ref())?, &name, false, clock)?
+        }
+        UserCommand::Roles {
+            name,
+            roles,
+            config,
+        } => users::set_roles(
+            &config_or_default(config.as_ref())?,
+            &name,
+            roles.into_iter().collect(),
+            clock,
+        )?,
+        UserCommand::List { config } => users::list(&config_or_default(config.as_ref())?, clock)?,
+        UserCommand::Totp {
+            name,
+            remove,
+            config,
+        } => users::totp(&config_or_default(config.as_ref())?, &name, remove, clock)?,
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

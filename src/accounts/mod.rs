@@ -72,6 +72,14 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = AccountError;
+
+    fn from_str(text: &str) -> Result<Role, AccountError> {
+        Role::parse(text).ok_or_else(|| AccountError::UnknownRole(text.escape_debug().to_string()))
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -144,6 +152,15 @@ impl fmt::Display for Roles {
 /// The longest account name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// [`valid_name`], with the reason when it is not.
+pub fn check_name(name: &str) -> Result<(), AccountError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(AccountError::BadName(name.escape_debug().to_string()))
+    }
+}
+
 /// Whether `name` can name an account: 1 to [`MAX_NAME_LEN`] characters of letters, digits,
 /// `.`, `_`, `@` and `-` (so an email address works, and a name is safe in a log line, a
 /// URL and the `otpauth:` label without escaping surprises).
@@ -159,6 +176,15 @@ pub fn valid_name(name: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccountError {
+    /// A name that cannot name an account.
+    #[error(
+        "\"{0}\" cannot name an account: use 1 to {MAX_NAME_LEN} letters, digits, '.', '_', '@' \
+         or '-'"
+    )]
+    BadName(String),
+    /// A word that is not a role.
+    #[error("\"{0}\" is not a role: use dsl, approver, technician or governor")]
+    UnknownRole(String),
     /// The password could not be hashed.
     #[error("cannot hash the password: {0}")]
     Hash(String),
@@ -182,6 +208,9 @@ mod tests {
         }
         assert_eq!(Role::parse("DSL"), Some(Role::Dsl));
         assert_eq!(Role::parse("headteacher"), None);
+        assert_eq!("approver".parse::<Role>().unwrap(), Role::Approver);
+        let err = "head".parse::<Role>().unwrap_err();
+        assert!(err.to_string().contains("dsl, approver"), "{err}");
 
         let set = Roles::default().with(Role::Dsl).with(Role::Approver);
         assert!(set.contains(Role::Dsl) && set.contains(Role::Approver));
@@ -216,5 +245,7 @@ mod tests {
             assert!(!valid_name(bad), "{bad}");
         }
         assert!(valid_name(&"a".repeat(MAX_NAME_LEN)));
+        let err = check_name("al ice").unwrap_err();
+        assert!(err.to_string().contains("letters, digits"), "{err}");
     }
 }

@@ -148,15 +148,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
-    if accounts::valid_name(name) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "\"{}\" cannot name an account: use 1 to {} letters, digits, '.', '_', '@' or '-'",
-            name.escape_debug(),
-            accounts::MAX_NAME_LEN
-        )))
-    }
+    accounts::check_name(name).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 fn check_roles(roles: Roles) -> Result<(), StoreError> {

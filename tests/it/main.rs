@@ -1,6 +1,7 @@
 //! Integration tests, one binary (ripgrep's `tests/` layout): one link instead of one per
 //! file, which matters on a 2-core machine. Each module is one area; `common` is the harness.
 
+mod accounts;
 mod alerts;
 mod binary;
 mod common;

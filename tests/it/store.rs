@@ -1445,8 +1445,11 @@ fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
         }
         store.close().unwrap();
         let conn = rusqlite_conn(&old);
-        conn.execute_batch("DROP TABLE blocked_daily; PRAGMA user_version = 3;")
-            .unwrap();
+        // Back to schema 3: undo every later step (v4's daily counts, v5's accounts).
+        conn.execute_batch(
+            "DROP TABLE blocked_daily; DROP TABLE accounts; PRAGMA user_version = 3;",
+        )
+        .unwrap();
     }
     let (store, _) = open(&old, &StoreConfig::default(), &clock);
     let reader = store.reader();
