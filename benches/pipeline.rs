@@ -73,6 +73,7 @@ fn pipeline_bench(c: &mut Criterion) {
         metrics: Arc::new(Metrics::new().unwrap()),
         sink: None,
         lists: Arc::new(Blocklists::empty()),
+        grants: Default::default(),
         cache: Arc::new(CacheStore::new()),
         buckets: Default::default(),
         clock: Clock::system(),
@@ -194,6 +195,7 @@ fn decision_bench(c: &mut Criterion) {
                 let cx = Context {
                     group: "g",
                     policy: &policies[i % 10],
+                    grants: None,
                     lists: &lists,
                     now,
                     illegal_proxy: None,

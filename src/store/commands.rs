@@ -159,8 +159,13 @@ impl Commands {
         }
     }
 
-    fn conn(&self) -> Result<Connection, StoreError> {
+    pub(super) fn conn(&self) -> Result<Connection, StoreError> {
         open_write(&self.path)
+    }
+
+    /// Now, from the store's clock, in Unix milliseconds.
+    pub(super) fn now_millis(&self) -> i64 {
+        self.clock.unix_millis()
     }
 
     /// Appends an audit record (policy and list changes, grants, logins, views…).
