@@ -68,6 +68,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UnblockCommand {
+    /// Record a request on someone's behalf, to be approved or refused like any other.
+    Request {
+        /// The name to unblock (with its subdomains).
+        name: String,
+        /// A group it should be unblocked for; repeatable.
+        #[arg(long, required = true)]
+        group: Vec<String>,
+        /// For how long: 30m, 1h, 2d, 1w (between 1 minute and 365 days).
+        #[arg(long = "for", value_name = "PERIOD")]
+        period: String,
+        /// Why it is needed.
+        #[arg(long)]
+        reason: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List unblock requests, newest first.
     List {
         /// Only requests with this status: pending, approved or refused.
@@ -533,6 +550,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (report, intact) = store::cli::audit_verify(&config, Clock::system())?;
             print!("{report}");
             anyhow::ensure!(intact, "the audit trail failed verification");
+            Ok(())
+        }
+        Command::Unblock(UnblockCommand::Request {
+            name,
+            group,
+            period,
+            reason,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let period = hedgerow::civil::parse_period(&period).map_err(anyhow::Error::msg)?;
+            let (_, summary) = hedgerow::unblock::request(
+                &config,
+                &name,
+                &group,
+                period,
+                &reason,
+                Clock::system(),
+            )?;
+            print!("{summary}");
             Ok(())
         }
         Command::Unblock(UnblockCommand::List { status, config }) => {

@@ -64,9 +64,10 @@ fn refuse_illegal(config: &Config, key: &str) -> Result<(), UnblockError> {
 
 /// When a grant of `period` from now ends (the store checks the period's bounds).
 fn until(clock: &Clock, period: Duration) -> Result<std::time::SystemTime, UnblockError> {
-    clock.now().checked_add(period).ok_or_else(|| {
-        StoreError::Invalid("the period must be between 1 minute and 365 days".into()).into()
-    })
+    clock
+        .now()
+        .checked_add(period)
+        .ok_or_else(|| StoreError::Invalid("a grant can run for at most 365 days".into()).into())
 }
 
 /// Checks that every group is one of the configuration's.
@@ -147,6 +148,40 @@ fn describe_made(grants: &[GrantRecord]) -> String {
     }
     out.push_str("(a running Hedgerow applies it within 5 seconds)\n");
     out
+}
+
+/// `hedgerow unblock request NAME --group G [--group …] --for PERIOD --reason TEXT`: records
+/// a request on someone's behalf (a technician taking one by email or phone), to be decided
+/// like any other. Returns its number and a summary.
+pub fn request(
+    config: &Config,
+    name: &str,
+    groups: &[String],
+    period: Duration,
+    reason: &str,
+    clock: Clock,
+) -> Result<(i64, String), UnblockError> {
+    let key = names::normalise(name).map_err(|e| UnblockError::BadName(name.into(), e))?;
+    check_groups(config, groups)?;
+    // Nothing to decide: it could never be approved.
+    refuse_illegal(config, &key)?;
+    let (_, commands) = store::open_offline(&config.server.data_dir, clock)?;
+    let id = commands.request_unblock(&store::NewUnblockRequest {
+        name: key.clone(),
+        groups: groups.to_vec(),
+        reason: reason.into(),
+        duration: period,
+        requested_by: actor(),
+        client: None,
+    })?;
+    Ok((
+        id,
+        format!(
+            "unblock request {id} recorded for {key} for {} ({}); approve or refuse it with `hedgerow unblock approve {id}` or `hedgerow unblock refuse {id} --reason …`\n",
+            groups.join(", "),
+            civil::describe_period(period)
+        ),
+    ))
 }
 
 /// `hedgerow unblock list [--status pending]`: requests, newest first.

@@ -28,7 +28,7 @@ pub(crate) const GRANTS_GENERATION: &str = "grants_generation";
 
 /// The longest reason, note or decision a person may write.
 pub const MAX_TEXT: usize = 2000;
-/// The shortest period a request may ask for, or a grant may run.
+/// The shortest period a request may ask for.
 pub const MIN_PERIOD: Duration = Duration::from_secs(60);
 /// The longest period a request may ask for, or a grant may run.
 pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
@@ -221,12 +221,14 @@ fn check_actor(by: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks that a grant ending at `until` runs at least [`MIN_PERIOD`] and at most
-/// [`MAX_PERIOD`] from `now`.
+/// Checks that a grant ending at `until` ends after `now` and at most [`MAX_PERIOD`] from
+/// it. The approver chooses the period, so there is no least one (and the caller computed
+/// `until` a moment before `now` was read here).
 fn check_until(now: SystemTime, until: SystemTime) -> Result<(), StoreError> {
     match until.duration_since(now) {
-        Ok(period) => check_period(period),
-        Err(_) => Err(invalid("the end of the grant is in the past")),
+        Ok(period) if period > MAX_PERIOD => Err(invalid("a grant can run for at most 365 days")),
+        Ok(period) if !period.is_zero() => Ok(()),
+        _ => Err(invalid("the end of the grant is in the past")),
     }
 }
 
@@ -784,19 +786,20 @@ mod tests {
         let id = c.request_unblock(&request("example.org")).unwrap();
         let groups = vec!["staff".to_string(), "pupils".to_string()];
         let until = at(Duration::from_secs(7200));
-        // The end must leave at least a minute, and no more than a year.
+        // The end must be in the future, and no more than a year away.
         let past = from_unix_millis(T0 - 1000);
-        assert!(
-            invalid_text(c.approve_unblock(id, &groups, past, "head", "")).contains("in the past")
-        );
-        assert!(invalid_text(c.approve_unblock(
+        for end in [past, at(Duration::ZERO)] {
+            let text = invalid_text(c.approve_unblock(id, &groups, end, "head", ""));
+            assert!(text.contains("in the past"), "{text}");
+        }
+        let text = invalid_text(c.approve_unblock(
             id,
             &groups,
-            at(Duration::from_secs(30)),
+            at(MAX_PERIOD + Duration::from_secs(1)),
             "head",
-            ""
-        ))
-        .contains("between 1 minute"));
+            "",
+        ));
+        assert!(text.contains("at most 365 days"), "{text}");
         let grants = c.approve_unblock(id, &groups, until, "head", "").unwrap();
         assert_eq!(grants.len(), 2);
         assert_eq!(

@@ -4,6 +4,7 @@
 mod alerts;
 mod binary;
 mod common;
+mod grants;
 mod guard;
 mod hardening;
 mod identity;
