@@ -14,6 +14,7 @@ use hedgerow::{
     pipeline::{
         cache::CacheStore,
         chain::{self, ChainParts},
+        grants::{Grant, Grants},
         group::GroupPolicy,
         policy::{decide, Context},
         Query, Transport,
@@ -73,6 +74,7 @@ fn pipeline_bench(c: &mut Criterion) {
         metrics: Arc::new(Metrics::new().unwrap()),
         sink: None,
         lists: Arc::new(Blocklists::empty()),
+        grants: Default::default(),
         cache: Arc::new(CacheStore::new()),
         buckets: Default::default(),
         clock: Clock::system(),
@@ -183,10 +185,22 @@ fn decision_bench(c: &mut Criterion) {
         .map(|i| format!("cdn{i}.allowed-site.co.uk"))
         .collect();
     let now = SystemTime::now();
+    // A busy term's worth of live grants for the group (none matching the names asked), to
+    // see what the grant lookup adds when a group has some.
+    let grants = Grants::new((0..100).map(|n| Grant {
+        group: "g".into(),
+        name: format!("granted{n}.example"),
+        expires: now + std::time::Duration::from_secs(3600),
+    }));
     let mut i = 0usize;
-    for (bench, queries) in [
-        ("policy/decide_listed_name_10_groups", &names),
-        ("policy/decide_unlisted_name_10_groups", &misses),
+    for (bench, queries, grants) in [
+        ("policy/decide_listed_name_10_groups", &names, None),
+        ("policy/decide_unlisted_name_10_groups", &misses, None),
+        (
+            "policy/decide_listed_name_10_groups_100_grants",
+            &names,
+            grants.group("g"),
+        ),
     ] {
         c.bench_function(bench, |bch| {
             bch.iter(|| {
@@ -194,6 +208,7 @@ fn decision_bench(c: &mut Criterion) {
                 let cx = Context {
                     group: "g",
                     policy: &policies[i % 10],
+                    grants,
                     lists: &lists,
                     now,
                     illegal_proxy: None,

@@ -1,5 +1,6 @@
 //! Wiring: configuration → metrics → lists → pipeline → DNS listeners + HTTP listener, reload
-//! on SIGHUP or when the compiled lists change on disk, and a graceful drain on shutdown.
+//! on SIGHUP or when the compiled lists change on disk, live grants from the store, and a
+//! graceful drain on shutdown.
 //!
 //! This file only connects parts; each part lives in its own module. Work that blocks (reading
 //! and hashing list artifacts, fsyncing the audit trail, reading the neighbour table) runs on
@@ -32,11 +33,12 @@ use crate::{
     pipeline::{
         cache::CacheStore,
         chain::{self, ChainError, ChainParts},
+        grants::{Grant, Grants, LiveGrants},
         Pipeline,
     },
     report::Scheduled,
     server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
-    store::{AuditKind, BreachNotice, Commands, LeaseRecord, Store, StoreError},
+    store::{AuditKind, BreachNotice, Commands, LeaseRecord, Reader, Store, StoreError},
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -47,6 +49,8 @@ const NEIGHBOUR_POLL: Duration = Duration::from_secs(10);
 const REPORT_POLL: Duration = Duration::from_secs(60);
 /// After a failed weekly report, wait this long before trying again.
 const REPORT_RETRY: Duration = Duration::from_secs(3600);
+/// How often the store is checked for grants changed by another process (the command line).
+const GRANTS_POLL: Duration = Duration::from_secs(5);
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,10 @@ struct Inner {
     /// The store's commands: the audit trail of policy and list changes.
     audit: Commands,
     pipeline: Arc<ArcSwap<Pipeline>>,
+    /// The lists in force, readable without the reload lock (for [`Hedgerow::is_illegal`]).
+    lists: ArcSwap<lists::Blocklists>,
+    /// The live grants table and its loader.
+    grants: GrantsHandle,
     /// Also serialises reloads.
     in_force: Mutex<InForce>,
 }
@@ -163,6 +171,103 @@ pub struct Hedgerow {
     alerts: Option<tokio::task::JoinHandle<Alerter>>,
     /// Writes (and emails) the weekly report on Monday mornings.
     weekly_report: tokio::task::JoinHandle<()>,
+    /// Picks up grants changed by another process, and drops lapsed ones from the table.
+    grants_poll: tokio::task::JoinHandle<()>,
+}
+
+/// A cheap, cloneable handle on the grants the resolver applies. The dashboard calls
+/// [`GrantsHandle::refresh`] right after it approves, grants or revokes, so the change is in
+/// force before the page answers; changes made by the command line are picked up within
+/// five seconds without it.
+#[derive(Clone)]
+pub struct GrantsHandle {
+    state: Arc<GrantsState>,
+}
+
+struct GrantsState {
+    live: Arc<LiveGrants>,
+    reader: Reader,
+    clock: Clock,
+    /// The store's grants generation the table was loaded at. Held while loading, so two
+    /// loads never interleave and an older read never replaces a newer one.
+    loaded: Mutex<Option<u64>>,
+}
+
+impl GrantsHandle {
+    fn new(reader: Reader, clock: Clock) -> GrantsHandle {
+        GrantsHandle {
+            state: Arc::new(GrantsState {
+                live: Arc::new(LiveGrants::new()),
+                reader,
+                clock,
+                loaded: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Re-reads the grants in force from the store (on the blocking pool) and puts them in
+    /// force for every query that starts after this returns.
+    pub async fn refresh(&self) {
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.load(true)).await;
+    }
+
+    /// Re-reads the grants only when the store says they changed, or when one in the table
+    /// has lapsed (a lapsed grant already counts for nothing; this only keeps the table
+    /// small, and empty again when the last one lapses).
+    async fn poll(&self) {
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.load(false)).await;
+    }
+
+    /// The grants in force, as the resolver applies them.
+    pub fn in_force(&self) -> Arc<Grants> {
+        self.state.live.snapshot()
+    }
+}
+
+impl GrantsState {
+    /// Loads the grants in force into the live table. Blocking. A failed read is logged and
+    /// the table in force stays (grants only ever allow; keeping them a few seconds longer
+    /// is bounded by their expiry, which every query checks).
+    fn load(&self, force: bool) {
+        let mut loaded = lock(&self.loaded);
+        let generation = match self.reader.grants_generation() {
+            Ok(generation) => generation,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the grants; the grants in force stay");
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let changed = *loaded != Some(generation);
+        let lapsed = self
+            .live
+            .snapshot()
+            .earliest_expiry()
+            .is_some_and(|e| e <= now);
+        if !force && !changed && !lapsed {
+            return;
+        }
+        match self.reader.active_grants(now) {
+            Ok(records) => {
+                let n = records.len();
+                self.live
+                    .replace(Grants::new(records.into_iter().map(|r| Grant {
+                        group: r.group,
+                        name: r.name,
+                        expires: r.expires,
+                    })));
+                if changed && loaded.is_some() {
+                    tracing::info!(grants = n, "grants changed: {n} in force");
+                }
+                *loaded = Some(generation);
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the grants; the grants in force stay")
+            }
+        }
+    }
 }
 
 impl Hedgerow {
@@ -196,11 +301,14 @@ impl Hedgerow {
         let (lists, store) = (Arc::new(lists?), store?);
         metrics.publish_lists(lists.meta());
         let audit = store.commands();
+        let grants = GrantsHandle::new(store.reader(), clock.clone());
+        grants.refresh().await;
         let parts = ChainParts {
             metrics: metrics.clone(),
             // With the query log off, the record stage builds no events at all.
             sink: config.store.enabled.then(|| store.sink()),
             lists,
+            grants: grants.state.live.clone(),
             cache: Arc::new(CacheStore::new()),
             buckets: Default::default(),
             clock: clock.clone(),
@@ -270,6 +378,8 @@ impl Hedgerow {
             metrics: metrics.clone(),
             audit,
             pipeline,
+            lists: ArcSwap::new(parts.lists.clone()),
+            grants,
             in_force: Mutex::new(InForce {
                 lists_stamp: lists::configured::stamp(&config.lists.artifact_dir),
                 config: config.clone(),
@@ -322,6 +432,7 @@ impl Hedgerow {
         if let Some(http) = &http {
             tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics, dashboard)");
         }
+        let grants_poll = tokio::spawn(poll_grants(inner.grants.clone()));
         Ok(Hedgerow {
             inner,
             server: Some(server),
@@ -331,6 +442,7 @@ impl Hedgerow {
             lease_watchers,
             alerts,
             weekly_report,
+            grants_poll,
         })
     }
 
@@ -358,6 +470,22 @@ impl Hedgerow {
     /// Shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The live grants: refresh them after approving, granting or revoking.
+    pub fn grants(&self) -> GrantsHandle {
+        self.inner.grants.clone()
+    }
+
+    /// Whether `name` is on the illegal-content tier of the lists in force (any entry: such a
+    /// name can never be granted). Callers refuse with neutral words ("this name cannot be
+    /// unblocked"); the name is never logged here. A name that is not a valid domain name
+    /// is not on the tier.
+    pub fn is_illegal(&self, name: &str) -> bool {
+        match crate::names::normalise(name) {
+            Ok(key) => self.inner.lists.load().illegal(&key).is_some(),
+            Err(_) => false,
+        }
     }
 
     /// Re-reads the configuration (and the compiled lists, if they changed) and swaps in a new
@@ -404,6 +532,7 @@ impl Hedgerow {
             http.shutdown(Duration::from_secs(1)).await;
         }
         self.weekly_report.abort();
+        self.grants_poll.abort();
         let watchers = std::mem::take(&mut self.lease_watchers);
         let (store, alerts) = (self.store.take(), self.alerts.take());
         // The store drains last: every query answered above is in its queues by now. Closing
@@ -493,6 +622,10 @@ impl Inner {
         }
         let pipeline = chain::build(&config, &parts)?;
         self.pipeline.store(Arc::new(pipeline));
+        self.lists.store(parts.lists.clone());
+        // The grants table is one of the parts carried across the rebuild; re-reading it here
+        // also applies anything the store holds for groups this configuration added.
+        self.grants.state.load(true);
 
         let reason = trigger.reason();
         for change in crate::audit::diff(&in_force.config, &config) {
@@ -637,6 +770,16 @@ async fn weekly_reports(scheduled: Scheduled, clock: Clock) {
             }
             Err(_) => return,
         }
+    }
+}
+
+/// Polls the store for grant changes (see [`GrantsHandle::poll`]) until aborted.
+async fn poll_grants(grants: GrantsHandle) {
+    let mut tick = tokio::time::interval(GRANTS_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        grants.poll().await;
     }
 }
 

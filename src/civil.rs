@@ -199,6 +199,67 @@ pub fn parse_day_or_datetime(text: &str) -> Result<SystemTime, String> {
     }
 }
 
+/// `at` to the minute in UTC, as people read it in the audit trail
+/// (`2026-11-29 16:00 UTC`).
+///
+/// ```
+/// use hedgerow::civil::{format_minute, parse_datetime};
+/// let at = parse_datetime("2026-11-29T16:00:59Z").unwrap();
+/// assert_eq!(format_minute(at), "2026-11-29 16:00 UTC");
+/// ```
+pub fn format_minute(at: SystemTime) -> String {
+    let text = format_rfc3339(at);
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+/// A period as people type it on the command line: a whole number and a unit, `30m`, `1h`,
+/// `2d` or `1w` (also `90s`; the caller decides the least it accepts).
+///
+/// ```
+/// use std::time::Duration;
+/// use hedgerow::civil::parse_period;
+/// assert_eq!(parse_period("90m"), Ok(Duration::from_secs(5400)));
+/// assert_eq!(parse_period("2d"), Ok(Duration::from_secs(172_800)));
+/// assert!(parse_period("1.5h").is_err());
+/// assert!(parse_period("h").is_err());
+/// ```
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a period like 30m, 1h, 2d or 1w");
+    let t = text.trim();
+    let unit_at = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = t.split_at(unit_at);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// A period in plain words, in its largest whole unit (`1 hour`, `90 minutes`, `2 days`).
+///
+/// ```
+/// use std::time::Duration;
+/// use hedgerow::civil::describe_period;
+/// assert_eq!(describe_period(Duration::from_secs(3600)), "1 hour");
+/// assert_eq!(describe_period(Duration::from_secs(5400)), "90 minutes");
+/// assert_eq!(describe_period(Duration::from_secs(172_800)), "2 days");
+/// ```
+pub fn describe_period(period: Duration) -> String {
+    let secs = period.as_secs();
+    let (n, unit) = [(86_400, "day"), (3600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size && secs.is_multiple_of(*size))
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,10 +48,14 @@
 //! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).
-//! - [`report`] (the DSL's weekly summary) and [`sessions`] (recording user sessions from a
-//!   CSV file or the sessions API) read and write through the store, never its SQL; so does
-//!   [`users`] (the `hedgerow user` commands: dashboard accounts).
+//! - [`report`] (the DSL's weekly summary), [`sessions`] (recording user sessions from a
+//!   CSV file or the sessions API), [`users`] (the `hedgerow user` commands: dashboard
+//!   accounts) and [`unblock`] (deciding unblock requests and managing grants from the
+//!   command line; it also opens the lists, to refuse the illegal tier) read and write
+//!   through the store, never its SQL.
 //! - [`app`] is the only module that wires parts together; the binary only parses arguments.
+//!   Approved grants reach the resolver through it: it loads them from the store into the
+//!   live table ([`pipeline::grants`]) that policy reads.
 //!
 //! `python3 ../shared/tools/modcycles.py src` checks that no two files import each other,
 //! directly or around a loop.
@@ -82,5 +86,6 @@ pub mod schedule;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod unblock;
 pub mod users;
 pub mod wire;

@@ -66,6 +66,9 @@ pub fn report(
         let cx = Context {
             group: &g.name,
             policy: &g.policy,
+            // Grants live in the store and the running server; this offline view shows the
+            // standing policy.
+            grants: None,
             lists,
             now,
             illegal_proxy: config.lists.illegal_proxy,

@@ -57,9 +57,114 @@ enum Command {
     /// Who was logged in where: user sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Staff's requests to unblock a name: list, approve, refuse.
+    #[command(subcommand)]
+    Unblock(UnblockCommand),
+    /// Time-limited grants (unblocked names): list, add, revoke. A running server applies
+    /// changes within 5 seconds.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
     /// Dashboard accounts: who may sign in, with which roles.
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UnblockCommand {
+    /// Record a request on someone's behalf, to be approved or refused like any other.
+    Request {
+        /// The name to unblock (with its subdomains).
+        name: String,
+        /// A group it should be unblocked for; repeatable.
+        #[arg(long, required = true)]
+        group: Vec<String>,
+        /// For how long: 30m, 1h, 2d, 1w (between 1 minute and 365 days).
+        #[arg(long = "for", value_name = "PERIOD")]
+        period: String,
+        /// Why it is needed.
+        #[arg(long)]
+        reason: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// List unblock requests, newest first.
+    List {
+        /// Only requests with this status: pending, approved or refused.
+        #[arg(long)]
+        status: Option<String>,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Approve a pending request: one grant per group, from now for the period. Names on the
+    /// illegal-content list cannot be unblocked.
+    Approve {
+        /// The request's number.
+        id: i64,
+        /// A group to grant it to; repeatable (default: the groups asked for).
+        #[arg(long)]
+        group: Vec<String>,
+        /// For how long: 30m, 1h, 2d, 1w (default: the period asked for).
+        #[arg(long = "for", value_name = "PERIOD")]
+        period: Option<String>,
+        /// A note for the audit trail.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Refuse a pending request, saying why.
+    Refuse {
+        /// The request's number.
+        id: i64,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantsCommand {
+    /// List grants in force and those that ended in the last 7 days.
+    List {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Unblock a name for groups for a while, without a request. Names on the
+    /// illegal-content list cannot be unblocked.
+    Add {
+        /// The name (with its subdomains).
+        name: String,
+        /// A group to grant it to; repeatable.
+        #[arg(long, required = true)]
+        group: Vec<String>,
+        /// For how long: 30m, 1h, 2d, 1w.
+        #[arg(long = "for", value_name = "PERIOD")]
+        period: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        note: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// End a grant now, saying why.
+    Revoke {
+        /// The grant's number.
+        id: i64,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Dashboard accounts. Roles: dsl (breaches, pupil-level logs and reports), approver (unblock
@@ -521,6 +626,105 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (report, intact) = store::cli::audit_verify(&config, Clock::system())?;
             print!("{report}");
             anyhow::ensure!(intact, "the audit trail failed verification");
+            Ok(())
+        }
+        Command::Unblock(UnblockCommand::Request {
+            name,
+            group,
+            period,
+            reason,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let period = hedgerow::civil::parse_period(&period).map_err(anyhow::Error::msg)?;
+            let (_, summary) = hedgerow::unblock::request(
+                &config,
+                &name,
+                &group,
+                period,
+                &reason,
+                Clock::system(),
+            )?;
+            print!("{summary}");
+            Ok(())
+        }
+        Command::Unblock(UnblockCommand::List { status, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            let status = match status {
+                Some(s) => Some(store::RequestStatus::parse(&s).with_context(|| {
+                    format!("`{s}` is not a request status: use pending, approved or refused")
+                })?),
+                None => None,
+            };
+            print!(
+                "{}",
+                hedgerow::unblock::list_requests(&config, status, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Unblock(UnblockCommand::Approve {
+            id,
+            group,
+            period,
+            note,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let period = period
+                .as_deref()
+                .map(hedgerow::civil::parse_period)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                hedgerow::unblock::approve(&config, id, &group, period, &note, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Unblock(UnblockCommand::Refuse { id, reason, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            print!(
+                "{}",
+                hedgerow::unblock::refuse(&config, id, &reason, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Grants(GrantsCommand::List { config }) => {
+            let config = config_or_default(config.as_ref())?;
+            print!(
+                "{}",
+                hedgerow::unblock::list_grants(&config, Clock::system())?
+            );
+            Ok(())
+        }
+        Command::Grants(GrantsCommand::Add {
+            name,
+            group,
+            period,
+            note,
+            config,
+        }) => {
+            let config = config_or_default(config.as_ref())?;
+            let period = hedgerow::civil::parse_period(&period).map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                hedgerow::unblock::add_grant(
+                    &config,
+                    &name,
+                    &group,
+                    period,
+                    &note,
+                    Clock::system()
+                )?
+            );
+            Ok(())
+        }
+        Command::Grants(GrantsCommand::Revoke { id, reason, config }) => {
+            let config = config_or_default(config.as_ref())?;
+            print!(
+                "{}",
+                hedgerow::unblock::revoke(&config, id, &reason, Clock::system())?
+            );
             Ok(())
         }
         Command::Report(ReportCommand::Weekly {

@@ -14,6 +14,7 @@ use crate::{
     pipeline::{
         cache::{Cache, CacheStore},
         forward::Forward,
+        grants::LiveGrants,
         group::{Group, GroupPolicy, NameSet},
         identify::{Devices, GroupNetworks, Identify},
         policy::Policy,
@@ -40,6 +41,9 @@ pub struct ChainParts {
     pub sink: Option<Arc<dyn QuerySink>>,
     /// The compiled lists in force.
     pub lists: Arc<Blocklists>,
+    /// Time-limited allow grants, replaced while the resolver runs (kept across reloads, so
+    /// a reload never drops a grant).
+    pub grants: Arc<LiveGrants>,
     /// Cached answers (kept across reloads).
     pub cache: Arc<CacheStore>,
     /// Rate-limit buckets (kept across reloads).
@@ -93,7 +97,6 @@ fn group_policy(g: &GroupConfig, lists: &Blocklists) -> Result<GroupPolicy, Stri
     Ok(GroupPolicy {
         deny: NameSet::new(g.deny.iter().cloned()),
         allow: NameSet::new(g.allow.iter().cloned()),
-        grants: Vec::new(),
         categories: mask(&g.block_categories, "block_categories")?,
         schedules,
         block_answer: g.block_answer,
@@ -179,6 +182,7 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         Arc::new(
             Policy::new(
                 parts.lists.clone(),
+                parts.grants.clone(),
                 parts.clock.clone(),
                 config.lists.illegal_proxy,
             )

@@ -1,8 +1,9 @@
 //! The per-client context the identify stage attaches to a query: the client's [`Group`],
-//! its [`GroupPolicy`] (deny, allow, grants, categories, schedules, block answer) and its
-//! SafeSearch settings. Policy and SafeSearch read it; neither builds it.
+//! its [`GroupPolicy`] (deny, allow, categories, schedules, block answer) and its SafeSearch
+//! settings. Policy and SafeSearch read it; neither builds it. Time-limited grants change
+//! while the resolver runs, so they are not part of it: see [`super::grants`].
 
-use std::{collections::HashSet, sync::Arc, time::SystemTime};
+use std::{collections::HashSet, sync::Arc};
 
 use ipnet::IpNet;
 
@@ -80,15 +81,6 @@ impl NameSet {
     }
 }
 
-/// A time-limited allow entry (from the unblock-request workflow).
-#[derive(Debug, Clone)]
-pub struct Grant {
-    /// The allowed name (with subdomains).
-    pub name: String,
-    /// When the grant lapses.
-    pub expires: SystemTime,
-}
-
 /// What one group may and may not reach.
 #[derive(Debug, Default)]
 pub struct GroupPolicy {
@@ -96,8 +88,6 @@ pub struct GroupPolicy {
     pub deny: NameSet,
     /// Never blocked (with subdomains), except by the illegal tier.
     pub allow: NameSet,
-    /// Time-limited allow entries.
-    pub grants: Vec<Grant>,
     /// Bits of the categories this group blocks (against the lists in force).
     pub categories: u32,
     /// Windows during which some of those categories are not blocked.

@@ -12,6 +12,8 @@
 //!   enums they carry ([`Disposition`], [`BlockReason`], [`Transport`]) live in
 //!   [`crate::event`], which the store shares.
 //! - [`group`] is the per-client context: the group, its policy and its SafeSearch settings.
+//! - [`grants`] is the live table of time-limited allow grants, replaced while the resolver
+//!   runs and read by policy once per query.
 //!
 //! ```text
 //! record → identify → rate limit → policy → SafeSearch → cache → forward
@@ -21,6 +23,7 @@ mod answer;
 pub mod cache;
 pub mod chain;
 pub mod forward;
+pub mod grants;
 pub mod group;
 pub mod identify;
 pub mod policy;

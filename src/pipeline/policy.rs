@@ -5,8 +5,8 @@
 //!
 //! 1. the illegal-content tier, for everyone, always;
 //! 2. built-in anti-circumvention names (Firefox canary, iCloud Private Relay, DDR);
-//! 3. the group's deny and allow entries and unexpired allow grants — the most specific
-//!    entry wins, deny on a tie;
+//! 3. the group's deny and allow entries and its unexpired allow grants (the live table in
+//!    [`super::grants`], read once per query) — the most specific entry wins, deny on a tie;
 //! 4. the group's blocked categories (less any scheduled free time), unless a list-level
 //!    exception (`@@`) or a group allow entry at least as specific says otherwise.
 //!
@@ -29,6 +29,7 @@ use crate::{
     event::{BlockReason, Severity},
     lists::{Blocklists, IllegalKind},
     pipeline::{
+        grants::{Grants, GroupGrants, LiveGrants},
         group::{Group, GroupPolicy},
         Answer, Disposition, Next, Query, Reason, Sections, Stage, StageFuture,
     },
@@ -145,6 +146,8 @@ pub struct Context<'a> {
     pub group: &'a str,
     /// The group's policy.
     pub policy: &'a GroupPolicy,
+    /// The group's time-limited allow grants, if it has any.
+    pub grants: Option<&'a GroupGrants>,
     /// The lists in force.
     pub lists: &'a Blocklists,
     /// Now (injected for tests).
@@ -193,12 +196,8 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
     }
 
     let deny = p.deny.deepest(key);
-    let grant = p
-        .grants
-        .iter()
-        .filter(|g| g.expires > cx.now)
-        .filter_map(|g| suffix_depth(key, &g.name))
-        .max_by_key(|(d, _)| *d);
+    // A grant lapses on time by itself: its expiry is compared with this query's time.
+    let grant = cx.grants.and_then(|g| g.deepest(key, cx.now));
     let allow = match (p.allow.deepest(key), grant) {
         (Some(a), Some(g)) => Some(if g.0 > a.0 { g } else { a }),
         (a, g) => a.or(g),
@@ -281,14 +280,6 @@ fn decide_guarded(decide: impl FnOnce() -> Decision, group: &str) -> (Decision, 
     }
 }
 
-/// `(depth of name, name)` when `key` is `name` or below it.
-fn suffix_depth<'n>(key: &str, name: &'n str) -> Option<(usize, &'n str)> {
-    let below = key.len() > name.len()
-        && key.ends_with(name)
-        && key.as_bytes()[key.len() - name.len() - 1] == b'.';
-    (key == name || below).then(|| (name.split('.').count(), name))
-}
-
 /// The local answer for a block.
 pub fn block_answer(query: &Query, block: &Block, group: BlockAnswer) -> Answer {
     let mut answer = match (block.answer, group) {
@@ -368,6 +359,8 @@ fn block_soa(owner: &Name) -> Record {
 /// The policy stage.
 pub struct Policy {
     lists: Arc<Blocklists>,
+    /// Shared with the wiring, which replaces the snapshot when grants change.
+    grants: Arc<LiveGrants>,
     clock: Clock,
     illegal_proxy: Option<IpAddr>,
     /// Counts lookups that failed and were blocked.
@@ -375,10 +368,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// A policy stage deciding against `lists`.
-    pub fn new(lists: Arc<Blocklists>, clock: Clock, illegal_proxy: Option<IpAddr>) -> Policy {
+    /// A policy stage deciding against `lists` and the live `grants`.
+    pub fn new(
+        lists: Arc<Blocklists>,
+        grants: Arc<LiveGrants>,
+        clock: Clock,
+        illegal_proxy: Option<IpAddr>,
+    ) -> Policy {
         Policy {
             lists,
+            grants,
             clock,
             illegal_proxy,
             failures: None,
@@ -401,10 +400,11 @@ impl Policy {
         decision
     }
 
-    fn context<'a>(&'a self, group: &'a Group) -> Context<'a> {
+    fn context<'a>(&'a self, group: &'a Group, grants: Option<&'a Grants>) -> Context<'a> {
         Context {
             group: &group.name,
             policy: &group.policy,
+            grants: grants.and_then(|g| g.group(&group.name)),
             lists: &self.lists,
             now: self.clock.now(),
             illegal_proxy: self.illegal_proxy,
@@ -423,22 +423,38 @@ impl Stage for Policy {
                 // identify runs first; a query without a group must not be resolved.
                 return Answer::empty(ResponseCode::Refused, Disposition::Refused);
             };
-            let cx = self.context(&group);
-            if let Decision::Block(block) = self.decide(&cx, &query.key) {
+            // The grants snapshot is held only while deciding, never across the await below
+            // (a guard is a short-lived borrow of the table).
+            let decision = {
+                let grants = self.grants.load();
+                self.decide(
+                    &self.context(&group, grants.as_deref().map(Arc::as_ref)),
+                    &query.key,
+                )
+            };
+            if let Decision::Block(block) = decision {
                 return block_answer(query, &block, group.policy.block_answer);
             }
             let mut answer = next.run(query).await;
             // CNAME cloaking: an allowed name must not lead into a blocked one.
-            for record in answer.answers() {
-                if let RData::CNAME(target) = &record.data {
-                    let target_key = crate::names::key(&target.0);
-                    if let Decision::Block(mut block) = self.decide(&cx, &target_key) {
-                        // An illegal-tier target is never named.
-                        if !block.reason.kind.is_illegal_tier() {
-                            block.reason.detail =
-                                format!("CNAME to `{target_key}`: {}", block.reason.detail);
+            if answer
+                .answers()
+                .iter()
+                .any(|r| matches!(r.data, RData::CNAME(_)))
+            {
+                let grants = self.grants.load();
+                let cx = self.context(&group, grants.as_deref().map(Arc::as_ref));
+                for record in answer.answers() {
+                    if let RData::CNAME(target) = &record.data {
+                        let target_key = crate::names::key(&target.0);
+                        if let Decision::Block(mut block) = self.decide(&cx, &target_key) {
+                            // An illegal-tier target is never named.
+                            if !block.reason.kind.is_illegal_tier() {
+                                block.reason.detail =
+                                    format!("CNAME to `{target_key}`: {}", block.reason.detail);
+                            }
+                            return block_answer(query, &block, group.policy.block_answer);
                         }
-                        return block_answer(query, &block, group.policy.block_answer);
                     }
                 }
             }
@@ -472,8 +488,14 @@ mod tests {
 
     use super::*;
     use crate::{
-        lists::{BlocklistsBuilder, EntryKind},
-        pipeline::group::{Grant, NameSet},
+        lists::{
+            illegal::{import_illegal, IllegalKey, IllegalSet},
+            BlocklistsBuilder, EntryKind,
+        },
+        pipeline::{
+            grants::{Grant, Grants},
+            group::NameSet,
+        },
     };
 
     #[test]
@@ -512,14 +534,32 @@ mod tests {
     }
 
     fn decide_for(policy: &GroupPolicy, lists: &Blocklists, key: &str) -> Decision {
+        decide_with(policy, None, lists, key)
+    }
+
+    fn decide_with(
+        policy: &GroupPolicy,
+        grants: Option<&Grants>,
+        lists: &Blocklists,
+        key: &str,
+    ) -> Decision {
         let cx = Context {
             group: "pupils",
             policy,
+            grants: grants.and_then(|g| g.group("pupils")),
             lists,
             now: SystemTime::now(),
             illegal_proxy: None,
         };
         decide(&cx, key)
+    }
+
+    fn grant(name: &str, expires: SystemTime) -> Grants {
+        Grants::new([Grant {
+            group: "pupils".into(),
+            name: name.into(),
+            expires,
+        }])
     }
 
     fn blocked(d: &Decision) -> Option<&'static str> {
@@ -610,22 +650,80 @@ mod tests {
     #[test]
     fn grants_allow_until_they_expire() {
         let (lists, games, _) = lists();
-        let mut policy = GroupPolicy {
+        let policy = GroupPolicy {
             categories: games,
-            grants: vec![Grant {
-                name: "roblox.com".into(),
-                expires: SystemTime::now() + Duration::from_secs(60),
-            }],
             ..Default::default()
         };
+        let live = grant("roblox.com", SystemTime::now() + Duration::from_secs(60));
         assert_eq!(
-            blocked(&decide_for(&policy, &lists, "www.roblox.com")),
+            blocked(&decide_with(&policy, Some(&live), &lists, "www.roblox.com")),
             None
         );
-        policy.grants[0].expires = SystemTime::now() - Duration::from_secs(1);
+        let lapsed = grant("roblox.com", SystemTime::now() - Duration::from_secs(1));
         assert_eq!(
-            blocked(&decide_for(&policy, &lists, "www.roblox.com")),
+            blocked(&decide_with(
+                &policy,
+                Some(&lapsed),
+                &lists,
+                "www.roblox.com"
+            )),
             Some("category")
+        );
+        // Another group's grant does nothing for this one.
+        let staff = Grants::new([Grant {
+            group: "staff".into(),
+            name: "roblox.com".into(),
+            expires: SystemTime::now() + Duration::from_secs(60),
+        }]);
+        assert_eq!(
+            blocked(&decide_with(
+                &policy,
+                Some(&staff),
+                &lists,
+                "www.roblox.com"
+            )),
+            Some("category")
+        );
+    }
+
+    #[test]
+    fn a_grant_never_unblocks_the_illegal_tier() {
+        let key = IllegalKey::from_bytes(&[7u8; 32]).unwrap();
+        let import = import_illegal(&b"forbidden.roblox.com\n"[..], &key).unwrap();
+        let (lists, games, _) = lists();
+        let lists = lists.with_illegal(IllegalSet::from_import(&import, key).unwrap());
+        let policy = GroupPolicy {
+            categories: games,
+            ..Default::default()
+        };
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        // Granted at the listed name, above it, and below it.
+        for (granted, asked) in [
+            ("forbidden.roblox.com", "forbidden.roblox.com"),
+            ("roblox.com", "forbidden.roblox.com"),
+            ("www.forbidden.roblox.com", "www.forbidden.roblox.com"),
+        ] {
+            let grants = grant(granted, later);
+            assert_eq!(
+                blocked(&decide_with(&policy, Some(&grants), &lists, asked)),
+                Some("illegal"),
+                "a grant of {granted} must not unblock {asked}"
+            );
+        }
+        // The same grant does unblock the category entry beside the listed name.
+        let grants = grant("roblox.com", later);
+        assert_eq!(
+            blocked(&decide_with(&policy, None, &lists, "play.roblox.com")),
+            Some("category")
+        );
+        assert_eq!(
+            blocked(&decide_with(
+                &policy,
+                Some(&grants),
+                &lists,
+                "play.roblox.com"
+            )),
+            None
         );
     }
 }

@@ -154,6 +154,11 @@ impl Commands {
     }
 
     /// The clock the store was opened with.
+    /// Now, from the store's clock, in Unix milliseconds.
+    pub(super) fn now_millis(&self) -> i64 {
+        self.clock.unix_millis()
+    }
+
     pub(super) fn clock(&self) -> &Clock {
         &self.clock
     }

@@ -203,8 +203,44 @@ CREATE TABLE accounts (
 );
 ";
 
+/// Unblock requests and the time-limited grants that answer them (or are made directly).
+/// Groups are stored as the comma-separated group names (group names cannot hold a comma).
+/// Grants are read by expiry (the ones in force, the recent history); requests by status.
+const V6: &str = "
+CREATE TABLE unblock_requests (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    duration_secs INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    client TEXT,
+    requested_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER,
+    decision_note TEXT
+);
+CREATE INDEX unblock_requests_status ON unblock_requests (status, id);
+CREATE TABLE grants (
+    id INTEGER PRIMARY KEY,
+    request INTEGER,
+    name TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    starts INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    granted_by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    revoke_reason TEXT
+);
+CREATE INDEX grants_expires ON grants (expires);
+";
+
+
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const CURRENT: u32 = STEPS.len() as u32;

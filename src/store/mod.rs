@@ -1,5 +1,5 @@
-//! The store: the query log, device identity, breaches and their cases, and the tamper-evident
-//! audit trail, in SQLite at `DATA_DIR/hedgerow.sqlite`. The only place in the crate with SQL.
+//! The store: the query log, device identity, breaches and their cases, dashboard accounts,
+//! unblock requests and grants, and the tamper-evident audit trail, in SQLite at `DATA_DIR/hedgerow.sqlite`. The only place in the crate with SQL.
 //! It depends on [`crate::event`], [`crate::clock`], [`crate::config`] and the
 //! [`crate::accounts`] leaf (an account's roles) only.
 //!
@@ -20,7 +20,7 @@
 //! - **Readers** ([`Reader`]) open their own read-only connections; they are synchronous and
 //!   must be called from `spawn_blocking`, never on a runtime worker.
 //! - **Commands** ([`Commands`]: case changes, audit appends, leases, sessions, export,
-//!   erasure) are synchronous too and use their own connection; each takes SQLite's write
+//!   erasure, unblock requests and grants) are synchronous too and use their own connection; each takes SQLite's write
 //!   lock with `BEGIN IMMEDIATE` and writes its audit record in the same transaction, so the
 //!   audit chain is appended by one transaction at a time. Changes that make the writer's
 //!   cached ids stale bump a generation in `meta`, which the writer reads under the same
@@ -39,6 +39,7 @@ mod metrics;
 pub mod migrate;
 mod read;
 mod sink;
+mod unblock;
 mod users;
 mod writer;
 
@@ -67,6 +68,10 @@ use crate::{
     clock::Clock,
     config::StoreConfig,
     event::{BlockReason, Disposition, QueryEvent, QuerySink, Severity, Transport},
+};
+pub use unblock::{
+    GrantRecord, NewUnblockRequest, RequestStatus, UnblockRequest, UnblockStats, MAX_PERIOD,
+    MAX_TEXT, MIN_PERIOD,
 };
 
 /// The `meta` key bumped by every change that can make the writer's cached ids or
@@ -142,6 +147,12 @@ pub enum StoreError {
     /// There is no such breach.
     #[error("there is no breach number {0}")]
     NoSuchBreach(i64),
+    /// There is no such unblock request.
+    #[error("there is no unblock request number {0}")]
+    NoSuchUnblockRequest(i64),
+    /// There is no such grant.
+    #[error("there is no grant number {0}")]
+    NoSuchGrant(i64),
     /// A dashboard account with this name exists already.
     #[error("there is already an account called {0}")]
     UserExists(String),

@@ -577,6 +577,7 @@ fn real_multi_category_compile_matches_workload_truth() {
     let cx = Context {
         group: "pupils",
         policy: &policy,
+        grants: None,
         lists: &lists,
         now: std::time::SystemTime::now(),
         illegal_proxy: None,

@@ -6,6 +6,7 @@ mod alerts;
 mod binary;
 mod common;
 mod dashboard;
+mod grants;
 mod guard;
 mod hardening;
 mod identity;

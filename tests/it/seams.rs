@@ -290,6 +290,7 @@ async fn the_record_stage_builds_one_complete_event_per_query() {
         metrics: Arc::new(Metrics::new().unwrap()),
         sink: Some(sink.clone()),
         lists: Arc::new(b.build().unwrap()),
+        grants: Default::default(),
         cache: Arc::new(CacheStore::new()),
         buckets: Default::default(),
         clock: Clock::system(),
