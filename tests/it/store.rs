@@ -1444,12 +1444,25 @@ fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
             sink.record(e);
         }
         store.close().unwrap();
+        // Back to schema 3: drop every table a schema-3 database does not have.
+        let v3_dir = TempDir::new("store-top-v3-schema");
+        let mut v3 = rusqlite_conn(&v3_dir);
+        store::migrate::migrate_to(&mut v3, 3).unwrap();
+        let tables = |c: &rusqlite::Connection| -> Vec<String> {
+            let mut st = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let keep = tables(&v3);
         let conn = rusqlite_conn(&old);
-        // Back to schema 3: undo every later step (v4's daily counts, v5's accounts).
-        conn.execute_batch(
-            "DROP TABLE blocked_daily; DROP TABLE accounts; PRAGMA user_version = 3;",
-        )
-        .unwrap();
+        for t in tables(&conn).into_iter().filter(|t| !keep.contains(t)) {
+            conn.execute_batch(&format!("DROP TABLE {t};")).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 3;").unwrap();
     }
     let (store, _) = open(&old, &StoreConfig::default(), &clock);
     let reader = store.reader();
