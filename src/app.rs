@@ -20,7 +20,9 @@ use crate::{
     alerts::{AlertError, Alerter, BreachAlert},
     clock::Clock,
     config::{Config, ConfigError},
-    dashboard::{self, Dashboard, HealthLine, ListLine, ListsView, Services},
+    dashboard::{
+        self, BlockedSite, Dashboard, GroupVerdict, HealthLine, ListLine, ListsView, Services,
+    },
     http::{self, HttpError},
     identity::{
         leases::Lease,
@@ -162,6 +164,8 @@ pub struct Hedgerow {
     inner: Arc<Inner>,
     server: Option<Listeners>,
     http: Option<http::Listener>,
+    /// The block page's listener, when `[dashboard] block_page` is set.
+    block_page: Option<http::Listener>,
     dns_addrs: Vec<SocketAddr>,
     /// Closed last, after DNS has drained, so every finished query is written.
     store: Option<Store>,
@@ -386,45 +390,61 @@ impl Hedgerow {
                 parts,
             }),
         });
+        let dashboard = config.dashboard.enabled.then(|| {
+            Dashboard::new(
+                &config.dashboard,
+                dashboard::Transport {
+                    tls: tls.is_some(),
+                    listen: config
+                        .server
+                        .http
+                        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+                },
+                config.server.timezone,
+                store.reader(),
+                store.commands(),
+                clock.clone(),
+                Arc::new(Console {
+                    inner: inner.clone(),
+                    health: server.health(),
+                    clock: clock.clone(),
+                }),
+            )
+        });
         let http = match config.server.http {
-            Some(addr) => {
-                let dashboard = config.dashboard.enabled.then(|| {
-                    Dashboard::new(
-                        &config.dashboard,
-                        dashboard::Transport {
-                            tls: tls.is_some(),
-                            listen: addr.ip(),
-                        },
-                        config.server.timezone,
-                        store.reader(),
-                        store.commands(),
-                        clock.clone(),
-                        Arc::new(Console {
-                            inner: inner.clone(),
-                            health: server.health(),
-                        }),
-                    )
-                    .routes()
-                });
-                Some(
-                    http::Listener::bind(
-                        addr,
-                        http::router(
-                            metrics.clone(),
-                            Some(server.health()),
-                            sessions_api,
-                            dashboard,
-                        ),
-                        http::HttpOptions {
-                            max_connections: budget.http,
-                            tls,
-                        },
+            Some(addr) => Some(
+                http::Listener::bind(
+                    addr,
+                    http::router(
                         metrics.clone(),
-                    )
-                    .await?,
+                        Some(server.health()),
+                        sessions_api,
+                        dashboard.clone().map(Dashboard::routes),
+                    ),
+                    http::HttpOptions {
+                        max_connections: budget.http,
+                        tls,
+                    },
+                    metrics.clone(),
                 )
-            }
+                .await?,
+            ),
             None => None,
+        };
+        let block_page = match (config.dashboard.block_page, dashboard) {
+            (Some(addr), Some(dashboard)) => Some(
+                http::Listener::bind(
+                    addr,
+                    dashboard.block_page_routes(),
+                    http::HttpOptions {
+                        max_connections: budget.http,
+                        tls: None,
+                    },
+                    metrics.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
         };
         for addr in &dns_addrs {
             tracing::info!(%addr, "DNS listening (UDP and TCP)");
@@ -432,11 +452,15 @@ impl Hedgerow {
         if let Some(http) = &http {
             tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics, dashboard)");
         }
+        if let Some(page) = &block_page {
+            tracing::info!(addr = %page.local_addr(), "block page listening");
+        }
         let grants_poll = tokio::spawn(poll_grants(inner.grants.clone()));
         Ok(Hedgerow {
             inner,
             server: Some(server),
             http,
+            block_page,
             dns_addrs,
             store: Some(store),
             lease_watchers,
@@ -444,6 +468,11 @@ impl Hedgerow {
             weekly_report,
             grants_poll,
         })
+    }
+
+    /// The block page's bound address, when it is served.
+    pub fn block_page_addr(&self) -> Option<SocketAddr> {
+        self.block_page.as_ref().map(http::Listener::local_addr)
     }
 
     /// The bound DNS addresses (UDP and TCP share each).
@@ -482,10 +511,7 @@ impl Hedgerow {
     /// unblocked"); the name is never logged here. A name that is not a valid domain name
     /// is not on the tier.
     pub fn is_illegal(&self, name: &str) -> bool {
-        match crate::names::normalise(name) {
-            Ok(key) => self.inner.lists.load().illegal(&key).is_some(),
-            Err(_) => false,
-        }
+        self.inner.is_illegal(name)
     }
 
     /// Re-reads the configuration (and the compiled lists, if they changed) and swaps in a new
@@ -530,6 +556,9 @@ impl Hedgerow {
         }
         if let Some(http) = self.http.take() {
             http.shutdown(Duration::from_secs(1)).await;
+        }
+        if let Some(page) = self.block_page.take() {
+            page.shutdown(Duration::from_secs(1)).await;
         }
         self.weekly_report.abort();
         self.grants_poll.abort();
@@ -836,10 +865,21 @@ pub async fn run(
     outcome
 }
 
+impl Inner {
+    /// See [`Hedgerow::is_illegal`].
+    fn is_illegal(&self, name: &str) -> bool {
+        match crate::names::normalise(name) {
+            Ok(key) => self.lists.load().illegal(&key).is_some(),
+            Err(_) => false,
+        }
+    }
+}
+
 /// What the dashboard asks of the running resolver ([`Services`]).
 struct Console {
     inner: Arc<Inner>,
     health: crate::server::Health,
+    clock: Clock,
 }
 
 impl Console {
@@ -922,6 +962,47 @@ impl Services for Console {
             },
         });
         out
+    }
+
+    fn test_name(&self, _name: &str) -> Result<Vec<GroupVerdict>, String> {
+        Err("TEMPORARY".into())
+    }
+
+    fn is_illegal(&self, name: &str) -> bool {
+        self.inner.is_illegal(name)
+    }
+
+    fn blocked_site(&self, client: std::net::IpAddr, name: &str) -> Option<BlockedSite> {
+        let config = self.config();
+        let lists = self.inner.lists.load_full();
+        let grants = self.inner.grants.in_force();
+        let now = self.clock.now();
+        let reason = crate::lookup::blocked_for(&config, &lists, &grants, name, client, now)?;
+        Some(match reason.kind {
+            crate::event::BlockReason::Illegal | crate::event::BlockReason::IllegalProxy => {
+                BlockedSite::Withheld
+            }
+            crate::event::BlockReason::Category => BlockedSite::Filtered(
+                reason
+                    .category
+                    .unwrap_or_else(|| "blocked".into())
+                    .replace(',', ", "),
+            ),
+            crate::event::BlockReason::Circumvention => {
+                BlockedSite::Filtered("ways round the filter".into())
+            }
+            crate::event::BlockReason::Deny => {
+                BlockedSite::Filtered("blocked by the school".into())
+            }
+            crate::event::BlockReason::SafeSearchUnenforceable => {
+                BlockedSite::Filtered("search without SafeSearch".into())
+            }
+        })
+    }
+
+    fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let grants = self.inner.grants.clone();
+        Box::pin(async move { grants.refresh().await })
     }
 
     fn lists(&self) -> ListsView {

@@ -231,7 +231,29 @@ pub fn check(config: &Config) -> Findings {
     overlaps(config, &mut f.warnings);
     categories(config, &mut f);
     artifact(config, &mut f);
+    dashboard(config, &mut f.warnings);
     f
+}
+
+/// Sign-in over plain HTTP: allowed on a loopback listener, refused elsewhere unless
+/// `allow_plain_http` says a TLS reverse proxy is in front — which deserves a warning.
+fn dashboard(config: &Config, warnings: &mut Vec<String>) {
+    let d = &config.dashboard;
+    let Some(http) = config.server.http else {
+        return;
+    };
+    if !d.enabled || d.tls.is_some() || http.ip().is_loopback() {
+        return;
+    }
+    if d.allow_plain_http {
+        warnings.push(format!(
+            "dashboard: sign-in over plain HTTP on {http} is allowed (allow_plain_http = true):              only safe behind a TLS reverse proxy on the same machine; otherwise set              [dashboard] tls_cert and tls_key"
+        ));
+    } else {
+        warnings.push(format!(
+            "dashboard: {http} is plain HTTP and not loopback, so sign-in is refused there:              set [dashboard] tls_cert and tls_key"
+        ));
+    }
 }
 
 /// Opens the compiled lists as `serve` would (checksums, structure, the illegal tier's key),

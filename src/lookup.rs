@@ -118,3 +118,40 @@ pub fn report(
     }
     Ok(out)
 }
+
+/// Why `name` is blocked now for the device at `client` (its group's policy, the lists and
+/// the grants in force), or `None` when it is not blocked (or the client is in no group).
+/// The block page asks this; SafeSearch rewrites are not blocks.
+pub fn blocked_for(
+    config: &Config,
+    lists: &Blocklists,
+    grants: &crate::pipeline::grants::Grants,
+    name: &str,
+    client: IpAddr,
+    now: SystemTime,
+) -> Option<crate::pipeline::Reason> {
+    let key = crate::names::normalise(name).ok()?;
+    let metrics = crate::metrics::Metrics::new().ok()?;
+    let groups = chain::groups(config, lists, &metrics).ok()?;
+    let identify =
+        Identify::new(&groups).with_devices(chain::devices(config, &groups), Default::default());
+    let group = identify.client(client)?.group.clone();
+    let cx = Context {
+        group: &group.name,
+        policy: &group.policy,
+        grants: grants.group(&group.name),
+        lists,
+        now,
+        illegal_proxy: config.lists.illegal_proxy,
+    };
+    match decide(&cx, &key) {
+        Decision::Block(block) if block.answer != LocalAnswer::NoData => Some(block.reason),
+        Decision::Block(_) => None,
+        Decision::Allow { .. } => match decide_for_group(&group, &key) {
+            SafeSearch::Unenforceable { engine, entry } => {
+                Some(unenforceable_reason(&group.name, engine, entry))
+            }
+            _ => None,
+        },
+    }
+}

@@ -8,6 +8,7 @@
 //! require_totp = ["dsl", "approver"]         # roles that must use a second factor
 //! session_idle_minutes = 30
 //! session_max_hours = 12
+//! block_page = "10.0.0.2:80"                 # the address a block answer points browsers to
 //! ```
 
 use std::{path::PathBuf, time::Duration};
@@ -31,6 +32,7 @@ pub(super) struct RawDashboard {
     session_idle_minutes: Spanned<u64>,
     session_max_hours: Spanned<u64>,
     school_name: String,
+    block_page: Option<std::net::SocketAddr>,
 }
 
 impl Default for RawDashboard {
@@ -44,6 +46,7 @@ impl Default for RawDashboard {
             session_idle_minutes: Spanned::new(0..0, 30),
             session_max_hours: Spanned::new(0..0, 12),
             school_name: String::new(),
+            block_page: None,
         }
     }
 }
@@ -74,6 +77,9 @@ pub struct DashboardConfig {
     pub session_max: Duration,
     /// Shown in page headers and reports ("Hedgerow" when empty).
     pub school_name: String,
+    /// Where the block page is served (plain HTTP): set a group's `block_answer` to this
+    /// address so blocked `http://` sites show it. `None`: no block page.
+    pub block_page: Option<std::net::SocketAddr>,
 }
 
 impl Default for DashboardConfig {
@@ -87,6 +93,7 @@ impl Default for DashboardConfig {
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(12 * 3600),
             school_name: String::new(),
+            block_page: None,
         }
     }
 }
@@ -152,6 +159,7 @@ impl RawDashboard {
             session_idle: Duration::from_secs(idle * 60),
             session_max: Duration::from_secs(max * 3600),
             school_name: self.school_name.trim().to_string(),
+            block_page: self.block_page,
         })
     }
 }

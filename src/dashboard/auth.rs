@@ -60,6 +60,8 @@ pub const ADDRESS_FAILURES: usize = 20;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long a lock lasts.
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Unblock requests one address may send in an hour.
+pub const REQUESTS_PER_HOUR: usize = 10;
 /// Sessions kept at most (the oldest are ended first).
 const MAX_SESSIONS: usize = 10_000;
 /// A form body is at most this big.
@@ -101,6 +103,8 @@ impl Failures {
 struct Throttle {
     accounts: HashMap<String, Failures>,
     addresses: HashMap<IpAddr, Failures>,
+    /// Unblock requests by address, within the last hour.
+    requests: HashMap<IpAddr, Vec<SystemTime>>,
 }
 
 /// The sign-in state of the dashboard.
@@ -159,9 +163,45 @@ impl Auth {
         }
     }
 
+    /// The school's time zone.
+    pub(super) fn zone(&self) -> TimeZone {
+        self.zone
+    }
+
     /// The sign-in form's token for a nonce.
     fn login_token(&self, nonce: &str) -> String {
         hex(ring::hmac::sign(&self.key, nonce.as_bytes()).as_ref())
+    }
+
+    /// The token for a form shown to someone not signed in (sign-in, an unblock request),
+    /// and the cookie carrying the nonce it is made from (kept if the browser has one).
+    pub(super) fn anonymous_token(&self, headers: &HeaderMap) -> (String, HeaderValue) {
+        let nonce = cookie_value(headers, LOGIN_COOKIE)
+            .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map_or_else(random_token, str::to_string);
+        (
+            self.login_token(&nonce),
+            self.cookie(LOGIN_COOKIE, &nonce, Some(Duration::from_secs(3600))),
+        )
+    }
+
+    /// Whether a form shown to someone not signed in came back with its token.
+    pub(super) fn anonymous_token_ok(&self, headers: &HeaderMap, token: &str) -> bool {
+        let nonce = cookie_value(headers, LOGIN_COOKIE).unwrap_or("");
+        same(token, &self.login_token(nonce))
+    }
+
+    /// Counts a request from `addr` (unblock requests from the block page): false once it
+    /// has made [`REQUESTS_PER_HOUR`] within the hour.
+    pub(super) fn allow_request(&self, addr: IpAddr, now: SystemTime) -> bool {
+        let mut t = lock(&self.throttle);
+        let recent = t.requests.entry(addr).or_default();
+        recent.retain(|&at| now.duration_since(at).unwrap_or_default() < Duration::from_secs(3600));
+        if recent.len() >= REQUESTS_PER_HOUR {
+            return false;
+        }
+        recent.push(now);
+        true
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Option<Duration>) -> HeaderValue {
@@ -464,13 +504,11 @@ fn login_form(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let inner = &dashboard.inner;
-    let nonce = cookie_value(headers, LOGIN_COOKIE)
-        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map_or_else(random_token, str::to_string);
+    let (token, cookie) = inner.auth.anonymous_token(headers);
     let made = page::local_time(inner.auth.zone, inner.clock.now());
     let page = LoginPage {
         chrome: Chrome::anonymous(&inner.school, "Sign in", made),
-        token: inner.auth.login_token(&nonce),
+        token,
         next: safe_next(next).unwrap_or("").to_string(),
         name: name.to_string(),
         allowed: inner.auth.login_allowed,
@@ -478,12 +516,7 @@ fn login_form(
     };
     let mut response = page::render(&page)?;
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        inner
-            .auth
-            .cookie(LOGIN_COOKIE, &nonce, Some(Duration::from_secs(3600))),
-    );
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
@@ -534,8 +567,7 @@ async fn login(
     let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| PageError::BadRequest("The sign-in form could not be read.".into()))?;
     let auth = &dashboard.inner.auth;
-    let nonce = cookie_value(&parts.headers, LOGIN_COOKIE).unwrap_or("");
-    if !same(&form.token, &auth.login_token(nonce)) {
+    if !auth.anonymous_token_ok(&parts.headers, &form.token) {
         return Err(PageError::Csrf);
     }
     let retry = |message: String| {

@@ -14,12 +14,14 @@
 
 mod assets;
 mod auth;
+mod blockpage;
 mod breaches;
 mod chart;
 mod overview;
 mod page;
 mod queries;
 mod trail;
+mod unblock;
 
 use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
@@ -71,8 +73,40 @@ pub struct ListsView {
     pub last_update: Option<String>,
 }
 
+/// What one group gets for a name today (the "test a name" box, unblock requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupVerdict {
+    /// The group.
+    pub group: String,
+    /// Blocked for it.
+    pub blocked: bool,
+    /// In plain words ("blocked: gambling", "allowed").
+    pub summary: String,
+    /// The rule or list entry that decided it.
+    pub detail: String,
+}
+
+/// Why a site was blocked for a client, as the block page tells a pupil.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockedSite {
+    /// Blocked by the school's filter: the category in plain words ("gambling").
+    Filtered(String),
+    /// On the illegal-content (IWF) list: neutral wording, no review.
+    Withheld,
+}
+
 /// What only the running resolver can tell the dashboard. Implemented in `app.rs`.
 pub trait Services: Send + Sync + 'static {
+    /// The decision every group gets for `name` now, with its reason (what `hedgerow lists
+    /// lookup` explains); an error in plain words for a name that is not a domain name.
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String>;
+    /// Why `name` is blocked for the device at `client` now, or `None` when it is not.
+    fn blocked_site(&self, client: IpAddr, name: &str) -> Option<BlockedSite>;
+    /// The name is on the illegal-content tier: it can never be unblocked (callers say so
+    /// in neutral words and never show or log the name as such).
+    fn is_illegal(&self, name: &str) -> bool;
+    /// The grants in the store changed (an approval, a revocation): put them in force now.
+    fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Resolver health: listeners, upstreams, cache, the query log's lag.
     fn health(&self) -> Vec<HealthLine>;
     /// The lists in force.
@@ -152,7 +186,18 @@ impl Dashboard {
             .merge(breaches::routes())
             .merge(queries::routes())
             .merge(trail::routes())
+            .merge(unblock::routes())
             .with_state(self)
+            .layer(axum::middleware::from_fn(security_headers))
+    }
+
+    /// The block page's routes: every path shows the block page for the `Host` asked for,
+    /// and the unblock request form is served beside it (`/request`), with the stylesheet.
+    /// Served on the address the groups' block answer points browsers to.
+    pub fn block_page_routes(self) -> Router {
+        blockpage::routes()
+            .with_state(self)
+            .layer(axum::middleware::from_fn(security_headers))
     }
 
     /// Runs `read` with the store's reader on the blocking pool.
@@ -179,4 +224,36 @@ impl Dashboard {
     fn now(&self) -> SystemTime {
         self.inner.clock.now()
     }
+}
+
+/// Headers on every dashboard response: no framing by other sites, no content sniffing, no
+/// referrer leaking a page's address (which can name a device), only our own stylesheet and
+/// images, and pages with records never kept in a shared cache or the browser's history
+/// cache.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }

@@ -238,7 +238,6 @@ CREATE TABLE grants (
 CREATE INDEX grants_expires ON grants (expires);
 ";
 
-
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
 const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 

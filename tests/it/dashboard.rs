@@ -22,7 +22,7 @@ use hedgerow::{
     accounts::{password, totp, Role, Roles},
     clock::Clock,
     config::{dashboard::DashboardConfig, StoreConfig},
-    dashboard::{Dashboard, HealthLine, ListsView, Services, Transport},
+    dashboard::{BlockedSite, Dashboard, GroupVerdict, HealthLine, ListsView, Services, Transport},
     event::{BlockReason, Disposition, EventName, QueryEvent, Severity},
     schedule::TimeZone,
     store::{AuditKind, Store},
@@ -39,9 +39,43 @@ const PUPIL_PERSON: &str = "jsmith";
 const PASSWORD: &str = "correct horse battery staple 42";
 
 /// The resolver's side, as a fixed answer: these tests are about the dashboard's pages.
-struct FixedResolver;
+/// `illegal.example` is on the illegal tier; `games.example` is blocked as games for pupils.
+#[derive(Default)]
+struct FixedResolver {
+    grants_changed: AtomicI64,
+}
 
 impl Services for FixedResolver {
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String> {
+        Ok(["pupils", "staff"]
+            .iter()
+            .map(|g| GroupVerdict {
+                group: g.to_string(),
+                blocked: *g == "pupils",
+                summary: if *g == "pupils" {
+                    "blocked: games"
+                } else {
+                    "allowed"
+                }
+                .into(),
+                detail: format!("{name} for {g}"),
+            })
+            .collect())
+    }
+    fn is_illegal(&self, name: &str) -> bool {
+        name == "illegal.example"
+    }
+    fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        self.grants_changed.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+    fn blocked_site(&self, _client: IpAddr, name: &str) -> Option<BlockedSite> {
+        match name {
+            "illegal.example" => Some(BlockedSite::Withheld),
+            "games.example" => Some(BlockedSite::Filtered("games".into())),
+            _ => None,
+        }
+    }
     fn health(&self) -> Vec<HealthLine> {
         vec![HealthLine {
             what: "DNS listener udp 127.0.0.1:53".into(),
@@ -64,6 +98,8 @@ struct Site {
     _dir: TempDir,
     store: Store,
     router: Router,
+    block_page: Router,
+    resolver: Arc<FixedResolver>,
     now: Arc<AtomicI64>,
 }
 
@@ -131,20 +167,22 @@ impl Site {
             let roles = roles.iter().fold(Roles::default(), |r, &x| r.with(x));
             commands.add_user(name, roles, &hash, "test").unwrap();
         }
-        let router = Dashboard::new(
+        let resolver = Arc::new(FixedResolver::default());
+        let dashboard = Dashboard::new(
             &config,
             transport,
             TimeZone::EuropeLondon,
             store.reader(),
             store.commands(),
             clock,
-            Arc::new(FixedResolver),
-        )
-        .routes();
+            resolver.clone(),
+        );
         Site {
             _dir: dir,
             store,
-            router,
+            router: dashboard.clone().routes(),
+            block_page: dashboard.block_page_routes(),
+            resolver,
             now,
         }
     }
@@ -210,6 +248,16 @@ fn urlencode(v: &str) -> String {
 
 impl Browser {
     async fn send(&mut self, method: &str, path: &str, body: Option<String>) -> Page {
+        self.send_to(method, path, body, None).await
+    }
+
+    async fn send_to(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        host: Option<&str>,
+    ) -> Page {
         let cookie = self
             .cookies
             .iter()
@@ -219,6 +267,9 @@ impl Browser {
         let mut request = Request::builder().method(method).uri(path);
         if !cookie.is_empty() {
             request = request.header(header::COOKIE, cookie);
+        }
+        if let Some(host) = host {
+            request = request.header(header::HOST, host);
         }
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
@@ -635,4 +686,168 @@ async fn the_overview_shows_the_period_and_links_figures_to_records() {
     assert!(audit
         .iter()
         .any(|e| e.kind == AuditKind::Export && e.actor == "dana"));
+}
+
+#[tokio::test]
+async fn staff_ask_for_an_unblock_and_the_approver_decides() {
+    let site = Site::loopback("dash-unblock");
+    // Anyone on the network can ask (no account), with the form's own token.
+    let mut staff = site.browser();
+    let shown = staff.get("/request?name=games.example").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.body.contains("value=\"games.example\""));
+    let token = field(&shown.body, "token");
+    let ask = |name: &'static str| {
+        vec![
+            ("token", token.clone()),
+            ("name", name.to_string()),
+            ("group", "staff".to_string()),
+            ("minutes", "60".to_string()),
+            ("reason", "Year 9 history lesson".to_string()),
+            ("who", "Mr Jones".to_string()),
+        ]
+    };
+    let sent = post_request(&mut staff, ask("games.example")).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(sent.body.contains("request number 1"), "{}", sent.body);
+    // The illegal tier cannot even be asked for, and says nothing about why.
+    let refused = post_request(&mut staff, ask("illegal.example")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("cannot be unblocked"));
+    assert!(!refused.body.to_lowercase().contains("iwf"));
+    assert_eq!(
+        site.store
+            .reader()
+            .unblock_requests(None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Without the token: refused.
+    let mut no_token = ask("games.example");
+    no_token.remove(0);
+    assert_eq!(
+        post_request(&mut staff, no_token).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // The DSL sees the request but cannot decide; the approver approves for staff.
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let seen = dsl.get("/requests").await;
+    assert!(seen.body.contains("games.example") && seen.body.contains("blocked: games"));
+    let csrf = field(&seen.body, "csrf");
+    let approve = form(&[
+        ("csrf", csrf.as_str()),
+        ("action", "approve"),
+        ("group", "staff"),
+        ("minutes", "60"),
+    ]);
+    assert_eq!(
+        dsl.send("POST", "/requests/1", Some(approve)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut head = site.browser();
+    head.sign_in("alex").await;
+    let csrf = head.csrf("/requests").await;
+    let approve = form(&[
+        ("csrf", csrf.as_str()),
+        ("action", "approve"),
+        ("group", "staff"),
+        ("minutes", "60"),
+    ]);
+    let done = head.send("POST", "/requests/1", Some(approve)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        site.resolver.grants_changed.load(Ordering::SeqCst),
+        1,
+        "applied at once"
+    );
+    let grants = site
+        .store
+        .reader()
+        .active_grants(UNIX_EPOCH + Duration::from_millis((T0_MS + 120_000) as u64))
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        (grants[0].name.as_str(), grants[0].group.as_str()),
+        ("games.example", "staff")
+    );
+    assert_eq!(grants[0].granted_by, "alex");
+    // A second request is refused with a reason; both decisions are audited.
+    post_request(&mut staff, ask("games.example")).await;
+    let refuse = form(&[
+        ("csrf", csrf.as_str()),
+        ("action", "refuse"),
+        ("reason", "Not needed for lessons"),
+    ]);
+    assert_eq!(
+        head.send("POST", "/requests/2", Some(refuse)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let audit = site.store.reader().audit(None, 100).unwrap();
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == AuditKind::Grant && e.actor == "alex" && e.change.contains("approved")));
+    assert!(audit
+        .iter()
+        .any(|e| e.kind == AuditKind::Grant && e.reason.contains("Not needed for lessons")));
+    // A governor has no business here.
+    let mut gov = site.browser();
+    gov.sign_in("gill").await;
+    assert_eq!(gov.get("/requests").await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_block_page_explains_and_offers_a_review_except_for_the_illegal_tier() {
+    let site = Site::loopback("dash-blockpage");
+    let mut pupil = Browser {
+        router: site.block_page.clone(),
+        cookies: HashMap::new(),
+    };
+    let page = pupil
+        .send_to("GET", "/some/page?x=1", None, Some("games.example"))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("games.example") && page.body.contains("games"));
+    assert!(
+        page.body.contains("/request?name=games.example"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("10.9.9.9"),
+        "the reference names the address"
+    );
+    // The review link works on the block page's own address.
+    assert_eq!(
+        pupil.get("/request?name=games.example").await.status,
+        StatusCode::OK
+    );
+    let page = pupil
+        .send_to("GET", "/", None, Some("illegal.example:80"))
+        .await;
+    assert!(page.body.contains("not available"));
+    assert!(
+        !page.body.contains("illegal.example"),
+        "the name is not repeated"
+    );
+    assert!(!page.body.contains("/request"), "no review");
+    // Nothing of the dashboard is reachable there.
+    let page = pupil.get("/breaches").await;
+    assert!(!page.body.contains("Sign in") || page.status == StatusCode::FORBIDDEN);
+    assert_eq!(
+        page.status,
+        StatusCode::FORBIDDEN,
+        "the block page, not the dashboard"
+    );
+}
+
+async fn post_request(b: &mut Browser, pairs: Vec<(&'static str, String)>) -> Page {
+    let body = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    b.send("POST", "/request", Some(body)).await
 }
