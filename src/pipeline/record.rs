@@ -1,5 +1,10 @@
 //! The outermost stage: times every query, counts it, and hands one [`QueryEvent`] per
 //! finished query to the query log.
+//!
+//! Filtering checks ([`Origin::Check`]) pass through untouched: they are Hedgerow asking as
+//! a device, nobody's attempt, so they are neither counted nor logged, and so never open a
+//! breach or reach the DSL's reports. Honouring the flag here, rather than running checks on
+//! a chain without this stage, keeps the check on the very `Pipeline` the listeners use.
 
 use std::sync::Arc;
 
@@ -7,7 +12,7 @@ use crate::{
     clock::Clock,
     event::{EventName, QueryEvent, QuerySink},
     metrics::Metrics,
-    pipeline::{Answer, Disposition, Next, Query, Stage, StageFuture},
+    pipeline::{Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
 };
 
 /// Times, counts and logs every query.
@@ -72,6 +77,9 @@ impl Stage for Record {
     fn handle<'a>(&'a self, query: &'a mut Query, next: Next<'a>) -> StageFuture<'a> {
         Box::pin(async move {
             let answer = next.run(query).await;
+            if query.origin == Origin::Check {
+                return answer;
+            }
             let elapsed = query.received.elapsed().as_secs_f64();
             let group = query.group.as_ref().map(|g| &g.metrics);
             self.metrics
