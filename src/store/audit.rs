@@ -34,6 +34,8 @@ pub enum AuditKind {
     Login,
     /// Someone viewed a person's records.
     View,
+    /// A filtering check was run and recorded.
+    Check,
     /// Anything else.
     Other,
 }
@@ -50,12 +52,13 @@ impl AuditKind {
             AuditKind::Erasure => "erasure",
             AuditKind::Login => "login",
             AuditKind::View => "view",
+            AuditKind::Check => "check",
             AuditKind::Other => "other",
         }
     }
 
     /// Every kind.
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 10] = [
         AuditKind::Policy,
         AuditKind::List,
         AuditKind::Grant,
@@ -64,6 +67,7 @@ impl AuditKind {
         AuditKind::Erasure,
         AuditKind::Login,
         AuditKind::View,
+        AuditKind::Check,
         AuditKind::Other,
     ];
 

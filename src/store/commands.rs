@@ -163,6 +163,16 @@ impl Commands {
         open_write(&self.path)
     }
 
+    /// A read-write connection, for the commands kept in other files (`checks.rs`).
+    pub(super) fn connection(&self) -> Result<Connection, StoreError> {
+        self.conn()
+    }
+
+    /// The clock audit records are stamped with.
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Appends an audit record (policy and list changes, grants, logins, views…).
     pub fn append_audit(
         &self,

@@ -31,6 +31,7 @@
 //! so another backend (PostgreSQL) could sit behind it later.
 
 mod audit;
+mod checks;
 pub mod cli;
 mod commands;
 mod journal;
@@ -51,6 +52,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags};
 
 pub use audit::{AuditEntry, AuditKind, ChainReport};
+pub use checks::{CheckItem, CheckKind, CheckRun, CheckTrigger};
 pub use commands::{
     CaseChange, Commands, EraseReport, EraseTarget, ExportFilter, ExportFormat, LeaseRecord,
     SessionRecord,
