@@ -27,6 +27,7 @@
 //! ```
 
 pub mod alerts;
+pub mod checks;
 pub mod identity;
 mod raw;
 mod safesearch;
@@ -335,6 +336,8 @@ pub struct Config {
     pub alerts: alerts::AlertsConfig,
     /// The query log, breaches and audit trail.
     pub store: StoreConfig,
+    /// The filtering checks: how often, and what they ask.
+    pub checks: checks::ChecksConfig,
 }
 
 impl Config {

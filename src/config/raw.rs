@@ -42,6 +42,8 @@ pub struct RawConfig {
     alerts: super::alerts::RawAlerts,
     #[serde(default)]
     store: super::store::RawStore,
+    #[serde(default)]
+    checks: super::checks::RawChecks,
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,6 +529,7 @@ impl RawConfig {
 
         let identity = self.identity.validate(&invalid)?;
         let alerts = self.alerts.validate(timezone, &invalid)?;
+        let checks = self.checks.validate(&invalid)?;
 
         let store = self
             .store
@@ -535,6 +538,7 @@ impl RawConfig {
         Ok(Config {
             identity,
             alerts,
+            checks,
             store,
             devices,
             source: path.to_path_buf(),
