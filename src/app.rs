@@ -16,7 +16,8 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
-    alerts::{AlertError, Alerter, BreachAlert},
+    alerts::{AlertError, Alerter, BreachAlert, CheckAlert, CheckFailure},
+    checks::{self, CheckError},
     clock::Clock,
     config::{Config, ConfigError},
     http::{self, HttpError},
@@ -35,7 +36,10 @@ use crate::{
     },
     report::Scheduled,
     server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
-    store::{AuditKind, BreachNotice, Commands, LeaseRecord, Store, StoreError},
+    store::{
+        AuditKind, BreachNotice, CheckItem, CheckKind, CheckRun, CheckTrigger, Commands,
+        LeaseRecord, Reader, Store, StoreError,
+    },
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -46,6 +50,13 @@ const NEIGHBOUR_POLL: Duration = Duration::from_secs(10);
 const REPORT_POLL: Duration = Duration::from_secs(60);
 /// After a failed weekly report, wait this long before trying again.
 const REPORT_RETRY: Duration = Duration::from_secs(3600);
+/// The filtering checks' schedule is looked at again at least this often (a reload may change
+/// the period, a run from the dashboard moves the next one).
+const CHECK_POLL: Duration = Duration::from_secs(3600);
+/// After a scheduled check that could not run or be recorded, wait this long.
+const CHECK_RETRY: Duration = Duration::from_secs(3600);
+/// Who the audit trail names for scheduled filtering checks.
+const SCHEDULE_ACTOR: &str = "Hedgerow (filtering check schedule)";
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,9 @@ pub enum AppError {
     /// The alert channels could not be set up.
     #[error(transparent)]
     Alerts(#[from] AlertError),
+    /// A filtering check could not be planned.
+    #[error(transparent)]
+    Checks(#[from] CheckError),
     /// A DHCP lease file could not be followed.
     #[error("cannot follow the lease file {path}: {source}")]
     Leases {
@@ -159,6 +173,8 @@ pub struct Hedgerow {
     alerts: Option<tokio::task::JoinHandle<Alerter>>,
     /// Writes (and emails) the weekly report on Monday mornings.
     weekly_report: tokio::task::JoinHandle<()>,
+    /// Runs the filtering checks on their schedule.
+    scheduled_checks: tokio::task::JoinHandle<()>,
 }
 
 impl Hedgerow {
@@ -271,19 +287,21 @@ impl Hedgerow {
             tracing::info!(addr = %http.local_addr(), "HTTP listening (/metrics)");
         }
         let lists_stamp = lists::configured::stamp(&config.lists.artifact_dir);
-        Ok(Hedgerow {
-            inner: Arc::new(Inner {
-                config_path,
-                overrides,
-                metrics,
-                audit,
-                pipeline,
-                in_force: Mutex::new(InForce {
-                    config,
-                    parts,
-                    lists_stamp,
-                }),
+        let inner = Arc::new(Inner {
+            config_path,
+            overrides,
+            metrics,
+            audit,
+            pipeline,
+            in_force: Mutex::new(InForce {
+                config,
+                parts,
+                lists_stamp,
             }),
+        });
+        let scheduled_checks = tokio::spawn(scheduled_checks(inner.clone(), store.reader(), clock));
+        Ok(Hedgerow {
+            inner,
             server: Some(server),
             http,
             dns_addrs,
@@ -291,6 +309,7 @@ impl Hedgerow {
             lease_watchers,
             alerts,
             weekly_report,
+            scheduled_checks,
         })
     }
 
@@ -337,6 +356,14 @@ impl Hedgerow {
         tokio::task::spawn_blocking(move || inner.reload(trigger)).await?
     }
 
+    /// Runs the filtering checks now through the pipeline in force, records the run in the
+    /// store (with its audit record) and, when an item failed, alerts the DSL through the
+    /// configured channels (delivered in the background). `by` is who asked (a dashboard
+    /// user); the returned run carries its number and items.
+    pub async fn run_checks(&self, trigger: CheckTrigger, by: &str) -> Result<CheckRun, AppError> {
+        self.inner.run_checks(trigger, by).await
+    }
+
     /// Re-reads the neighbour table when a device is pinned by MAC address.
     pub async fn refresh_neighbours(&self) {
         let neighbours = {
@@ -364,6 +391,7 @@ impl Hedgerow {
             http.shutdown(Duration::from_secs(1)).await;
         }
         self.weekly_report.abort();
+        self.scheduled_checks.abort();
         let watchers = std::mem::take(&mut self.lease_watchers);
         let (store, alerts) = (self.store.take(), self.alerts.take());
         // The store drains last: every query answered above is in its queues by now. Closing
@@ -389,6 +417,43 @@ impl Hedgerow {
 }
 
 impl Inner {
+    /// See [`Hedgerow::run_checks`].
+    async fn run_checks(&self, trigger: CheckTrigger, by: &str) -> Result<CheckRun, AppError> {
+        // The configuration, lists and pipeline of one moment: a reload swaps the pipeline
+        // while holding this lock.
+        let (config, lists, clock, pipeline) = {
+            let in_force = lock(&self.in_force);
+            (
+                Arc::new(in_force.config.clone()),
+                in_force.parts.lists.clone(),
+                in_force.parts.clock.clone(),
+                self.pipeline.load_full(),
+            )
+        };
+        let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
+        let mut run = stored_run(report, trigger, by);
+        let commands = self.audit.clone();
+        let recorded = run.clone();
+        run.id = tokio::task::spawn_blocking(move || commands.record_check(&recorded)).await??;
+        tracing::info!(
+            run = run.id,
+            passed = run.passed,
+            failed = run.failed,
+            "filtering check recorded"
+        );
+        if run.failed > 0 && config.alerts.enabled() {
+            let alert = check_alert(&run);
+            let alerts = config.alerts.clone();
+            // In the background: a slow receiver must not hold up whoever asked for the run.
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = crate::alerts::send_check_alert(&alerts, &alert) {
+                    tracing::error!(%error, "the filtering check alert could not be sent");
+                }
+            });
+        }
+        Ok(run)
+    }
+
     /// Rebuilds the pipeline for `trigger`, counts the outcome, and audits what changed.
     /// Blocking: runs on tokio's blocking pool.
     fn reload(&self, trigger: Trigger) -> Result<(), AppError> {
@@ -598,6 +663,152 @@ async fn weekly_reports(scheduled: Scheduled, clock: Clock) {
             Err(_) => return,
         }
     }
+}
+
+/// Runs the filtering checks when due (`[checks] every`): the first ~a minute after start-up
+/// when none ran within the period (so a restart neither skips nor repeats one), then a
+/// period after the last run, whoever started it. The store's last run is the record.
+async fn scheduled_checks(inner: Arc<Inner>, reader: Reader, clock: Clock) {
+    let started = clock.now();
+    loop {
+        let every = lock(&inner.in_force).config.checks.every;
+        let wait = match every {
+            None => CHECK_POLL,
+            Some(every) => {
+                let reader = reader.clone();
+                match tokio::task::spawn_blocking(move || reader.last_check()).await {
+                    Ok(Ok(last)) => {
+                        checks::until_next(last.map(|r| r.started), every, started, clock.now())
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot read when the filtering checks last ran");
+                        CHECK_RETRY
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(CHECK_POLL)).await;
+            continue;
+        }
+        if let Err(error) = inner.run_checks(CheckTrigger::Schedule, SCHEDULE_ACTOR).await {
+            tracing::error!(%error, "the scheduled filtering check failed to run; trying again in an hour");
+            tokio::time::sleep(CHECK_RETRY).await;
+        }
+    }
+}
+
+/// The run as the store keeps it (the store counts the totals again from the items).
+fn stored_run(report: checks::Report, trigger: CheckTrigger, by: &str) -> CheckRun {
+    let items: Vec<CheckItem> = report
+        .items
+        .into_iter()
+        .map(|i| CheckItem {
+            group: i.group,
+            kind: match i.kind {
+                checks::Kind::Blocked => CheckKind::Blocked,
+                checks::Kind::Allowed => CheckKind::Allowed,
+                checks::Kind::SafeSearch => CheckKind::SafeSearch,
+                checks::Kind::Canary => CheckKind::Canary,
+                checks::Kind::Illegal => CheckKind::Illegal,
+            },
+            category: i.category,
+            probe: i.probe,
+            expected: i.expected,
+            observed: i.observed,
+            passed: i.passed,
+            tested: i.tested,
+        })
+        .collect();
+    let count = |f: fn(&CheckItem) -> bool| {
+        u32::try_from(items.iter().filter(|i| f(i)).count()).unwrap_or(u32::MAX)
+    };
+    CheckRun {
+        id: 0,
+        started: report.started,
+        finished: report.finished,
+        trigger,
+        by: by.to_string(),
+        passed: count(|i| i.tested && i.passed),
+        failed: count(CheckItem::failed),
+        items,
+    }
+}
+
+/// The alert for a run with failures.
+fn check_alert(run: &CheckRun) -> CheckAlert {
+    CheckAlert {
+        run_id: run.id,
+        started: run.started,
+        trigger: run.trigger.describe().to_string(),
+        passed: run.passed,
+        failed: run.failed,
+        failures: run
+            .items
+            .iter()
+            .filter(|i| i.failed())
+            .map(|i| CheckFailure {
+                group: i.group.clone(),
+                what: match &i.category {
+                    Some(c) => format!("{} ({c})", i.kind.describe()),
+                    None => i.kind.describe().to_string(),
+                },
+                probe: i.probe.clone(),
+                expected: i.expected.clone(),
+                observed: i.observed.clone(),
+            })
+            .collect(),
+        dashboard_url: None,
+    }
+}
+
+/// What `hedgerow check-filtering` did: the recorded run and how each alert channel fared.
+pub struct CheckCommand {
+    /// The run, as recorded (with its number).
+    pub run: CheckRun,
+    /// Each configured alert channel's outcome (empty when nothing failed or none is set).
+    pub alerts: Vec<crate::alerts::check::Delivery>,
+}
+
+/// `hedgerow check-filtering`: builds the pipeline from `config` and the compiled lists as
+/// `serve` would (the configured upstreams, a fresh cache, no query log), runs the checks in
+/// this process, records the run in the store as the command-line user, and alerts when an
+/// item failed (waiting for the deliveries, since the process ends next).
+pub async fn check_filtering(config: Config, clock: Clock) -> Result<CheckCommand, AppError> {
+    let config = Arc::new(config);
+    let lists = {
+        let config = config.clone();
+        Arc::new(tokio::task::spawn_blocking(move || lists::configured::open_to_read(&config)).await??)
+    };
+    let parts = ChainParts {
+        metrics: Arc::new(Metrics::new()?),
+        // Check queries are never logged; there is no query log here to begin with.
+        sink: None,
+        lists: lists.clone(),
+        cache: Arc::new(CacheStore::new()),
+        buckets: Default::default(),
+        clock: clock.clone(),
+        neighbours: Neighbours::default(),
+    };
+    let pipeline = chain::build(&config, &parts)?;
+    let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
+    let mut run = stored_run(report, CheckTrigger::CommandLine, &crate::store::cli::actor());
+    let (data_dir, recorded) = (config.server.data_dir.clone(), run.clone());
+    run.id = tokio::task::spawn_blocking(move || {
+        let (_, commands) = crate::store::open_offline(&data_dir, clock)?;
+        commands.record_check(&recorded)
+    })
+    .await??;
+    let mut alerts = Vec::new();
+    if run.failed > 0 {
+        let (alert, config) = (check_alert(&run), config.clone());
+        alerts = tokio::task::spawn_blocking(move || {
+            crate::alerts::send_check_alert(&config.alerts, &alert)
+        })
+        .await??;
+    }
+    Ok(CheckCommand { run, alerts })
 }
 
 /// Who changes the policy when a configuration is loaded.

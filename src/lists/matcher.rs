@@ -622,7 +622,7 @@ impl Blocklists {
         seed: u64,
         accept: impl FnMut(&str) -> bool,
     ) -> Vec<String> {
-        super::sample::sample(&self.blocks, mask, count, seed, accept)
+        super::sample::sample(self.blocks.as_map(), mask, count, seed, accept)
     }
 
     /// The listed suffix of `name` a hit at `depth` refers to.

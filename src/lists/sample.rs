@@ -24,8 +24,6 @@
 
 use fst::{raw::Fst, IntoStreamer, Streamer};
 
-use super::matcher::SuffixMap;
-
 /// The deepest a random walk goes before it stops (keys are at most 253 bytes; a start a
 /// few labels deep is as good as any).
 const MAX_WALK: usize = 40;
@@ -108,10 +106,11 @@ fn scan<D: AsRef<[u8]>>(
     None
 }
 
-/// Up to `count` distinct listed names carrying a bit of `mask`, chosen by `seed`, each one
-/// accepted by `accept` (the caller's "would this really be blocked for the group?").
+/// Up to `count` distinct listed names carrying a bit of `mask` in `map` (label-reversed
+/// keys, category bits as the compiler writes them), chosen by `seed`, each one accepted by
+/// `accept` (the caller's "would this really be blocked for the group?").
 pub fn sample<D: AsRef<[u8]>>(
-    map: &SuffixMap<D>,
+    map: &fst::Map<D>,
     mask: u32,
     count: usize,
     seed: u64,
@@ -121,7 +120,6 @@ pub fn sample<D: AsRef<[u8]>>(
     if map.is_empty() || mask == 0 {
         return out;
     }
-    let map = map.as_map();
     let mut mix = Mix(seed ^ u64::from(mask).rotate_left(32));
     for _ in 0..count.saturating_mul(WALKS_PER_NAME) {
         if out.len() >= count {
@@ -140,7 +138,17 @@ pub fn sample<D: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lists::EntryKind;
+    use crate::lists::{EntryKind, SuffixMap};
+
+    fn sample(
+        m: &SuffixMap<Vec<u8>>,
+        mask: u32,
+        count: usize,
+        seed: u64,
+        accept: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        super::sample(m.as_map(), mask, count, seed, accept)
+    }
 
     fn map() -> SuffixMap<Vec<u8>> {
         let mut entries = Vec::new();
