@@ -692,7 +692,10 @@ async fn scheduled_checks(inner: Arc<Inner>, reader: Reader, clock: Clock) {
             tokio::time::sleep(wait.min(CHECK_POLL)).await;
             continue;
         }
-        if let Err(error) = inner.run_checks(CheckTrigger::Schedule, SCHEDULE_ACTOR).await {
+        if let Err(error) = inner
+            .run_checks(CheckTrigger::Schedule, SCHEDULE_ACTOR)
+            .await
+        {
             tracing::error!(%error, "the scheduled filtering check failed to run; trying again in an hour");
             tokio::time::sleep(CHECK_RETRY).await;
         }
@@ -724,10 +727,12 @@ fn stored_run(report: checks::Report, trigger: CheckTrigger, by: &str) -> CheckR
     let count = |f: fn(&CheckItem) -> bool| {
         u32::try_from(items.iter().filter(|i| f(i)).count()).unwrap_or(u32::MAX)
     };
+    // Milliseconds, as the store keeps them, so the run returned is the run read back.
+    let millis = |t: SystemTime| crate::clock::from_unix_millis(crate::clock::unix_millis(t));
     CheckRun {
         id: 0,
-        started: report.started,
-        finished: report.finished,
+        started: millis(report.started),
+        finished: millis(report.finished),
         trigger,
         by: by.to_string(),
         passed: count(|i| i.tested && i.passed),
@@ -779,7 +784,9 @@ pub async fn check_filtering(config: Config, clock: Clock) -> Result<CheckComman
     let config = Arc::new(config);
     let lists = {
         let config = config.clone();
-        Arc::new(tokio::task::spawn_blocking(move || lists::configured::open_to_read(&config)).await??)
+        Arc::new(
+            tokio::task::spawn_blocking(move || lists::configured::open_to_read(&config)).await??,
+        )
     };
     let parts = ChainParts {
         metrics: Arc::new(Metrics::new()?),
@@ -793,7 +800,11 @@ pub async fn check_filtering(config: Config, clock: Clock) -> Result<CheckComman
     };
     let pipeline = chain::build(&config, &parts)?;
     let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
-    let mut run = stored_run(report, CheckTrigger::CommandLine, &crate::store::cli::actor());
+    let mut run = stored_run(
+        report,
+        CheckTrigger::CommandLine,
+        &crate::store::cli::actor(),
+    );
     let (data_dir, recorded) = (config.server.data_dir.clone(), run.clone());
     run.id = tokio::task::spawn_blocking(move || {
         let (_, commands) = crate::store::open_offline(&data_dir, clock)?;

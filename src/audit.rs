@@ -204,7 +204,9 @@ fn checks_diff(out: &mut Vec<String>, o: &ChecksConfig, n: &ChecksConfig) {
     } = n;
     if o.every != *every {
         let period = |e: &Option<std::time::Duration>| match e {
-            Some(d) if d.as_secs() % 86_400 == 0 => format!("every {} day(s)", d.as_secs() / 86_400),
+            Some(d) if d.as_secs() % 86_400 == 0 => {
+                format!("every {} day(s)", d.as_secs() / 86_400)
+            }
             Some(d) => format!("every {} hour(s)", d.as_secs() / 3600),
             None => "OFF".to_string(),
         };

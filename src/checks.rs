@@ -562,7 +562,9 @@ fn observed(answer: &Answer, withhold: bool) -> String {
                 ""
             };
             match (answer.rcode, ips.is_empty()) {
-                (ResponseCode::NoError, false) if withhold => format!("resolved{from}: NOT blocked"),
+                (ResponseCode::NoError, false) if withhold => {
+                    format!("resolved{from}: NOT blocked")
+                }
                 (ResponseCode::NoError, false) => {
                     format!("resolved ({}){from}", address_words(&ips))
                 }
@@ -702,10 +704,7 @@ mod tests {
         let last = t0 - week - h(5);
         assert_eq!(until_next(Some(last), week, t0, t0), FIRST_RUN_DELAY);
         // Overdue and past the first minute: now.
-        assert_eq!(
-            until_next(Some(last), week, t0, t0 + h(1)),
-            Duration::ZERO
-        );
+        assert_eq!(until_next(Some(last), week, t0, t0 + h(1)), Duration::ZERO);
         // Just ran: a whole period.
         let now = t0 + h(1);
         assert_eq!(until_next(Some(now), week, t0, now), week);
@@ -724,7 +723,8 @@ mod tests {
         .unwrap();
         let lists = Blocklists::empty();
         let metrics = crate::metrics::Metrics::new().unwrap();
-        let groups: Vec<crate::pipeline::identify::GroupNetworks> = chain::groups(&config, &lists, &metrics).unwrap();
+        let groups: Vec<crate::pipeline::identify::GroupNetworks> =
+            chain::groups(&config, &lists, &metrics).unwrap();
         let identify = Identify::new(&groups)
             .with_devices(chain::devices(&config, &groups), Default::default());
         let ip = |i: usize| client_for(&config, &config.groups[i], &identify);

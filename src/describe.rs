@@ -184,7 +184,10 @@ pub fn describe(config: &Config) -> String {
                 "hosts with only some illegal URLs listed are sent to the URL-filtering proxy at {proxy}"
             );
     }
-    out.push_str(&describe_checks(&config.checks, config.lists.illegal_list.is_some()));
+    out.push_str(&describe_checks(
+        &config.checks,
+        config.lists.illegal_list.is_some(),
+    ));
     out
 }
 
@@ -206,9 +209,16 @@ fn describe_checks(checks: &crate::config::checks::ChecksConfig, illegal_list: b
         "  each group is asked, as one of its devices: up to 3 names of each category it blocks (must be blocked), its SafeSearch engines (must be rewritten), the anti-circumvention names (must be answered locally)"
     );
     if checks.allowed.is_empty() {
-        let _ = writeln!(out, "  no names are checked to resolve ([checks] allowed is empty)");
+        let _ = writeln!(
+            out,
+            "  no names are checked to resolve ([checks] allowed is empty)"
+        );
     } else {
-        let _ = writeln!(out, "  and these must resolve: {}", checks.allowed.join(", "));
+        let _ = writeln!(
+            out,
+            "  and these must resolve: {}",
+            checks.allowed.join(", ")
+        );
     }
     let _ = writeln!(
         out,
@@ -392,4 +402,40 @@ fn categories(config: &Config, f: &mut Findings) {
         (Err(_), Ok(_)) => {}
     }
     f.errors.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checks_are_described_without_the_illegal_probe() {
+        let text = describe(&Config::embedded_default());
+        assert!(text.contains("filtering checks: every 7 day(s)"), "{text}");
+        assert!(
+            text.contains("www.bbc.co.uk, www.gov.uk, en.wikipedia.org"),
+            "{text}"
+        );
+        let config = Config::from_toml_str(
+            "[lists]\nillegal_list = \"/etc/hedgerow/iwf.txt\"\n\
+             [checks]\nevery = \"24h\"\nillegal_probe = \"secret-probe.example\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let text = describe(&config);
+        assert!(text.contains("filtering checks: every 1 day(s)"), "{text}");
+        assert!(
+            text.contains("illegal-content test entry: set (withheld)"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-probe"), "{text}");
+        let config = Config::from_toml_str(
+            "[lists]\nillegal_list = \"/etc/hedgerow/iwf.txt\"\n[checks]\nevery = \"off\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let text = describe(&config);
+        assert!(text.contains("only when asked"), "{text}");
+        assert!(text.contains("NOT set"), "{text}");
+    }
 }

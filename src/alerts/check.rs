@@ -248,7 +248,10 @@ mod tests {
             "Hedgerow's filtering check 7 (on schedule) found 1 problem: 38 of 39 checks passed."
         );
         let body = check_email_body(&a, TimeZone::EuropeLondon);
-        assert!(body.contains("When: 10:01 on Thursday 2 July 2026"), "{body}");
+        assert!(
+            body.contains("When: 10:01 on Thursday 2 July 2026"),
+            "{body}"
+        );
         assert!(body.contains("group pupils"), "{body}");
         let json: serde_json::Value = serde_json::from_str(&check_webhook_json(&a)).unwrap();
         assert_eq!(json["event"], "hedgerow.filtering_check_failed");

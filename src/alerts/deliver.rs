@@ -210,12 +210,10 @@ impl Email {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let msg = builder
-            .body(body)
-            .map_err(|e| Failure {
-                permanent: true,
-                reason: format!("cannot build the message: {e}"),
-            })?;
+        let msg = builder.body(body).map_err(|e| Failure {
+            permanent: true,
+            reason: format!("cannot build the message: {e}"),
+        })?;
         self.transport.send(&msg).map(|_| ()).map_err(|e| Failure {
             permanent: e.is_permanent(),
             reason: e.to_string(),

@@ -39,8 +39,8 @@ use std::{
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::{clock::Clock, config::alerts::AlertsConfig, event::Severity};
-use deliver::{Channel, Email, Webhook};
 pub use check::{send_check_alert, CheckAlert, CheckFailure};
+use deliver::{Channel, Email, Webhook};
 pub use throttle::{Outgoing, Suppressed, Throttle};
 
 /// Alerts waiting for the dispatcher; beyond this, [`Alerter::submit`] drops.

@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(c.checks.allowed, ["www.example.test"]);
         let probe = c.checks.illegal_probe.as_ref().unwrap();
         assert_eq!(probe.name(), "secret-test.example");
-        assert!(!format!("{c:?}").contains("secret-test"), "Debug withholds it");
+        assert!(
+            !format!("{c:?}").contains("secret-test"),
+            "Debug withholds it"
+        );
 
         for (text, secs) in [("24h", 86_400), ("7d", 604_800), ("2w", 1_209_600)] {
             assert_eq!(parse_every(text), Ok(Some(Duration::from_secs(secs))));

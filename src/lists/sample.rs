@@ -185,10 +185,7 @@ mod tests {
     #[test]
     fn deterministic_for_a_seed_and_moving_with_it() {
         let m = map();
-        assert_eq!(
-            sample(&m, 1, 3, 7, |_| true),
-            sample(&m, 1, 3, 7, |_| true)
-        );
+        assert_eq!(sample(&m, 1, 3, 7, |_| true), sample(&m, 1, 3, 7, |_| true));
         let seen: std::collections::BTreeSet<String> = (0..10)
             .flat_map(|seed| sample(&m, 1, 3, seed, |_| true))
             .collect();
@@ -212,10 +209,7 @@ mod tests {
 
     #[test]
     fn keys_turn_back_into_names() {
-        assert_eq!(
-            name_of(b"uk.co.bbc.www").as_deref(),
-            Some("www.bbc.co.uk")
-        );
+        assert_eq!(name_of(b"uk.co.bbc.www").as_deref(), Some("www.bbc.co.uk"));
         assert_eq!(name_of(b"com").as_deref(), Some("com"));
     }
 }

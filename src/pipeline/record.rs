@@ -96,3 +96,68 @@ impl Stage for Record {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use hickory_proto::{
+        op::ResponseCode,
+        rr::{Name, RecordType},
+    };
+
+    use super::*;
+    use crate::pipeline::{Pipeline, Transport};
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<QueryEvent>>);
+
+    impl QuerySink for Collect {
+        fn record(&self, event: QueryEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    /// Answers every query itself, like the cache on a hit.
+    struct Answers;
+
+    impl Stage for Answers {
+        fn name(&self) -> &'static str {
+            "answers"
+        }
+
+        fn handle<'a>(&'a self, _: &'a mut Query, _: Next<'a>) -> StageFuture<'a> {
+            Box::pin(async { Answer::empty(ResponseCode::NoError, Disposition::Forwarded) })
+        }
+    }
+
+    #[tokio::test]
+    async fn check_queries_are_neither_logged_nor_counted() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let sink = Arc::new(Collect::default());
+        let record = Record::new(metrics.clone(), Some(sink.clone()), Clock::system());
+        let pipeline = Pipeline::new(vec![Arc::new(record), Arc::new(Answers)]);
+        let query = |origin| {
+            let mut q = Query::new(
+                "127.0.0.1".parse().unwrap(),
+                Transport::Udp,
+                Name::from_ascii("www.example.test.").unwrap(),
+                RecordType::A,
+            );
+            q.origin = origin;
+            q
+        };
+        let before = metrics.encode();
+        let answer = pipeline.resolve(&mut query(Origin::Check)).await;
+        assert_eq!(
+            answer.disposition,
+            Disposition::Forwarded,
+            "answered all the same"
+        );
+        assert!(sink.0.lock().unwrap().is_empty());
+        assert_eq!(metrics.encode(), before);
+        pipeline.resolve(&mut query(Origin::Client)).await;
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
+        assert_ne!(metrics.encode(), before);
+    }
+}

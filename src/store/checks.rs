@@ -476,13 +476,19 @@ mod tests {
         let audit = reader.audit(None, 10).unwrap();
         let texts: Vec<&str> = audit.iter().map(|a| a.change.as_str()).collect();
         assert!(
-            texts.contains(&format!("filtering check {id}: 2 passed, 1 failed, 1 not tested (on schedule)").as_str()),
+            texts.contains(
+                &format!("filtering check {id}: 2 passed, 1 failed, 1 not tested (on schedule)")
+                    .as_str()
+            ),
             "{texts:?}"
         );
         assert!(audit.iter().all(|a| !a.change.contains("iwf-test")));
         assert!(audit.iter().any(|a| a.kind == AuditKind::Check));
         let table = stored.table();
-        assert!(table.contains("FAILED") && table.contains("NOT TESTED"), "{table}");
+        assert!(
+            table.contains("FAILED") && table.contains("NOT TESTED"),
+            "{table}"
+        );
         assert!(!table.contains("iwf-test"), "{table}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod binary;
+mod checks;
 mod common;
 mod guard;
 mod hardening;
