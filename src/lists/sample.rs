@@ -14,13 +14,18 @@
 //! categories, at worst one pass over the map for a tiny one (and then no more: a pass that
 //! finds nothing new ends the sampling).
 //!
-//! Measured (debug build, the shared machine): on an artifact compiled from the real lists in
-//! `../shared/data` (1.44 M names, 14 categories), three names from every category in
-//! 0.03–0.37 s per category (the tiny `extremism` category, 489 names, needs the full pass);
-//! on the 5 M-name synthetic list of `../shared/bench/gen_lists.py` (one category), three
-//! names in 3 ms, and a full pass in about 4 s. A weekly check can afford either: it runs
-//! off the DNS path, on tokio's blocking pool. `cargo test --test it
-//! measure_category_sampling -- --ignored --nocapture` prints these figures.
+//! Measured with `cargo test --test it measure_category_sampling -- --ignored --nocapture`
+//! (debug build on the shared 2-core machine, so an upper bound: no release build was run):
+//!
+//! - an artifact compiled from every list in `../shared/data` (779,009 names, 17 categories):
+//!   three names of a big category in under a millisecond, of a small one (58–865 names) in
+//!   0.01–0.37 s; one full pass over the map 2.3 s;
+//! - 4.39 M names (`../shared/bench/gen_lists.py --sizes 5M`) plus the 489 names of the
+//!   hategroup list as a second category: three of the bulk category in 0.1 ms, three of the
+//!   489 in 0.4–1.7 s; one full pass 17 s, the worst case, paid at most `count + 1` times per
+//!   group and category, and only when fewer names than asked for are left to find.
+//!
+//! The checks plan on tokio's blocking pool, off the DNS path; for a weekly run this is cheap.
 
 use fst::{raw::Fst, IntoStreamer, Streamer};
 
@@ -53,7 +58,7 @@ fn random_start<D: AsRef<[u8]>>(fst: &Fst<D>, mix: &mut Mix) -> Vec<u8> {
     let mut key = Vec::new();
     let mut node = fst.root();
     let stop_at = 1 + mix.below(MAX_WALK);
-    while key.len() < stop_at && node.len() > 0 {
+    while key.len() < stop_at && !node.is_empty() {
         let t = node.transition(mix.below(node.len()));
         key.push(t.inp);
         node = fst.node(t.addr);

@@ -130,7 +130,8 @@ pub struct CheckItem {
     /// Whether what it got is what it should get.
     pub passed: bool,
     /// Whether the item could be tested at all. `false` only when there was nothing to ask
-    /// with (an illegal-content tier is loaded but no `[checks] illegal_probe` is set): such
+    /// with: an illegal-content tier is loaded but no `[checks] illegal_probe` is set, or the
+    /// lists in force have no name of a blocked category that the group leaves blocked. Such
     /// an item has `passed == false`, is counted in neither [`CheckRun::passed`] nor
     /// [`CheckRun::failed`], raises no alert, and its `observed` says why it was not tested.
     pub tested: bool,

@@ -390,3 +390,119 @@ fn the_command_line_check_exits_non_zero_records_and_alerts_without_naming_the_p
     assert!(illegal.iter().all(|i| i.passed && i.probe == WITHHELD));
     assert_eq!(any_file_contains(&dir.join("data"), PROBE_HOST), None);
 }
+
+/// Measures [`hedgerow::lists::Blocklists::sample`] (the figures in `src/lists/sample.rs`):
+/// an artifact compiled from the real lists in `../shared/data` (every list of
+/// `derived/list-category-map.derived.tsv` in its proposed category), or the compiled artifact
+/// in `$HEDGEROW_SAMPLE_ARTIFACT` (say, the 5 M-name list of `../shared/bench/gen_lists.py`).
+/// Prints times; asserts only that names come back listed in their category.
+///
+/// ```text
+/// cargo test --test it measure_category_sampling -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "measurement: prints how long sampling takes on real lists"]
+fn measure_category_sampling() {
+    use hedgerow::lists::{compile, Blocklists, CompileOptions, Manifest};
+    use std::time::Instant;
+
+    let tmp = crate::common::tempdir::TempDir::new("sample-measure");
+    let artifact = match std::env::var_os("HEDGEROW_SAMPLE_ARTIFACT") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let Some(data) = crate::common::shared_data::shared_data() else {
+                return;
+            };
+            let map = std::fs::read_to_string(data.join("derived/list-category-map.derived.tsv"))
+                .unwrap();
+            let mut manifest = String::new();
+            let mut categories: Vec<(String, Vec<PathBuf>)> = Vec::new();
+            for row in map.lines().skip(1) {
+                let f: Vec<&str> = row.split('\t').collect();
+                let (id, path, category) = (f[0], f[1], f[3]);
+                if category == "allowlist" || id.starts_with("adguard-services/") {
+                    continue;
+                }
+                let source = data.join(path);
+                let local = if path.ends_with(".zst") {
+                    let out = tmp.path().join(format!("src-{}.txt", id.replace('/', "-")));
+                    let bytes = zstd::decode_all(std::fs::File::open(&source).unwrap()).unwrap();
+                    std::fs::write(&out, bytes).unwrap();
+                    out
+                } else {
+                    source
+                };
+                match categories.iter_mut().find(|(c, _)| c == category) {
+                    Some((_, files)) => files.push(local),
+                    None => categories.push((category.to_string(), vec![local])),
+                }
+            }
+            for (id, files) in &categories {
+                manifest.push_str(&format!(
+                    "[[category]]\nid = \"{id}\"\ntitle = \"{id}\"\nuk_definition = \"-\"\nseverity = \"medium\"\n"
+                ));
+                for f in files {
+                    manifest.push_str(&format!(
+                        "[[category.source]]\npath = \"{}\"\nformat = \"auto\"\n",
+                        f.display()
+                    ));
+                }
+            }
+            let path = tmp.path().join("lists.toml");
+            std::fs::write(&path, manifest).unwrap();
+            let out = tmp.path().join("compiled");
+            let report = compile(&CompileOptions {
+                manifest: Manifest::load(&path).unwrap(),
+                out_dir: out.clone(),
+                illegal: None,
+            })
+            .unwrap();
+            eprintln!("compiled {} names", report.names);
+            out
+        }
+    };
+    let lists = Blocklists::open(&artifact, None).unwrap();
+    eprintln!(
+        "{} names in {} categories",
+        lists.meta().names,
+        lists.categories().len()
+    );
+    let t = Instant::now();
+    let mut keys = 0u64;
+    lists.sample(u32::MAX, 1, 0, |_| {
+        keys += 1;
+        false
+    });
+    eprintln!(
+        "a full pass (nothing accepted): {:.3} s over {keys} names",
+        t.elapsed().as_secs_f64()
+    );
+    for c in lists.categories() {
+        let mut times = Vec::new();
+        for seed in 0..5u64 {
+            let t = Instant::now();
+            let names = lists.sample(c.mask(), 3, seed * 7919, |_| true);
+            times.push(t.elapsed().as_secs_f64());
+            for n in &names {
+                assert!(lists.lookup(n, c.mask()).is_some(), "{n} not in {}", c.id);
+            }
+            if seed == 0 {
+                eprintln!("{:>24}: {names:?}", c.id);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        eprintln!(
+            "{:>24}  {:>9} names  3 names in {:.4}–{:.4} s (median {:.4})",
+            c.id,
+            lists
+                .meta()
+                .categories
+                .iter()
+                .find(|m| m.id == c.id)
+                .map_or(0, |m| m.entries),
+            times[0],
+            times[4],
+            times[2]
+        );
+    }
+}
