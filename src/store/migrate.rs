@@ -186,9 +186,10 @@ INSERT INTO blocked_daily (day, name, count)
 
 /// Filtering checks (DfE: checks completed and recorded): one row per run, one per item
 /// asked. Items name groups and probe names, never a person; an illegal-tier probe is stored
-/// only as the withheld text.
+/// only as the withheld text. `IF NOT EXISTS`: a database taken back to an earlier version
+/// (as a test of an earlier step does) upgrades again without tripping over these tables.
 const V5: &str = "
-CREATE TABLE check_runs (
+CREATE TABLE IF NOT EXISTS check_runs (
     id INTEGER PRIMARY KEY,
     started INTEGER NOT NULL,
     finished INTEGER NOT NULL,
@@ -197,8 +198,8 @@ CREATE TABLE check_runs (
     passed INTEGER NOT NULL,
     failed INTEGER NOT NULL
 );
-CREATE INDEX check_runs_started ON check_runs (started);
-CREATE TABLE check_items (
+CREATE INDEX IF NOT EXISTS check_runs_started ON check_runs (started);
+CREATE TABLE IF NOT EXISTS check_items (
     run INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     grp TEXT NOT NULL,
