@@ -205,18 +205,6 @@ pub struct Plan {
     groups: Vec<GroupPlan>,
 }
 
-impl Plan {
-    /// Questions to ask, over every group.
-    pub fn len(&self) -> usize {
-        self.groups.iter().map(|g| g.probes.len()).sum()
-    }
-
-    /// Whether there is nothing to ask.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// A stable 64-bit hash of a group's name (FNV-1a), so each group samples its own names.
 fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -547,7 +535,8 @@ fn observed(answer: &Answer, withhold: bool) -> String {
             Some(BlockReason::Circumvention) => {
                 format!("answered locally ({})", shape(answer, &ips))
             }
-            _ => format!("blocked ({})", shape(answer, &ips_shown)),
+            // A block's addresses are Hedgerow's own (0.0.0.0, a block page): safe to show.
+            _ => format!("blocked ({})", shape(answer, &ips)),
         },
         Disposition::Local => format!("answered locally ({})", shape(answer, &ips)),
         Disposition::SafeSearch => match cname_target(answer) {
