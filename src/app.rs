@@ -418,18 +418,24 @@ impl Hedgerow {
 
 impl Inner {
     /// See [`Hedgerow::run_checks`].
-    async fn run_checks(&self, trigger: CheckTrigger, by: &str) -> Result<CheckRun, AppError> {
+    async fn run_checks(
+        self: &Arc<Self>,
+        trigger: CheckTrigger,
+        by: &str,
+    ) -> Result<CheckRun, AppError> {
         // The configuration, lists and pipeline of one moment: a reload swaps the pipeline
-        // while holding this lock.
-        let (config, lists, clock, pipeline) = {
-            let in_force = lock(&self.in_force);
+        // while holding this lock (on the blocking pool: a reload may hold it for a while).
+        let inner = self.clone();
+        let (config, lists, clock, pipeline) = tokio::task::spawn_blocking(move || {
+            let in_force = lock(&inner.in_force);
             (
                 Arc::new(in_force.config.clone()),
                 in_force.parts.lists.clone(),
                 in_force.parts.clock.clone(),
-                self.pipeline.load_full(),
+                inner.pipeline.load_full(),
             )
-        };
+        })
+        .await?;
         let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
         let mut run = stored_run(report, trigger, by);
         let commands = self.audit.clone();
@@ -671,7 +677,12 @@ async fn weekly_reports(scheduled: Scheduled, clock: Clock) {
 async fn scheduled_checks(inner: Arc<Inner>, reader: Reader, clock: Clock) {
     let started = clock.now();
     loop {
-        let every = lock(&inner.in_force).config.checks.every;
+        let read = inner.clone();
+        let Ok(every) =
+            tokio::task::spawn_blocking(move || lock(&read.in_force).config.checks.every).await
+        else {
+            return;
+        };
         let wait = match every {
             None => CHECK_POLL,
             Some(every) => {
