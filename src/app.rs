@@ -17,7 +17,8 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
-    alerts::{AlertError, Alerter, BreachAlert},
+    alerts::{AlertError, Alerter, BreachAlert, CheckAlert, CheckFailure},
+    checks::{self, CheckError},
     clock::Clock,
     config::{Config, ConfigError},
     dashboard::{
@@ -40,7 +41,10 @@ use crate::{
     },
     report::Scheduled,
     server::{Handler, ListenError, Listeners, ServeOptions, Sockets},
-    store::{AuditKind, BreachNotice, Commands, LeaseRecord, Reader, Store, StoreError},
+    store::{
+        AuditKind, BreachNotice, CheckItem, CheckKind, CheckRun, CheckTrigger, Commands,
+        LeaseRecord, Reader, Store, StoreError,
+    },
 };
 
 /// How often the artifact folder is checked for a newly compiled list.
@@ -53,6 +57,13 @@ const REPORT_POLL: Duration = Duration::from_secs(60);
 const REPORT_RETRY: Duration = Duration::from_secs(3600);
 /// How often the store is checked for grants changed by another process (the command line).
 const GRANTS_POLL: Duration = Duration::from_secs(5);
+/// The filtering checks' schedule is looked at again at least this often (a reload may change
+/// the period, a run from the dashboard moves the next one).
+const CHECK_POLL: Duration = Duration::from_secs(3600);
+/// After a scheduled check that could not run or be recorded, wait this long.
+const CHECK_RETRY: Duration = Duration::from_secs(3600);
+/// Who the audit trail names for scheduled filtering checks.
+const SCHEDULE_ACTOR: &str = "Hedgerow (filtering check schedule)";
 
 /// Why Hedgerow could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +95,9 @@ pub enum AppError {
     /// The alert channels could not be set up.
     #[error(transparent)]
     Alerts(#[from] AlertError),
+    /// A filtering check could not be planned.
+    #[error(transparent)]
+    Checks(#[from] CheckError),
     /// A DHCP lease file could not be followed.
     #[error("cannot follow the lease file {path}: {source}")]
     Leases {
@@ -177,6 +191,8 @@ pub struct Hedgerow {
     weekly_report: tokio::task::JoinHandle<()>,
     /// Picks up grants changed by another process, and drops lapsed ones from the table.
     grants_poll: tokio::task::JoinHandle<()>,
+    /// Runs the filtering checks on their schedule.
+    scheduled_checks: tokio::task::JoinHandle<()>,
 }
 
 /// A cheap, cloneable handle on the grants the resolver applies. The dashboard calls
@@ -456,6 +472,11 @@ impl Hedgerow {
             tracing::info!(addr = %page.local_addr(), "block page listening");
         }
         let grants_poll = tokio::spawn(poll_grants(inner.grants.clone()));
+        let scheduled_checks = tokio::spawn(scheduled_checks(
+            inner.clone(),
+            store.reader(),
+            clock.clone(),
+        ));
         Ok(Hedgerow {
             inner,
             server: Some(server),
@@ -467,6 +488,7 @@ impl Hedgerow {
             alerts,
             weekly_report,
             grants_poll,
+            scheduled_checks,
         })
     }
 
@@ -531,6 +553,14 @@ impl Hedgerow {
         tokio::task::spawn_blocking(move || inner.reload(trigger)).await?
     }
 
+    /// Runs the filtering checks now through the pipeline in force, records the run in the
+    /// store (with its audit record) and, when an item failed, alerts the DSL through the
+    /// configured channels (delivered in the background). `by` is who asked (a dashboard
+    /// user); the returned run carries its number and items.
+    pub async fn run_checks(&self, trigger: CheckTrigger, by: &str) -> Result<CheckRun, AppError> {
+        self.inner.run_checks(trigger, by).await
+    }
+
     /// Re-reads the neighbour table when a device is pinned by MAC address.
     pub async fn refresh_neighbours(&self) {
         let neighbours = {
@@ -562,6 +592,7 @@ impl Hedgerow {
         }
         self.weekly_report.abort();
         self.grants_poll.abort();
+        self.scheduled_checks.abort();
         let watchers = std::mem::take(&mut self.lease_watchers);
         let (store, alerts) = (self.store.take(), self.alerts.take());
         // The store drains last: every query answered above is in its queues by now. Closing
@@ -587,6 +618,49 @@ impl Hedgerow {
 }
 
 impl Inner {
+    /// See [`Hedgerow::run_checks`].
+    async fn run_checks(
+        self: &Arc<Self>,
+        trigger: CheckTrigger,
+        by: &str,
+    ) -> Result<CheckRun, AppError> {
+        // The configuration, lists and pipeline of one moment: a reload swaps the pipeline
+        // while holding this lock (on the blocking pool: a reload may hold it for a while).
+        let inner = self.clone();
+        let (config, lists, clock, pipeline) = tokio::task::spawn_blocking(move || {
+            let in_force = lock(&inner.in_force);
+            (
+                Arc::new(in_force.config.clone()),
+                in_force.parts.lists.clone(),
+                in_force.parts.clock.clone(),
+                inner.pipeline.load_full(),
+            )
+        })
+        .await?;
+        let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
+        let mut run = stored_run(report, trigger, by);
+        let commands = self.audit.clone();
+        let recorded = run.clone();
+        run.id = tokio::task::spawn_blocking(move || commands.record_check(&recorded)).await??;
+        tracing::info!(
+            run = run.id,
+            passed = run.passed,
+            failed = run.failed,
+            "filtering check recorded"
+        );
+        if run.failed > 0 && config.alerts.enabled() {
+            let alert = check_alert(&run);
+            let alerts = config.alerts.clone();
+            // In the background: a slow receiver must not hold up whoever asked for the run.
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = crate::alerts::send_check_alert(&alerts, &alert) {
+                    tracing::error!(%error, "the filtering check alert could not be sent");
+                }
+            });
+        }
+        Ok(run)
+    }
+
     /// Rebuilds the pipeline for `trigger`, counts the outcome, and audits what changed.
     /// Blocking: runs on tokio's blocking pool.
     fn reload(&self, trigger: Trigger) -> Result<(), AppError> {
@@ -812,6 +886,169 @@ async fn poll_grants(grants: GrantsHandle) {
     }
 }
 
+/// Runs the filtering checks when due (`[checks] every`): the first ~a minute after start-up
+/// when none ran within the period (so a restart neither skips nor repeats one), then a
+/// period after the last run, whoever started it. The store's last run is the record.
+async fn scheduled_checks(inner: Arc<Inner>, reader: Reader, clock: Clock) {
+    let started = clock.now();
+    loop {
+        let read = inner.clone();
+        let Ok(every) =
+            tokio::task::spawn_blocking(move || lock(&read.in_force).config.checks.every).await
+        else {
+            return;
+        };
+        let wait = match every {
+            None => CHECK_POLL,
+            Some(every) => {
+                let reader = reader.clone();
+                match tokio::task::spawn_blocking(move || reader.last_check()).await {
+                    Ok(Ok(last)) => {
+                        checks::until_next(last.map(|r| r.started), every, started, clock.now())
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot read when the filtering checks last ran");
+                        CHECK_RETRY
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(CHECK_POLL)).await;
+            continue;
+        }
+        if let Err(error) = inner
+            .run_checks(CheckTrigger::Schedule, SCHEDULE_ACTOR)
+            .await
+        {
+            tracing::error!(%error, "the scheduled filtering check failed to run; trying again in an hour");
+            tokio::time::sleep(CHECK_RETRY).await;
+        }
+    }
+}
+
+/// The run as the store keeps it (the store counts the totals again from the items).
+fn stored_run(report: checks::Report, trigger: CheckTrigger, by: &str) -> CheckRun {
+    let items: Vec<CheckItem> = report
+        .items
+        .into_iter()
+        .map(|i| CheckItem {
+            group: i.group,
+            kind: match i.kind {
+                checks::Kind::Blocked => CheckKind::Blocked,
+                checks::Kind::Allowed => CheckKind::Allowed,
+                checks::Kind::SafeSearch => CheckKind::SafeSearch,
+                checks::Kind::Canary => CheckKind::Canary,
+                checks::Kind::Illegal => CheckKind::Illegal,
+            },
+            category: i.category,
+            probe: i.probe,
+            expected: i.expected,
+            observed: i.observed,
+            passed: i.passed,
+            tested: i.tested,
+        })
+        .collect();
+    let count = |f: fn(&CheckItem) -> bool| {
+        u32::try_from(items.iter().filter(|i| f(i)).count()).unwrap_or(u32::MAX)
+    };
+    // Milliseconds, as the store keeps them, so the run returned is the run read back.
+    let millis = |t: SystemTime| crate::clock::from_unix_millis(crate::clock::unix_millis(t));
+    CheckRun {
+        id: 0,
+        started: millis(report.started),
+        finished: millis(report.finished),
+        trigger,
+        by: by.to_string(),
+        passed: count(|i| i.tested && i.passed),
+        failed: count(CheckItem::failed),
+        items,
+    }
+}
+
+/// The alert for a run with failures.
+fn check_alert(run: &CheckRun) -> CheckAlert {
+    CheckAlert {
+        run_id: run.id,
+        started: run.started,
+        trigger: run.trigger.describe().to_string(),
+        passed: run.passed,
+        failed: run.failed,
+        failures: run
+            .items
+            .iter()
+            .filter(|i| i.failed())
+            .map(|i| CheckFailure {
+                group: i.group.clone(),
+                what: match &i.category {
+                    Some(c) => format!("{} ({c})", i.kind.describe()),
+                    None => i.kind.describe().to_string(),
+                },
+                probe: i.probe.clone(),
+                expected: i.expected.clone(),
+                observed: i.observed.clone(),
+            })
+            .collect(),
+        dashboard_url: None,
+    }
+}
+
+/// What `hedgerow check-filtering` did: the recorded run and how each alert channel fared.
+pub struct CheckCommand {
+    /// The run, as recorded (with its number).
+    pub run: CheckRun,
+    /// Each configured alert channel's outcome (empty when nothing failed or none is set).
+    pub alerts: Vec<crate::alerts::check::Delivery>,
+}
+
+/// `hedgerow check-filtering`: builds the pipeline from `config` and the compiled lists as
+/// `serve` would (the configured upstreams, a fresh cache, no query log), runs the checks in
+/// this process, records the run in the store as the command-line user, and alerts when an
+/// item failed (waiting for the deliveries, since the process ends next).
+pub async fn check_filtering(config: Config, clock: Clock) -> Result<CheckCommand, AppError> {
+    let config = Arc::new(config);
+    let lists = {
+        let config = config.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || lists::configured::open_to_read(&config)).await??,
+        )
+    };
+    let parts = ChainParts {
+        metrics: Arc::new(Metrics::new()?),
+        // Check queries are never logged; there is no query log here to begin with.
+        sink: None,
+        grants: Arc::new(LiveGrants::new()),
+        lists: lists.clone(),
+        cache: Arc::new(CacheStore::new()),
+        buckets: Default::default(),
+        clock: clock.clone(),
+        neighbours: Neighbours::default(),
+    };
+    let pipeline = chain::build(&config, &parts)?;
+    let report = checks::run(config.clone(), lists, &pipeline, &clock).await?;
+    let mut run = stored_run(
+        report,
+        CheckTrigger::CommandLine,
+        &crate::store::cli::actor(),
+    );
+    let (data_dir, recorded) = (config.server.data_dir.clone(), run.clone());
+    run.id = tokio::task::spawn_blocking(move || {
+        let (_, commands) = crate::store::open_offline(&data_dir, clock)?;
+        commands.record_check(&recorded)
+    })
+    .await??;
+    let mut alerts = Vec::new();
+    if run.failed > 0 {
+        let (alert, config) = (check_alert(&run), config.clone());
+        alerts = tokio::task::spawn_blocking(move || {
+            crate::alerts::send_check_alert(&config.alerts, &alert)
+        })
+        .await??;
+    }
+    Ok(CheckCommand { run, alerts })
+}
+
 /// Who changes the policy when a configuration is loaded.
 fn actor(config: &Config) -> String {
     format!("configuration file {}", config.source.display())
@@ -997,6 +1234,20 @@ impl Services for Console {
             crate::event::BlockReason::SafeSearchUnenforceable => {
                 BlockedSite::Filtered("search without SafeSearch".into())
             }
+        })
+    }
+
+    fn run_checks(
+        &self,
+        by: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<i64, String>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            inner
+                .run_checks(CheckTrigger::Dashboard, &by)
+                .await
+                .map(|run| run.id)
+                .map_err(|e| e.to_string())
         })
     }
 

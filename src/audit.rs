@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::config::{
+    checks::ChecksConfig,
     identity::{DhcpSource, IdentityConfig},
     Config, DeviceConfig, GroupConfig, ListsConfig, RateLimitConfig, ScheduleConfig, ServerConfig,
     TlsRoots, UpstreamConfig, UpstreamSettings,
@@ -33,7 +34,9 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         alerts: _, // who is told about breaches, not what a device can reach
         store,     // what is recorded and for how long: the school's monitoring policy
         dashboard, // who can see the records and how they sign in
+        checks,    // how filtering is checked and recorded: also the school's monitoring policy
     } = new;
+    checks_diff(&mut out, &old.checks, checks);
     changed(
         &mut out,
         "dashboard sign-in settings (HTTPS, second factor, session lengths)",
@@ -197,6 +200,46 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     out
 }
 
+/// Changes to the filtering checks: not what a device can reach, but whether and how the
+/// school checks that filtering works (DfE), so switching them off is on the record. The
+/// illegal-content probe is a confidential list entry: only that it changed is said.
+fn checks_diff(out: &mut Vec<String>, o: &ChecksConfig, n: &ChecksConfig) {
+    let ChecksConfig {
+        every,
+        allowed,
+        illegal_probe,
+    } = n;
+    if o.every != *every {
+        let period = |e: &Option<std::time::Duration>| match e {
+            Some(d) if d.as_secs() % 86_400 == 0 => {
+                format!("every {} day(s)", d.as_secs() / 86_400)
+            }
+            Some(d) => format!("every {} hour(s)", d.as_secs() / 3600),
+            None => "OFF".to_string(),
+        };
+        out.push(format!(
+            "filtering checks: {} → {}",
+            period(&o.every),
+            period(every)
+        ));
+    }
+    list_change(
+        out,
+        "filtering checks: names every group must reach".into(),
+        &o.allowed,
+        allowed,
+    );
+    if o.illegal_probe != *illegal_probe {
+        out.push(match illegal_probe {
+            Some(_) if o.illegal_probe.is_some() => {
+                "filtering checks: illegal-content test entry changed (withheld)".to_string()
+            }
+            Some(_) => "filtering checks: illegal-content test entry set (withheld)".to_string(),
+            None => "filtering checks: illegal-content test entry REMOVED".to_string(),
+        });
+    }
+}
+
 /// One group's changes.
 fn group_diff(out: &mut Vec<String>, o: &GroupConfig, n: &GroupConfig) {
     let GroupConfig {
@@ -344,5 +387,24 @@ mod tests {
             ]
         );
         assert!(diff(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn filtering_check_changes_are_recorded_without_the_probe() {
+        let old = config("");
+        let new = config(
+            "[checks]\nevery = \"off\"\nallowed = [\"www.gov.uk\", \"school.example\"]\nillegal_probe = \"iwf-test.example\"\n",
+        );
+        let d = diff(&old, &new);
+        assert_eq!(
+            d,
+            [
+                "filtering checks: every 7 day(s) → OFF",
+                "filtering checks: names every group must reach: added school.example",
+                "filtering checks: names every group must reach: removed en.wikipedia.org, www.bbc.co.uk",
+                "filtering checks: illegal-content test entry set (withheld)",
+            ]
+        );
+        assert!(d.iter().all(|c| !c.contains("iwf-test")));
     }
 }

@@ -184,6 +184,51 @@ pub fn describe(config: &Config) -> String {
                 "hosts with only some illegal URLs listed are sent to the URL-filtering proxy at {proxy}"
             );
     }
+    out.push_str(&describe_checks(
+        &config.checks,
+        config.lists.illegal_list.is_some(),
+    ));
+    out
+}
+
+/// The filtering checks in plain English (never the illegal-content test entry itself).
+fn describe_checks(checks: &crate::config::checks::ChecksConfig, illegal_list: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let every = match checks.every {
+        Some(d) if d.as_secs() % 86_400 == 0 => format!("every {} day(s)", d.as_secs() / 86_400),
+        Some(d) => format!("every {} hour(s)", d.as_secs() / 3600),
+        None => "only when asked (`every = \"off\"`)".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "\nfiltering checks: {every}, recorded in the store, an alert when one fails; `hedgerow check-filtering` runs one now"
+    );
+    let _ = writeln!(
+        out,
+        "  each group is asked, as one of its devices: up to 3 names of each category it blocks (must be blocked), its SafeSearch engines (must be rewritten), the anti-circumvention names (must be answered locally)"
+    );
+    if checks.allowed.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no names are checked to resolve ([checks] allowed is empty)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  and these must resolve: {}",
+            checks.allowed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  illegal-content test entry: {}",
+        match (&checks.illegal_probe, illegal_list) {
+            (Some(_), _) => "set (withheld); it must be blocked",
+            (None, true) => "NOT set: the illegal-content tier is recorded as not tested (ask the IWF for a test entry)",
+            (None, false) => "not set",
+        }
+    );
     out
 }
 
@@ -379,4 +424,40 @@ fn categories(config: &Config, f: &mut Findings) {
         (Err(_), Ok(_)) => {}
     }
     f.errors.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checks_are_described_without_the_illegal_probe() {
+        let text = describe(&Config::embedded_default());
+        assert!(text.contains("filtering checks: every 7 day(s)"), "{text}");
+        assert!(
+            text.contains("www.bbc.co.uk, www.gov.uk, en.wikipedia.org"),
+            "{text}"
+        );
+        let config = Config::from_toml_str(
+            "[lists]\nillegal_list = \"/etc/hedgerow/iwf.txt\"\n\
+             [checks]\nevery = \"24h\"\nillegal_probe = \"secret-probe.example\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let text = describe(&config);
+        assert!(text.contains("filtering checks: every 1 day(s)"), "{text}");
+        assert!(
+            text.contains("illegal-content test entry: set (withheld)"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-probe"), "{text}");
+        let config = Config::from_toml_str(
+            "[lists]\nillegal_list = \"/etc/hedgerow/iwf.txt\"\n[checks]\nevery = \"off\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let text = describe(&config);
+        assert!(text.contains("only when asked"), "{text}");
+        assert!(text.contains("NOT set"), "{text}");
+    }
 }

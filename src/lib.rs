@@ -25,6 +25,7 @@
 //!  main.rs (CLI, anyhow)          app (wiring: config → lists → pipeline → listeners; reload; drain)
 //!        │                          │
 //!        ├── lookup, describe, audit ── the technician's views of a configuration
+//!        ├── checks ── asks each group's names through the pipeline (filtering checks)
 //!        │                          │
 //!  DNS path:  server ─▶ pipeline ─▶ lists        wire (codec, imports no pipeline type)
 //!        │                          │
@@ -48,6 +49,9 @@
 //! - **Off the DNS path**: [`identity`] (who an address was: DHCP lease files, user
 //!   sessions) and [`alerts`] (instant safeguarding alerts to the DSL) import only leaves and
 //!   `config`; [`civil`] is UTC calendar time (a leaf).
+//! - [`checks`] (the filtering checks: each group's names asked through the pipeline in force,
+//!   as a device of the group) imports config, lists and pipeline, like [`lookup`]; `app`
+//!   records its runs in the store and alerts on failures.
 //! - [`report`] (the DSL's weekly summary), [`sessions`] (recording user sessions from a
 //!   CSV file or the sessions API), [`users`] (the `hedgerow user` commands: dashboard
 //!   accounts) and [`unblock`] (deciding unblock requests and managing grants from the
@@ -66,6 +70,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod checks;
 pub mod civil;
 pub mod clock;
 pub mod config;

@@ -57,6 +57,13 @@ enum Command {
     /// Who was logged in where: user sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Check that filtering works for every group (as a device of each group gets it),
+    /// record the check, and alert when something failed. Exits non-zero on a failure.
+    CheckFiltering {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Staff's requests to unblock a name: list, approve, refuse.
     #[command(subcommand)]
     Unblock(UnblockCommand),
@@ -759,6 +766,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => {
             print!("{}", user_command(command)?);
+            Ok(())
+        }
+        Command::CheckFiltering { config } => {
+            let config = config_or_default(config.as_ref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let done = runtime.block_on(app::check_filtering(config, Clock::system()))?;
+            print!("{}", done.run.table());
+            for d in &done.alerts {
+                match &d.outcome {
+                    Ok(()) => println!("alert sent by {}", d.channel),
+                    Err(reason) => println!("alert NOT sent by {}: {reason}", d.channel),
+                }
+            }
+            anyhow::ensure!(
+                done.run.failed == 0,
+                "{} check(s) failed (recorded as filtering check {})",
+                done.run.failed,
+                done.run.id
+            );
             Ok(())
         }
         Command::Lists(ListsCommand::Keygen { path }) => {

@@ -77,6 +77,13 @@ impl Channel for Webhook {
     }
 
     fn deliver(&mut self, out: &Outgoing) -> Result<(), Failure> {
+        self.post(&message::webhook_json(out, self.zone))
+    }
+}
+
+impl Webhook {
+    /// One `POST` of `json` (a breach alert or a failed filtering check).
+    pub(super) fn post(&self, json: &str) -> Result<(), Failure> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -84,7 +91,7 @@ impl Channel for Webhook {
         if let Some((header, value)) = &self.secret {
             req = req.set(header, value);
         }
-        match req.send_string(&message::webhook_json(out, self.zone)) {
+        match req.send_string(json) {
             Ok(_) => Ok(()),
             // Only the status: the URL itself may carry a token (chat webhooks do).
             Err(ureq::Error::Status(code, _)) => Err(Failure {
@@ -186,19 +193,27 @@ impl Channel for Email {
     }
 
     fn deliver(&mut self, out: &Outgoing) -> Result<(), Failure> {
+        self.send_text(
+            message::email_subject(out),
+            message::email_body(out, self.zone, self.throttle_minutes),
+        )
+    }
+}
+
+impl Email {
+    /// One plain-text message to the recipients (a breach alert or a failed filtering check).
+    pub(super) fn send_text(&self, subject: String, body: String) -> Result<(), Failure> {
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(message::email_subject(out))
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let msg = builder
-            .body(message::email_body(out, self.zone, self.throttle_minutes))
-            .map_err(|e| Failure {
-                permanent: true,
-                reason: format!("cannot build the message: {e}"),
-            })?;
+        let msg = builder.body(body).map_err(|e| Failure {
+            permanent: true,
+            reason: format!("cannot build the message: {e}"),
+        })?;
         self.transport.send(&msg).map(|_| ()).map_err(|e| Failure {
             permanent: e.is_permanent(),
             reason: e.to_string(),

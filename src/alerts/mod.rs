@@ -12,12 +12,16 @@
 //! has its own thread, so a slow webhook does not hold up email; a failed delivery is retried
 //! with doubling waits, then given up and counted.
 //!
+//! A failed filtering check is alerted through the same channels, apart from this queue and
+//! throttle (one message per failed run): see [`check`].
+//!
 //! Logs name breaches by id only: device names, groups and domains are personal data and go
 //! only to the DSL through the channels.
 //!
 //! This module imports nothing from the store, pipeline, server, app or dashboard; the
 //! caller builds [`BreachAlert`]s from its own records.
 
+pub mod check;
 mod deliver;
 pub mod message;
 pub mod throttle;
@@ -35,6 +39,7 @@ use std::{
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::{clock::Clock, config::alerts::AlertsConfig, event::Severity};
+pub use check::{send_check_alert, CheckAlert, CheckFailure};
 use deliver::{Channel, Email, Webhook};
 pub use throttle::{Outgoing, Suppressed, Throttle};
 

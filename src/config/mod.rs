@@ -27,6 +27,7 @@
 //! ```
 
 pub mod alerts;
+pub mod checks;
 pub mod dashboard;
 pub mod identity;
 mod raw;
@@ -338,6 +339,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The web dashboard.
     pub dashboard: dashboard::DashboardConfig,
+    /// The filtering checks: how often, and what they ask.
+    pub checks: checks::ChecksConfig,
 }
 
 impl Config {

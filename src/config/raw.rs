@@ -44,6 +44,7 @@ pub struct RawConfig {
     store: super::store::RawStore,
     #[serde(default)]
     dashboard: super::dashboard::RawDashboard,
+    checks: super::checks::RawChecks,
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,6 +531,7 @@ impl RawConfig {
         let identity = self.identity.validate(&invalid)?;
         let alerts = self.alerts.validate(timezone, &invalid)?;
         let dashboard = self.dashboard.validate(&invalid)?;
+        let checks = self.checks.validate(&invalid)?;
 
         let store = self
             .store
@@ -539,6 +541,7 @@ impl RawConfig {
             dashboard,
             identity,
             alerts,
+            checks,
             store,
             devices,
             source: path.to_path_buf(),

@@ -132,7 +132,12 @@ async fn run_now(
     Submitted { viewer, .. }: Submitted<RunForm>,
 ) -> Result<Response, PageError> {
     viewer.require(&[Role::Technician, Role::Dsl])?;
-    match dashboard.inner.services.run_checks(viewer.name.clone()).await {
+    match dashboard
+        .inner
+        .services
+        .run_checks(viewer.name.clone())
+        .await
+    {
         Ok(id) => Ok(Redirect::to(&format!("/checks/{id}")).into_response()),
         Err(e) => Ok(Redirect::to(&format!("/checks?error={}", page::q(&e))).into_response()),
     }

@@ -17,6 +17,7 @@ mod auth;
 mod blockpage;
 mod breaches;
 mod chart;
+mod checks;
 mod overview;
 mod page;
 mod queries;
@@ -105,6 +106,12 @@ pub trait Services: Send + Sync + 'static {
     /// The name is on the illegal-content tier: it can never be unblocked (callers say so
     /// in neutral words and never show or log the name as such).
     fn is_illegal(&self, name: &str) -> bool;
+    /// Runs the filtering checks now through the resolver in force, as `by`, records them and
+    /// alerts on failure; the run's number, or why it could not run.
+    fn run_checks(
+        &self,
+        by: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<i64, String>>;
     /// The grants in the store changed (an approval, a revocation): put them in force now.
     fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Resolver health: listeners, upstreams, cache, the query log's lag.
@@ -184,6 +191,7 @@ impl Dashboard {
             .merge(auth::routes())
             .merge(overview::routes())
             .merge(breaches::routes())
+            .merge(checks::routes())
             .merge(queries::routes())
             .merge(trail::routes())
             .merge(unblock::routes())

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::{
     accounts::Role,
     event::Disposition,
-    store::{CaseStatus, CircumventionSummary, CountBy, CountRow, DeviceAttempts},
+    store::{CaseStatus, CheckRun, CircumventionSummary, CountBy, CountRow, DeviceAttempts},
 };
 
 use super::{
@@ -125,6 +125,10 @@ struct OverviewPage {
     health: Vec<HealthLine>,
     lists: ListsView,
     lists_built: String,
+    /// The last filtering check in words, its link, and whether anything failed.
+    check: String,
+    check_href: String,
+    check_failed: bool,
 }
 
 struct Figures {
@@ -136,6 +140,7 @@ struct Figures {
     devices: Vec<DeviceAttempts>,
     ages: Vec<(CaseStatus, u64, u64, u64)>,
     circumvention: CircumventionSummary,
+    last_check: Option<CheckRun>,
 }
 
 fn bars(rows: impl Iterator<Item = (String, u64, String)>) -> Vec<Bar> {
@@ -182,6 +187,7 @@ async fn overview(
                     Vec::new()
                 },
                 circumvention: r.circumvention(since, until, 5)?,
+                last_check: r.last_check()?,
             })
         })
         .await?;
@@ -285,6 +291,22 @@ async fn overview(
             .built
             .map_or_else(|| "never".into(), |t| viewer.zone_time(t)),
         lists,
+        check: figures.last_check.as_ref().map_or_else(
+            || "No filtering check has run yet.".to_string(),
+            |c| {
+                format!(
+                    "{}: {} passed, {} failed",
+                    viewer.zone_time(c.started),
+                    c.passed,
+                    c.failed
+                )
+            },
+        ),
+        check_href: figures
+            .last_check
+            .as_ref()
+            .map_or_else(|| "/checks".to_string(), |c| format!("/checks/{}", c.id)),
+        check_failed: figures.last_check.as_ref().is_some_and(|c| c.failed > 0),
         records,
         chrome: Chrome::new(&viewer, Section::Overview, "Overview"),
     };

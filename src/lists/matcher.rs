@@ -612,6 +612,19 @@ impl Blocklists {
         self.dir.as_deref()
     }
 
+    /// Up to `count` distinct names listed in a category of `mask`, chosen by `seed` (the
+    /// same seed, the same names), each accepted by `accept`; for the filtering checks. See
+    /// `sample.rs` for how, and what it costs on millions of names.
+    pub fn sample(
+        &self,
+        mask: u32,
+        count: usize,
+        seed: u64,
+        accept: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        super::sample::sample(self.blocks.as_map(), mask, count, seed, accept)
+    }
+
     /// The listed suffix of `name` a hit at `depth` refers to.
     pub fn matched_key(&self, name: &str, depth: u8) -> String {
         matched_suffix(name, depth)

@@ -15,6 +15,7 @@
 //! * [`illegal`] — the confidential illegal-content tier (keyed hashes only).
 //! * [`explain()`] — which source file and line produced a match.
 //! * [`update()`] — conditional downloads of `url` sources, keeping the last good copy.
+//! * [`Blocklists::sample`] — a few listed names of a category, for the filtering checks.
 //!
 //! # Example
 //!
@@ -68,6 +69,7 @@ mod keys;
 pub mod manifest;
 pub mod matcher;
 pub mod parse;
+mod sample;
 pub mod update;
 
 pub use artifact::Meta;

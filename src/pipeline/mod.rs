@@ -35,7 +35,7 @@ pub mod safesearch;
 use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc};
 
 pub use answer::{Answer, Reason, Sections, SharedSections, Ttl};
-pub use query::Query;
+pub use query::{Origin, Query};
 
 pub use crate::event::{BlockReason, Disposition, Transport};
 

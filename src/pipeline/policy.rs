@@ -140,6 +140,12 @@ const CIRCUMVENTION: [Circumvention; 5] = [
     },
 ];
 
+/// The built-in anti-circumvention names with their local answers and what each is, in
+/// plain words: what the filtering checks ask to see that the rules answer as designed.
+pub fn circumvention_names() -> impl Iterator<Item = (&'static str, LocalAnswer, &'static str)> {
+    CIRCUMVENTION.iter().map(|c| (c.name, c.answer, c.what))
+}
+
 /// Everything [`decide`] reads besides the name.
 pub struct Context<'a> {
     /// The group's name, for explanations.

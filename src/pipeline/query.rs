@@ -6,6 +6,21 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use crate::{event::Transport, pipeline::group::Group};
 
+/// Who asked: a device, or Hedgerow's own filtering check asking as a device of a group.
+///
+/// A check query takes the whole chain, so its answer is exactly what a device gets, but it
+/// is nobody's attempt: the record stage leaves it out of the metrics and the query log
+/// (so it opens no breach), and the rate limit does not charge it to the device whose
+/// address it borrows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A client on the network (every query the listeners read).
+    #[default]
+    Client,
+    /// A filtering check run by Hedgerow itself ([`crate::checks`]).
+    Check,
+}
+
 /// One question from one client, as the stages see it.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -31,6 +46,8 @@ pub struct Query {
     pub device: Option<Arc<str>>,
     /// When the query arrived.
     pub received: Instant,
+    /// A device's query or a filtering check's (kept by [`Query::for_name`]).
+    pub origin: Origin,
 }
 
 impl Query {
@@ -56,6 +73,7 @@ impl Query {
             group: None,
             device: None,
             received: Instant::now(),
+            origin: Origin::Client,
         }
     }
 

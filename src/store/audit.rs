@@ -36,6 +36,8 @@ pub enum AuditKind {
     Account,
     /// Someone viewed a person's records.
     View,
+    /// A filtering check was run and recorded.
+    Check,
     /// Anything else.
     Other,
 }
@@ -53,12 +55,13 @@ impl AuditKind {
             AuditKind::Login => "login",
             AuditKind::Account => "account",
             AuditKind::View => "view",
+            AuditKind::Check => "check",
             AuditKind::Other => "other",
         }
     }
 
     /// Every kind.
-    pub const ALL: [AuditKind; 10] = [
+    pub const ALL: [AuditKind; 11] = [
         AuditKind::Policy,
         AuditKind::List,
         AuditKind::Grant,
@@ -68,6 +71,7 @@ impl AuditKind {
         AuditKind::Login,
         AuditKind::Account,
         AuditKind::View,
+        AuditKind::Check,
         AuditKind::Other,
     ];
 

@@ -153,12 +153,12 @@ impl Commands {
         open_write(&self.path)
     }
 
-    /// The clock the store was opened with.
     /// Now, from the store's clock, in Unix milliseconds.
     pub(super) fn now_millis(&self) -> i64 {
         self.clock.unix_millis()
     }
 
+    /// The clock audit records are stamped with.
     pub(super) fn clock(&self) -> &Clock {
         &self.clock
     }

@@ -238,8 +238,38 @@ CREATE TABLE grants (
 CREATE INDEX grants_expires ON grants (expires);
 ";
 
+/// Filtering checks (DfE: checks completed and recorded): one row per run, one per item
+/// asked. Items name groups and probe names, never a person; an illegal-tier probe is stored
+/// only as the withheld text. `IF NOT EXISTS`: a database taken back to an earlier version
+/// (as a test of an earlier step does) upgrades again without tripping over these tables.
+const V7: &str = "
+CREATE TABLE IF NOT EXISTS check_runs (
+    id INTEGER PRIMARY KEY,
+    started INTEGER NOT NULL,
+    finished INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    by TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    failed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS check_runs_started ON check_runs (started);
+CREATE TABLE IF NOT EXISTS check_items (
+    run INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    category TEXT,
+    probe TEXT NOT NULL,
+    expected TEXT NOT NULL,
+    observed TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    tested INTEGER NOT NULL,
+    PRIMARY KEY (run, seq)
+) WITHOUT ROWID;
+";
+
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub const CURRENT: u32 = STEPS.len() as u32;

@@ -32,6 +32,7 @@
 //! so another backend (PostgreSQL) could sit behind it later.
 
 mod audit;
+mod checks;
 pub mod cli;
 mod commands;
 mod journal;
@@ -54,6 +55,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags};
 
 pub use audit::{AuditEntry, AuditKind, ChainReport};
+pub use checks::{CheckItem, CheckKind, CheckRun, CheckTrigger};
 pub use commands::{
     CaseChange, Commands, EraseReport, EraseTarget, ExportFilter, ExportFormat, LeaseRecord,
     SessionRecord,

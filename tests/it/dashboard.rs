@@ -65,6 +65,12 @@ impl Services for FixedResolver {
     fn is_illegal(&self, name: &str) -> bool {
         name == "illegal.example"
     }
+    fn run_checks(
+        &self,
+        _by: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<i64, String>> {
+        Box::pin(async { Err("no resolver in this test".to_string()) })
+    }
     fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()> {
         self.grants_changed.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {})
