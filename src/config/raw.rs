@@ -44,6 +44,7 @@ pub struct RawConfig {
     store: super::store::RawStore,
     #[serde(default)]
     dashboard: super::dashboard::RawDashboard,
+    #[serde(default)]
     checks: super::checks::RawChecks,
 }
 
