@@ -19,7 +19,10 @@ use crate::{
     alerts::{AlertError, Alerter, BreachAlert},
     clock::Clock,
     config::{Config, ConfigError},
-    dashboard::{self, Dashboard, HealthLine, ListLine, ListsView, Services},
+    dashboard::{
+        self, CategoryLine, Dashboard, GroupPolicyText, GroupVerdict, HealthLine, ListLine,
+        ListsView, Services,
+    },
     http::{self, HttpError},
     identity::{
         leases::Lease,
@@ -153,6 +156,8 @@ struct Inner {
 pub struct Hedgerow {
     inner: Arc<Inner>,
     server: Option<Listeners>,
+    /// The listeners' health, for [`Hedgerow::services`].
+    health: crate::server::Health,
     http: Option<http::Listener>,
     dns_addrs: Vec<SocketAddr>,
     /// Closed last, after DNS has drained, so every finished query is written.
@@ -324,6 +329,7 @@ impl Hedgerow {
         }
         Ok(Hedgerow {
             inner,
+            health: server.health(),
             server: Some(server),
             http,
             dns_addrs,
@@ -358,6 +364,15 @@ impl Hedgerow {
     /// Shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// What the dashboard asks of this resolver ([`Services`]): health, the policy and lists
+    /// in force, and each group's verdict for a name.
+    pub fn services(&self) -> Arc<dyn Services> {
+        Arc::new(Console {
+            inner: self.inner.clone(),
+            health: self.health.clone(),
+        })
     }
 
     /// Re-reads the configuration (and the compiled lists, if they changed) and swaps in a new
@@ -782,30 +797,89 @@ impl Services for Console {
     }
 
     fn lists(&self) -> ListsView {
-        let dir = self.config().lists.artifact_dir;
-        match lists::Meta::read(&dir) {
-            Ok(meta) => ListsView {
-                built: Some(crate::civil::from_unix_secs(
-                    i64::try_from(meta.built_unix).unwrap_or(i64::MAX),
-                )),
-                names: meta.names,
-                sources: meta
-                    .sources
-                    .iter()
-                    .map(|s| ListLine {
+        let (meta, config) = {
+            let in_force = lock(&self.inner.in_force);
+            (in_force.parts.lists.meta().clone(), in_force.config.clone())
+        };
+        let last = lists::update::LastUpdate::read(&config.lists.download_dir);
+        let source_update = |location: &str| {
+            last.as_ref()
+                .and_then(|l| l.sources.iter().find(|s| s.url == location))
+        };
+        ListsView {
+            built: Some(meta.built_at()),
+            names: meta.names,
+            sources: meta
+                .sources
+                .iter()
+                .map(|s| {
+                    let update = source_update(&s.location);
+                    ListLine {
                         name: s.location.clone(),
                         category: s.category.clone(),
                         entries: s.entries,
                         version: s.sha256.chars().take(12).collect(),
-                    })
-                    .collect(),
-                last_update: None,
-            },
-            Err(error) => ListsView {
-                last_update: Some(format!("no compiled lists could be read: {error}")),
-                ..ListsView::default()
-            },
+                        last_update: update.map(|u| u.detail.clone()),
+                        update_ok: update.is_none_or(|u| u.result.ok()),
+                    }
+                })
+                .collect(),
+            categories: meta
+                .categories
+                .iter()
+                .map(|c| CategoryLine {
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                })
+                .collect(),
+            last_update: last.as_ref().map(lists::update::LastUpdate::summary),
+            updated: last.as_ref().map(lists::update::LastUpdate::finished),
+            update_ok: last.as_ref().is_some_and(lists::update::LastUpdate::ok),
         }
+    }
+
+    fn group_policies(&self) -> Vec<GroupPolicyText> {
+        let config = self.config();
+        config
+            .groups
+            .iter()
+            .map(|g| GroupPolicyText {
+                group: g.name.clone(),
+                text: crate::describe::describe_group(&config, g),
+            })
+            .collect()
+    }
+
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String> {
+        let (config, lists, now) = {
+            let in_force = lock(&self.inner.in_force);
+            (
+                in_force.config.clone(),
+                in_force.parts.lists.clone(),
+                in_force.parts.clock.now(),
+            )
+        };
+        // The manifest explains category blocks (which source line), as `lists lookup` does.
+        let manifest = lists::Manifest::load(&config.lists.manifest).ok();
+        let (_, verdicts) =
+            crate::lookup::verdicts(&config, &lists, manifest.as_ref(), name, None, now)
+                .map_err(|e| e.to_string())?;
+        Ok(verdicts
+            .iter()
+            .map(|v| {
+                let mut detail = v.detail();
+                for line in v.explanation_lines() {
+                    detail.push('\n');
+                    detail.push_str(&line);
+                }
+                GroupVerdict {
+                    group: v.group.clone(),
+                    blocked: v.blocked(),
+                    summary: v.summary(),
+                    detail,
+                }
+            })
+            .collect())
     }
 
     fn policy_text(&self) -> String {
