@@ -22,7 +22,8 @@ use crate::{
     clock::Clock,
     config::{Config, ConfigError},
     dashboard::{
-        self, BlockedSite, Dashboard, GroupVerdict, HealthLine, ListLine, ListsView, Services,
+        self, BlockedSite, CategoryLine, Dashboard, GroupPolicyText, GroupVerdict, HealthLine,
+        ListLine, ListsView, Services,
     },
     http::{self, HttpError},
     identity::{
@@ -169,6 +170,8 @@ struct Inner {
     lists: ArcSwap<lists::Blocklists>,
     /// The live grants table and its loader.
     grants: GrantsHandle,
+    /// The one clock (tests inject one).
+    clock: Clock,
     /// Also serialises reloads.
     in_force: Mutex<InForce>,
 }
@@ -177,6 +180,8 @@ struct Inner {
 pub struct Hedgerow {
     inner: Arc<Inner>,
     server: Option<Listeners>,
+    /// The listeners' health, for [`Hedgerow::services`].
+    health: crate::server::Health,
     http: Option<http::Listener>,
     /// The block page's listener, when `[dashboard] block_page` is set.
     block_page: Option<http::Listener>,
@@ -400,6 +405,7 @@ impl Hedgerow {
             pipeline,
             lists: ArcSwap::new(parts.lists.clone()),
             grants,
+            clock: clock.clone(),
             in_force: Mutex::new(InForce {
                 lists_stamp: lists::configured::stamp(&config.lists.artifact_dir),
                 config: config.clone(),
@@ -423,7 +429,6 @@ impl Hedgerow {
                 Arc::new(Console {
                     inner: inner.clone(),
                     health: server.health(),
-                    clock: clock.clone(),
                 }),
             )
         });
@@ -479,6 +484,7 @@ impl Hedgerow {
         ));
         Ok(Hedgerow {
             inner,
+            health: server.health(),
             server: Some(server),
             http,
             block_page,
@@ -534,6 +540,15 @@ impl Hedgerow {
     /// is not on the tier.
     pub fn is_illegal(&self, name: &str) -> bool {
         self.inner.is_illegal(name)
+    }
+
+    /// What the dashboard asks of this resolver ([`Services`]): health, the policy and lists
+    /// in force, and each group's verdict for a name.
+    pub fn services(&self) -> Arc<dyn Services> {
+        Arc::new(Console {
+            inner: self.inner.clone(),
+            health: self.health.clone(),
+        })
     }
 
     /// Re-reads the configuration (and the compiled lists, if they changed) and swaps in a new
@@ -1116,7 +1131,6 @@ impl Inner {
 struct Console {
     inner: Arc<Inner>,
     health: crate::server::Health,
-    clock: Clock,
 }
 
 impl Console {
@@ -1201,10 +1215,6 @@ impl Services for Console {
         out
     }
 
-    fn test_name(&self, _name: &str) -> Result<Vec<GroupVerdict>, String> {
-        Err("TEMPORARY".into())
-    }
-
     fn is_illegal(&self, name: &str) -> bool {
         self.inner.is_illegal(name)
     }
@@ -1213,7 +1223,7 @@ impl Services for Console {
         let config = self.config();
         let lists = self.inner.lists.load_full();
         let grants = self.inner.grants.in_force();
-        let now = self.clock.now();
+        let now = self.inner.clock.now();
         let reason = crate::lookup::blocked_for(&config, &lists, &grants, name, client, now)?;
         Some(match reason.kind {
             crate::event::BlockReason::Illegal | crate::event::BlockReason::IllegalProxy => {
@@ -1257,30 +1267,89 @@ impl Services for Console {
     }
 
     fn lists(&self) -> ListsView {
-        let dir = self.config().lists.artifact_dir;
-        match lists::Meta::read(&dir) {
-            Ok(meta) => ListsView {
-                built: Some(crate::civil::from_unix_secs(
-                    i64::try_from(meta.built_unix).unwrap_or(i64::MAX),
-                )),
-                names: meta.names,
-                sources: meta
-                    .sources
-                    .iter()
-                    .map(|s| ListLine {
+        let (meta, config) = {
+            let in_force = lock(&self.inner.in_force);
+            (in_force.parts.lists.meta().clone(), in_force.config.clone())
+        };
+        let last = lists::update::LastUpdate::read(&config.lists.download_dir);
+        let source_update = |location: &str| {
+            last.as_ref()
+                .and_then(|l| l.sources.iter().find(|s| s.url == location))
+        };
+        ListsView {
+            built: Some(meta.built_at()),
+            names: meta.names,
+            sources: meta
+                .sources
+                .iter()
+                .map(|s| {
+                    let update = source_update(&s.location);
+                    ListLine {
                         name: s.location.clone(),
                         category: s.category.clone(),
                         entries: s.entries,
                         version: s.sha256.chars().take(12).collect(),
-                    })
-                    .collect(),
-                last_update: None,
-            },
-            Err(error) => ListsView {
-                last_update: Some(format!("no compiled lists could be read: {error}")),
-                ..ListsView::default()
-            },
+                        last_update: update.map(|u| u.detail.clone()),
+                        update_ok: update.is_none_or(|u| u.result.ok()),
+                    }
+                })
+                .collect(),
+            categories: meta
+                .categories
+                .iter()
+                .map(|c| CategoryLine {
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                })
+                .collect(),
+            last_update: last.as_ref().map(lists::update::LastUpdate::summary),
+            updated: last.as_ref().map(lists::update::LastUpdate::finished),
+            update_ok: last.as_ref().is_some_and(lists::update::LastUpdate::ok),
         }
+    }
+
+    fn group_policies(&self) -> Vec<GroupPolicyText> {
+        let config = self.config();
+        config
+            .groups
+            .iter()
+            .map(|g| GroupPolicyText {
+                group: g.name.clone(),
+                text: crate::describe::describe_group(&config, g),
+            })
+            .collect()
+    }
+
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String> {
+        let (config, lists, now) = {
+            let in_force = lock(&self.inner.in_force);
+            (
+                in_force.config.clone(),
+                in_force.parts.lists.clone(),
+                in_force.parts.clock.now(),
+            )
+        };
+        // The manifest explains category blocks (which source line), as `lists lookup` does.
+        let manifest = lists::Manifest::load(&config.lists.manifest).ok();
+        let (_, verdicts) =
+            crate::lookup::verdicts(&config, &lists, manifest.as_ref(), name, None, now)
+                .map_err(|e| e.to_string())?;
+        Ok(verdicts
+            .iter()
+            .map(|v| {
+                let mut detail = v.detail();
+                for line in v.explanation_lines() {
+                    detail.push('\n');
+                    detail.push_str(&line);
+                }
+                GroupVerdict {
+                    group: v.group.clone(),
+                    blocked: v.blocked(),
+                    summary: v.summary(),
+                    detail,
+                }
+            })
+            .collect())
     }
 
     fn policy_text(&self) -> String {

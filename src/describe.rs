@@ -2,7 +2,7 @@
 //! is blocked, what is rewritten (SafeSearch), when, and for which devices.
 
 use crate::{
-    config::{BlockAnswer, Config},
+    config::{BlockAnswer, Config, GroupConfig},
     schedule::{TimeZone, Window},
 };
 
@@ -88,71 +88,7 @@ pub fn describe(config: &Config) -> String {
         );
     }
     for g in &config.groups {
-        let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
-        let _ = writeln!(out, "\ngroup `{}`: clients in {}", g.name, nets.join(", "));
-        if g.block_categories.is_empty() {
-            let _ = writeln!(out, "  blocks no list categories");
-        } else {
-            let _ = writeln!(
-                out,
-                "  blocks these list categories (with subdomains): {}",
-                g.block_categories.join(", ")
-            );
-        }
-        for s in &g.schedules {
-            let _ = writeln!(
-                out,
-                "  but allows {} {} ({})",
-                s.allow_categories.join(", "),
-                describe_window(&s.window),
-                timezone_name(config)
-            );
-        }
-        if g.deny.is_empty() {
-            let _ = writeln!(out, "  blocks no extra names");
-        } else {
-            let _ = writeln!(
-                out,
-                "  always blocks (with subdomains): {}",
-                g.deny.join(", ")
-            );
-        }
-        if !g.allow.is_empty() {
-            let _ = writeln!(
-                out,
-                "  never blocks (with subdomains, except the illegal-content list): {}",
-                g.allow.join(", ")
-            );
-        }
-        let _ = writeln!(
-            out,
-            "  answers blocked names with {}",
-            match g.block_answer {
-                BlockAnswer::NxDomain =>
-                    "NXDOMAIN (\"no such name\", cached 5 minutes)".to_string(),
-                BlockAnswer::Null => "0.0.0.0 / ::".to_string(),
-                BlockAnswer::Address(ip) => format!("the block page at {ip}"),
-            }
-        );
-        if g.anti_circumvention {
-            let _ = writeln!(out, "  stops DNS-over-HTTPS and Private Relay take-over (Firefox canary, mask.icloud.com, _dns.resolver.arpa)");
-        } else {
-            let _ = writeln!(
-                out,
-                "  does NOT answer the Firefox canary, Private Relay or DDR names locally"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "  {}",
-            crate::pipeline::safesearch::describe(&g.safesearch)
-        );
-        if g.strip_ech {
-            let _ = writeln!(
-                out,
-                "  strips Encrypted Client Hello keys from HTTPS records"
-            );
-        }
+        let _ = write!(out, "\n{}", describe_group(config, g));
     }
     for d in &config.devices {
         let by = match (d.ip, d.mac) {
@@ -229,6 +165,79 @@ fn describe_checks(checks: &crate::config::checks::ChecksConfig, illegal_list: b
             (None, false) => "not set",
         }
     );
+    out
+}
+
+/// What one group gets, in plain English: its networks, blocked categories and schedules,
+/// deny and allow entries, block answer, anti-circumvention and SafeSearch. Names no device
+/// (devices pinned to the group are described by [`describe`] after the groups).
+pub fn describe_group(config: &Config, g: &GroupConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
+    let _ = writeln!(out, "group `{}`: clients in {}", g.name, nets.join(", "));
+    if g.block_categories.is_empty() {
+        let _ = writeln!(out, "  blocks no list categories");
+    } else {
+        let _ = writeln!(
+            out,
+            "  blocks these list categories (with subdomains): {}",
+            g.block_categories.join(", ")
+        );
+    }
+    for s in &g.schedules {
+        let _ = writeln!(
+            out,
+            "  but allows {} {} ({})",
+            s.allow_categories.join(", "),
+            describe_window(&s.window),
+            timezone_name(config)
+        );
+    }
+    if g.deny.is_empty() {
+        let _ = writeln!(out, "  blocks no extra names");
+    } else {
+        let _ = writeln!(
+            out,
+            "  always blocks (with subdomains): {}",
+            g.deny.join(", ")
+        );
+    }
+    if !g.allow.is_empty() {
+        let _ = writeln!(
+            out,
+            "  never blocks (with subdomains, except the illegal-content list): {}",
+            g.allow.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  answers blocked names with {}",
+        match g.block_answer {
+            BlockAnswer::NxDomain => "NXDOMAIN (\"no such name\", cached 5 minutes)".to_string(),
+            BlockAnswer::Null => "0.0.0.0 / ::".to_string(),
+            BlockAnswer::Address(ip) => format!("the block page at {ip}"),
+        }
+    );
+    if g.anti_circumvention {
+        let _ = writeln!(out, "  stops DNS-over-HTTPS and Private Relay take-over (Firefox canary, mask.icloud.com, _dns.resolver.arpa)");
+    } else {
+        let _ = writeln!(
+            out,
+            "  does NOT answer the Firefox canary, Private Relay or DDR names locally"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {}",
+        crate::pipeline::safesearch::describe(&g.safesearch)
+    );
+    if g.strip_ech {
+        let _ = writeln!(
+            out,
+            "  strips Encrypted Client Hello keys from HTTPS records"
+        );
+    }
     out
 }
 

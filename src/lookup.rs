@@ -1,14 +1,15 @@
 //! `hedgerow lists lookup NAME`: the decision every group (or one client's group) gets for a
 //! name, with the rule, category and list entry that decided it, and any SafeSearch rewrite.
 //! Over-blocking complaints are answered with this; it runs the same decisions as the DNS
-//! path.
+//! path. [`verdicts`] makes the decisions (the dashboard's "test a name" shows them);
+//! [`report`] is the same verdicts as the command's text.
 
-use std::{fmt::Write, net::IpAddr, time::SystemTime};
+use std::{collections::HashMap, fmt::Write, net::IpAddr, time::SystemTime};
 
 use crate::{
     config::Config,
     event::BlockReason,
-    lists::{explain, Blocklists, Manifest},
+    lists::{explain, Blocklists, Explanation, Manifest},
     pipeline::{
         chain,
         identify::Identify,
@@ -16,6 +17,7 @@ use crate::{
         safesearch::{
             decide_for_group, rewrite_note, unenforceable_reason, Decision as SafeSearch,
         },
+        Reason,
     },
 };
 
@@ -33,19 +35,142 @@ pub enum LookupError {
     NoGroup(IpAddr),
 }
 
-/// The plain-text report for `name`, for every group or for `client`'s group only.
+/// What a group gets for a name.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Blocked: by policy (illegal tier, anti-circumvention, deny entry, category) or by
+    /// SafeSearch (an engine that cannot lock it).
+    Blocked {
+        /// Why, as the DNS path records it (never names an illegal-tier entry).
+        reason: Reason,
+        /// Which source file and line listed the name, for a category block when the
+        /// manifest was at hand.
+        explanation: Option<Explanation>,
+    },
+    /// Answered by Hedgerow itself with no data (a device's designated-resolver discovery):
+    /// stops the device looking for another DNS server, blocks nothing a person asked for.
+    AnsweredLocally {
+        /// The built-in rule, in plain words.
+        reason: Reason,
+    },
+    /// Answered with the search engine's SafeSearch (or YouTube's Restricted Mode) address.
+    Rewritten {
+        /// The engine (`google`, `youtube`, …).
+        engine: &'static str,
+        /// The rewrite, worded like policy's reasons.
+        note: String,
+    },
+    /// Resolved normally.
+    Allowed {
+        /// The allow entry or grant that decided, if one did.
+        by: Option<String>,
+    },
+}
+
+/// The decision one group gets for a name.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The group's name.
+    pub group: String,
+    /// What it gets.
+    pub outcome: Outcome,
+}
+
+impl Verdict {
+    /// Blocked (an answer locally with no data is not a block).
+    pub fn blocked(&self) -> bool {
+        matches!(self.outcome, Outcome::Blocked { .. })
+    }
+
+    /// Decided by the illegal-content (IWF) tier, about which nothing more may be said.
+    pub fn illegal_tier(&self) -> bool {
+        matches!(&self.outcome, Outcome::Blocked { reason, .. } if reason.kind.is_illegal_tier())
+    }
+
+    /// The verdict in plain words for a teacher ("blocked: gambling", "allowed").
+    pub fn summary(&self) -> String {
+        match &self.outcome {
+            Outcome::Blocked { reason, .. } => match reason.kind {
+                BlockReason::Illegal | BlockReason::IllegalProxy => {
+                    "blocked: on the child-abuse (IWF) list".into()
+                }
+                BlockReason::Circumvention => "blocked: a way round the filter".into(),
+                BlockReason::Deny => "blocked by the school's own list".into(),
+                BlockReason::Category => match &reason.category {
+                    Some(c) if !c.is_empty() => format!("blocked: {c}"),
+                    _ => "blocked to be safe".into(),
+                },
+                BlockReason::SafeSearchUnenforceable => {
+                    "blocked: a search engine that cannot lock SafeSearch".into()
+                }
+            },
+            Outcome::AnsweredLocally { .. } => "answered by Hedgerow (nothing to block)".into(),
+            Outcome::Rewritten { engine, .. } if *engine == "youtube" => {
+                "allowed with YouTube Restricted Mode".into()
+            }
+            Outcome::Rewritten { .. } => "allowed with SafeSearch".into(),
+            Outcome::Allowed { by: Some(_) } => "allowed by the school's allow list".into(),
+            Outcome::Allowed { by: None } => "allowed".into(),
+        }
+    }
+
+    /// What decided, as the command's line says it after the verdict word; empty for the
+    /// illegal tier.
+    pub fn detail(&self) -> String {
+        match &self.outcome {
+            _ if self.illegal_tier() => String::new(),
+            Outcome::Blocked { reason, .. } | Outcome::AnsweredLocally { reason } => {
+                reason.detail.clone()
+            }
+            Outcome::Rewritten { note, .. } => note.clone(),
+            Outcome::Allowed { by: Some(entry) } => format!("allow entry `{entry}`"),
+            Outcome::Allowed { by: None } => "no rule matches".into(),
+        }
+    }
+
+    /// The explanation's lines (source file and line of a category block); none for the
+    /// illegal tier, and none when the name is also on that list (which would say so).
+    pub fn explanation_lines(&self) -> Vec<String> {
+        match &self.outcome {
+            Outcome::Blocked {
+                explanation: Some(e),
+                ..
+            } if e.illegal.is_none() && !self.illegal_tier() => {
+                e.to_string().lines().map(str::to_string).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The command's line for this group, without the group's name.
+    fn line(&self) -> String {
+        match &self.outcome {
+            Outcome::Blocked { reason, .. } => format!("BLOCKED — {}", reason.detail),
+            Outcome::AnsweredLocally { reason } => {
+                format!("ANSWERED LOCALLY (no data) — {}", reason.detail)
+            }
+            Outcome::Rewritten { note, .. } => format!("REWRITTEN — {note}"),
+            Outcome::Allowed { by: Some(entry) } => format!("allowed by allow entry `{entry}`"),
+            Outcome::Allowed { by: None } => "allowed (no rule matches)".into(),
+        }
+    }
+}
+
+/// The decisions for `name`, for every group (in configuration order) or for `client`'s
+/// group only, with the name as Hedgerow reads it (lower case, no trailing dot).
 ///
 /// It asks exactly what the DNS path asks, in the same order: policy's [`decide`] (illegal
 /// tier, anti-circumvention, deny/allow/grants, categories), then SafeSearch's
-/// [`decide_for_group`] (rewrites and unenforceable engines).
-pub fn report(
+/// [`decide_for_group`] (rewrites and unenforceable engines). With a `manifest`, category
+/// blocks are explained (the source lines are re-read, once per set of categories).
+pub fn verdicts(
     config: &Config,
     lists: &Blocklists,
     manifest: Option<&Manifest>,
     name: &str,
     client: Option<IpAddr>,
     now: SystemTime,
-) -> Result<String, LookupError> {
+) -> Result<(String, Vec<Verdict>), LookupError> {
     let key = crate::names::normalise(name).map_err(|e| LookupError::BadName(name.into(), e))?;
     // Counters of a one-off registry: a lookup answers no query.
     let metrics =
@@ -60,8 +185,9 @@ pub fn report(
         }
         None => groups.iter().map(|(g, _)| g.clone()).collect(),
     };
-    let mut out = String::new();
-    let _ = writeln!(out, "{key}");
+    // Groups blocking by the same categories share one explanation (it re-reads sources).
+    let mut explained: HashMap<u32, Option<Explanation>> = HashMap::new();
+    let mut out = Vec::with_capacity(selected.len());
     for g in selected {
         let cx = Context {
             group: &g.name,
@@ -73,47 +199,68 @@ pub fn report(
             now,
             illegal_proxy: config.lists.illegal_proxy,
         };
-        let by = match decide(&cx, &key) {
+        let outcome = match decide(&cx, &key) {
+            Decision::Block(block) if block.answer == LocalAnswer::NoData => {
+                Outcome::AnsweredLocally {
+                    reason: block.reason,
+                }
+            }
             Decision::Block(block) => {
-                let what = match block.answer {
-                    LocalAnswer::NoData => "ANSWERED LOCALLY (no data)",
-                    _ => "BLOCKED",
+                let explanation = match (block.reason.kind, manifest) {
+                    (BlockReason::Category, Some(m)) => explained
+                        .entry(block.categories)
+                        .or_insert_with(|| explain(lists, m, &key, block.categories).ok())
+                        .clone(),
+                    _ => None,
                 };
-                let _ = writeln!(out, "  {}: {what} — {}", g.name, block.reason.detail);
-                if block.reason.kind == BlockReason::Category {
-                    // Which source file and line put the name on the list.
-                    let explained = manifest.map(|m| explain(lists, m, &key, block.categories));
-                    if let Some(Ok(explanation)) = explained {
-                        for line in explanation.to_string().lines() {
-                            let _ = writeln!(out, "      {line}");
-                        }
-                    }
+                Outcome::Blocked {
+                    reason: block.reason,
+                    explanation,
                 }
-                continue;
             }
-            Decision::Allow { by } => by,
-        };
-        match decide_for_group(&g, &key) {
-            SafeSearch::Rewrite { engine, target } => {
-                let _ = writeln!(
-                    out,
-                    "  {}: REWRITTEN — {}",
-                    g.name,
-                    rewrite_note(&g.name, engine, target)
-                );
-            }
-            SafeSearch::Unenforceable { engine, entry } => {
-                let reason = unenforceable_reason(&g.name, engine, entry);
-                let _ = writeln!(out, "  {}: BLOCKED — {}", g.name, reason.detail);
-            }
-            SafeSearch::Pass => match by {
-                Some(entry) => {
-                    let _ = writeln!(out, "  {}: allowed by allow entry `{entry}`", g.name);
-                }
-                None => {
-                    let _ = writeln!(out, "  {}: allowed (no rule matches)", g.name);
-                }
+            Decision::Allow { by } => match decide_for_group(&g, &key) {
+                SafeSearch::Rewrite { engine, target } => Outcome::Rewritten {
+                    engine,
+                    note: rewrite_note(&g.name, engine, target),
+                },
+                SafeSearch::Unenforceable { engine, entry } => Outcome::Blocked {
+                    reason: unenforceable_reason(&g.name, engine, entry),
+                    explanation: None,
+                },
+                SafeSearch::Pass => Outcome::Allowed { by },
             },
+        };
+        out.push(Verdict {
+            group: g.name.to_string(),
+            outcome,
+        });
+    }
+    Ok((key, out))
+}
+
+/// The plain-text report for `name`, for every group or for `client`'s group only: the
+/// [`verdicts`], a line each, category blocks followed by their explanation.
+pub fn report(
+    config: &Config,
+    lists: &Blocklists,
+    manifest: Option<&Manifest>,
+    name: &str,
+    client: Option<IpAddr>,
+    now: SystemTime,
+) -> Result<String, LookupError> {
+    let (key, verdicts) = verdicts(config, lists, manifest, name, client, now)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{key}");
+    for v in &verdicts {
+        let _ = writeln!(out, "  {}: {}", v.group, v.line());
+        if let Outcome::Blocked {
+            explanation: Some(e),
+            ..
+        } = &v.outcome
+        {
+            for line in e.to_string().lines() {
+                let _ = writeln!(out, "      {line}");
+            }
         }
     }
     Ok(out)

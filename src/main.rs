@@ -510,14 +510,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lists(ListsCommand::Update { config, force }) => {
             let config = config_or_default(config.as_ref())?;
-            let mut options = lists::UpdateOptions::new(
-                lists::Manifest::load(&config.lists.manifest)?
-                    .with_cache_dir(&config.lists.download_dir),
-            );
-            options.shrink_threshold = config.lists.shrink_threshold;
-            let report = lists::update(&options)?;
+            let updated =
+                lists::configured::update_and_compile(&config, force, Clock::system().now())?;
+            let report = updated.report;
             print!("{report}");
-            let compiled = lists::configured::compile_guarded(&config, force)?;
+            let compiled = updated.compiled?;
             print!("{compiled}");
             anyhow::ensure!(
                 report.failed() == 0,

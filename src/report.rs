@@ -140,6 +140,11 @@ impl IsoWeek {
         IsoWeek::of_day(self.monday() - 7)
     }
 
+    /// The week after.
+    pub fn next(self) -> IsoWeek {
+        IsoWeek::of_day(self.monday() + 7)
+    }
+
     /// Its Monday, as days from 1970-01-01.
     pub fn monday(self) -> i64 {
         week1_monday(self.year) + 7 * (i64::from(self.week) - 1)
@@ -261,12 +266,24 @@ impl WeeklyReport {
         lists_dir: &Path,
         made: SystemTime,
     ) -> Result<WeeklyReport, ReportError> {
+        Self::assemble_with(reader, week, zone, list_meta(lists_dir), made)
+    }
+
+    /// As [`WeeklyReport::assemble`], with the lists described by the caller (the dashboard
+    /// has the lists in force): their freshness and the category ids' titles, as
+    /// [`list_meta`] reads them.
+    pub fn assemble_with(
+        reader: &Reader,
+        week: IsoWeek,
+        zone: TimeZone,
+        (lists, titles): (Result<ListFreshness, String>, Vec<(String, String)>),
+        made: SystemTime,
+    ) -> Result<WeeklyReport, ReportError> {
         let (from, until) = week.bounds(zone);
         let totals = reader.counts(from, until, CountBy::Disposition)?;
         let mut by_category = reader.counts(from, until, CountBy::Category)?;
         by_category.retain(|r| r.blocks > 0);
         by_category.sort_by(|a, b| b.blocks.cmp(&a.blocks).then_with(|| a.key.cmp(&b.key)));
-        let (lists, titles) = list_meta(lists_dir);
         Ok(WeeklyReport {
             week,
             zone,
@@ -295,12 +312,12 @@ impl WeeklyReport {
     }
 
     /// Whole days from a breach's first attempt to when the report was made.
-    fn days_open(&self, b: &BreachSummary) -> i64 {
+    pub fn days_open(&self, b: &BreachSummary) -> i64 {
         (unix_millis(self.made) - unix_millis(b.first)).max(0) / 86_400_000
     }
 
     /// A category key (ids, comma separated) in words.
-    fn category_words(&self, key: &str) -> String {
+    pub fn category_words(&self, key: &str) -> String {
         if key == "none" {
             return "no category (a school deny entry or another rule)".into();
         }
@@ -315,7 +332,8 @@ impl WeeklyReport {
             .join(", ")
     }
 
-    fn group_words(key: &str) -> &str {
+    /// A group key in words ("none": outside every group).
+    pub fn group_words(key: &str) -> &str {
         if key == "none" {
             "outside every group (refused)"
         } else {
@@ -331,7 +349,8 @@ impl WeeklyReport {
         format!("{} {:02}:{:02}", day_words(day), minute / 60, minute % 60)
     }
 
-    fn zone_words(&self) -> String {
+    /// The school's time zone in words ("UK time").
+    pub fn zone_words(&self) -> String {
         match self.zone {
             TimeZone::EuropeLondon => "UK time".into(),
             TimeZone::Fixed(0) => "UTC".into(),
@@ -344,7 +363,8 @@ impl WeeklyReport {
         }
     }
 
-    fn lists_words(&self) -> String {
+    /// How fresh the lists are, in a sentence or two (stale lists are pointed out).
+    pub fn lists_words(&self) -> String {
         match &self.lists {
             Ok(l) => {
                 let age = (unix_millis(self.until) - unix_millis(l.built)) / 86_400_000;

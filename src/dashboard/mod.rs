@@ -20,7 +20,9 @@ mod chart;
 mod checks;
 mod overview;
 mod page;
+mod policy;
 mod queries;
+mod reports;
 mod trail;
 mod unblock;
 
@@ -59,6 +61,20 @@ pub struct ListLine {
     pub entries: u64,
     /// Version or checksum, as recorded at the last update.
     pub version: String,
+    /// What the last list update did to it, in plain words; `None` for a source that is not
+    /// downloaded (a file kept on the server) or before the first update.
+    pub last_update: Option<String>,
+    /// That update left it usable (downloaded, or unchanged).
+    pub update_ok: bool,
+}
+
+/// A list category: its id (what policies name) and its title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryLine {
+    /// The id (`gambling`).
+    pub id: String,
+    /// The title (`Gambling`).
+    pub title: String,
 }
 
 /// The lists in force.
@@ -70,20 +86,37 @@ pub struct ListsView {
     pub names: u64,
     /// Its sources.
     pub sources: Vec<ListLine>,
+    /// Its categories, in bit order.
+    pub categories: Vec<CategoryLine>,
     /// The last update's result, in plain words.
     pub last_update: Option<String>,
+    /// When the last list update ran (`None`: never, as far as the record says).
+    pub updated: Option<SystemTime>,
+    /// The last update worked: every source downloaded or unchanged, and the lists compiled.
+    pub update_ok: bool,
 }
 
-/// What one group gets for a name today (the "test a name" box, unblock requests).
+/// One group's policy in plain English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicyText {
+    /// The group's name.
+    pub group: String,
+    /// What it gets: blocked categories, schedules, deny and allow entries, SafeSearch.
+    pub text: String,
+}
+
+/// The decision one group gets for a name ("test a name"), as `hedgerow lists lookup` gives
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupVerdict {
-    /// The group.
+    /// The group's name.
     pub group: String,
-    /// Blocked for it.
+    /// Blocked for this group.
     pub blocked: bool,
-    /// In plain words ("blocked: gambling", "allowed").
+    /// In plain words ("blocked: gambling", "allowed with SafeSearch").
     pub summary: String,
-    /// The rule or list entry that decided it.
+    /// The rule, category and list entry that decided, and the source lines behind a
+    /// category block; empty for the illegal-content list, about which nothing more is said.
     pub detail: String,
 }
 
@@ -98,9 +131,6 @@ pub enum BlockedSite {
 
 /// What only the running resolver can tell the dashboard. Implemented in `app.rs`.
 pub trait Services: Send + Sync + 'static {
-    /// The decision every group gets for `name` now, with its reason (what `hedgerow lists
-    /// lookup` explains); an error in plain words for a name that is not a domain name.
-    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String>;
     /// Why `name` is blocked for the device at `client` now, or `None` when it is not.
     fn blocked_site(&self, client: IpAddr, name: &str) -> Option<BlockedSite>;
     /// The name is on the illegal-content tier: it can never be unblocked (callers say so
@@ -116,12 +146,20 @@ pub trait Services: Send + Sync + 'static {
     fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Resolver health: listeners, upstreams, cache, the query log's lag.
     fn health(&self) -> Vec<HealthLine>;
-    /// The lists in force.
+    /// The lists in force, and how the last list update went.
     fn lists(&self) -> ListsView;
     /// Each group's policy in plain English (what `check-config` prints).
     fn policy_text(&self) -> String;
+    /// Each group's policy alone, in configuration order: no devices pinned to groups, no
+    /// addresses or files of the server (the governors' annual pack).
+    fn group_policies(&self) -> Vec<GroupPolicyText>;
     /// The configured groups' names, in configuration order.
     fn groups(&self) -> Vec<String>;
+    /// The decision every group gets for `name` under the configuration and lists in force,
+    /// in configuration order; `Err` says in plain words why the name cannot be tested.
+    /// Blocking (it may re-read list sources to explain a match): call it on the blocking
+    /// pool. The name is not logged.
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String>;
 }
 
 /// How the dashboard is being reached, which decides whether passwords may be sent.
@@ -195,6 +233,8 @@ impl Dashboard {
             .merge(queries::routes())
             .merge(trail::routes())
             .merge(unblock::routes())
+            .merge(policy::routes())
+            .merge(reports::routes())
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }

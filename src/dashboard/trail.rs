@@ -90,16 +90,21 @@ async fn trail(
             })
             .collect(),
         verified: report.first_broken.is_none(),
-        verdict: match &report.first_broken {
-            None => format!(
-                "All {} records check out: none has been changed or removed.",
-                report.records
-            ),
-            Some((id, what)) => format!(
-                "Record {id} does not match the chain ({what}): the trail has been tampered with from there on."
-            ),
-        },
+        verdict: chain_words(&report),
         chrome: Chrome::new(&viewer, Section::Audit, "Audit trail"),
     };
     page::render(&page)
+}
+
+/// The chain's verification in a sentence.
+pub(super) fn chain_words(report: &ChainReport) -> String {
+    match &report.first_broken {
+        None => format!(
+            "All {} records check out: none has been changed or removed.",
+            report.records
+        ),
+        Some((id, what)) => format!(
+            "Record {id} does not match the chain ({what}): the trail has been tampered with from there on."
+        ),
+    }
 }

@@ -319,14 +319,21 @@ async fn requests(
                 Ok((pending, decided, r.active_grants(now)?))
             })
             .await?;
-    let services = &dashboard.inner.services;
+    let services = dashboard.inner.services.clone();
     let all_groups = services.groups();
+    // What each group gets for each pending name today (blocking: it may re-read list
+    // sources to explain a match).
+    let names: Vec<String> = pending.iter().map(|q| q.name.clone()).collect();
+    let verdicts: Vec<Result<Vec<GroupVerdict>, String>> =
+        tokio::task::spawn_blocking(move || names.iter().map(|n| services.test_name(n)).collect())
+            .await?;
     let page = RequestsPage {
         approver: viewer.may(&[Role::Approver]),
         pending: pending
             .iter()
-            .map(|q| {
-                let (verdicts, verdict_error) = match services.test_name(&q.name) {
+            .zip(verdicts)
+            .map(|(q, verdict)| {
+                let (verdicts, verdict_error) = match verdict {
                     Ok(v) => (v, String::new()),
                     Err(e) => (Vec::new(), e),
                 };

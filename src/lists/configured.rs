@@ -14,8 +14,10 @@
 use crate::config::Config;
 
 use super::{
-    artifact, compile, compile_with, Blocklists, CompileOptions, CompileReport, IllegalSource,
-    ListError, Manifest, Meta, ShrinkGuard,
+    artifact, compile, compile_with,
+    update::{update, LastUpdate, UpdateOptions, UpdateReport},
+    Blocklists, CompileOptions, CompileReport, IllegalSource, ListError, Manifest, Meta,
+    ShrinkGuard,
 };
 
 /// Opens the compiled lists named by `config`, compiling them first when the configuration
@@ -133,6 +135,50 @@ pub fn compile_guarded(config: &Config, force: bool) -> Result<CompileReport, Li
         force,
     };
     compile_with(&compile_options(config)?, Some(guard))
+}
+
+/// What `hedgerow lists update` did.
+#[derive(Debug)]
+pub struct Updated {
+    /// Each download.
+    pub report: UpdateReport,
+    /// The compile after them (guarded as [`compile_guarded`]).
+    pub compiled: Result<CompileReport, ListError>,
+}
+
+/// `hedgerow lists update [--force]`: downloads the manifest's `url` sources, compiles as
+/// [`compile_guarded`] does, and records how it went ([`LastUpdate`]) in the download folder,
+/// where the dashboard reads it. The run is recorded even when it fails; a failure to write
+/// the record is logged, not fatal (the lists themselves are fine).
+pub fn update_and_compile(
+    config: &Config,
+    force: bool,
+    now: std::time::SystemTime,
+) -> Result<Updated, ListError> {
+    let dir = &config.lists.download_dir;
+    let record = |report: Option<&UpdateReport>, error: Option<String>| {
+        if let Err(error) = LastUpdate::new(now, report, error).write(dir) {
+            tracing::warn!(%error, "cannot record how the list update went");
+        }
+    };
+    let downloaded = Manifest::load(&config.lists.manifest).and_then(|manifest| {
+        let mut options = UpdateOptions::new(manifest.with_cache_dir(dir));
+        options.shrink_threshold = config.lists.shrink_threshold;
+        update(&options)
+    });
+    let report = match downloaded {
+        Ok(report) => report,
+        Err(error) => {
+            record(None, Some(error.to_string()));
+            return Err(error);
+        }
+    };
+    let compiled = compile_guarded(config, force);
+    record(
+        Some(&report),
+        compiled.as_ref().err().map(ToString::to_string),
+    );
+    Ok(Updated { report, compiled })
 }
 
 /// What `hedgerow lists compile` and `compile_if_missing` compile.

@@ -385,9 +385,228 @@ fn save_body(body: impl Read, part: &Path, max: u64) -> io::Result<(u64, u64)> {
     Ok((bytes, lines.finish()))
 }
 
+/// The file, in the download folder, where `hedgerow lists update` records how its last run
+/// went (the dashboard's policy page reads it). Not in the artifact folder: every compile
+/// replaces that folder whole.
+pub const LAST_UPDATE: &str = "last-update.toml";
+
+/// What happened to one source at the last update, as recorded.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceResult {
+    /// A new copy was downloaded.
+    Downloaded,
+    /// The server said the copy held is current.
+    NotModified,
+    /// The download failed or looked wrong; the last good copy stays in use.
+    KeptPrevious,
+    /// The download failed and there is no copy at all.
+    Failed,
+}
+
+impl SourceResult {
+    /// The source is in a usable state.
+    pub fn ok(self) -> bool {
+        matches!(self, SourceResult::Downloaded | SourceResult::NotModified)
+    }
+}
+
+/// One source's result at the last update.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// Category id.
+    pub category: String,
+    /// The URL (the source's location in the compiled lists' metadata).
+    pub url: String,
+    /// What happened.
+    pub result: SourceResult,
+    /// In plain words ("a new copy, 1,204 lines (was 1,180)", "HTTP 500 …").
+    pub detail: String,
+}
+
+/// How the last `hedgerow lists update` went: each download, and the compile after them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastUpdate {
+    /// When it finished, seconds since the Unix epoch.
+    pub finished_unix: u64,
+    /// Each `url` source, in manifest order.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceStatus>,
+    /// Why the run failed before or while compiling (the lists in force did not change);
+    /// `None` when the new lists were compiled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LastUpdate {
+    /// The record of a run: `report` (none when the downloads could not start) and how the
+    /// compile after it went.
+    pub fn new(
+        finished: std::time::SystemTime,
+        report: Option<&UpdateReport>,
+        error: Option<String>,
+    ) -> LastUpdate {
+        let sources = report
+            .map(|r| {
+                r.sources
+                    .iter()
+                    .map(|s| {
+                        let (result, detail) = match &s.outcome {
+                            UpdateOutcome::Downloaded {
+                                lines,
+                                previous_lines,
+                                ..
+                            } => (
+                                SourceResult::Downloaded,
+                                match previous_lines {
+                                    Some(p) => format!(
+                                        "a new copy, {} lines (was {})",
+                                        super::artifact::group(*lines),
+                                        super::artifact::group(*p)
+                                    ),
+                                    None => format!(
+                                        "the first copy, {} lines",
+                                        super::artifact::group(*lines)
+                                    ),
+                                },
+                            ),
+                            UpdateOutcome::NotModified => (
+                                SourceResult::NotModified,
+                                "unchanged since the last download".into(),
+                            ),
+                            UpdateOutcome::KeptPrevious { reason } => (
+                                SourceResult::KeptPrevious,
+                                format!("{reason}; the last good copy stays in use"),
+                            ),
+                            UpdateOutcome::Failed { reason } => (
+                                SourceResult::Failed,
+                                format!("{reason}; there is no earlier copy"),
+                            ),
+                        };
+                        SourceStatus {
+                            category: s.category.clone(),
+                            url: s.url.clone(),
+                            result,
+                            detail,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        LastUpdate {
+            finished_unix: finished
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            sources,
+            error,
+        }
+    }
+
+    /// Every download worked (or was not needed) and the lists were compiled.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.sources.iter().all(|s| s.result.ok())
+    }
+
+    /// When it finished.
+    pub fn finished(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(self.finished_unix)
+    }
+
+    /// The run in one line of plain words.
+    pub fn summary(&self) -> String {
+        let count = |r: SourceResult| self.sources.iter().filter(|s| s.result == r).count();
+        let mut parts = Vec::new();
+        for (r, words) in [
+            (SourceResult::Downloaded, "downloaded"),
+            (SourceResult::NotModified, "unchanged"),
+            (SourceResult::KeptPrevious, "failed (last good copy kept)"),
+            (SourceResult::Failed, "failed (no copy at all)"),
+        ] {
+            let n = count(r);
+            if n > 0 {
+                parts.push(format!("{n} {words}"));
+            }
+        }
+        let sources = if parts.is_empty() {
+            "no downloaded sources".to_string()
+        } else {
+            format!("sources: {}", parts.join(", "))
+        };
+        match &self.error {
+            None => format!("{sources}; the lists were compiled"),
+            Some(why) => format!("{sources}; the lists in force did not change: {why}"),
+        }
+    }
+
+    /// Writes the record to `dir` (the download folder), replacing the last one.
+    pub fn write(&self, dir: &Path) -> Result<(), ListError> {
+        let path = dir.join(LAST_UPDATE);
+        let text = toml::to_string(self).map_err(|e| ListError::Meta {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        fs::create_dir_all(dir).map_err(|e| ListError::io(dir, e))?;
+        let tmp = dir.join(format!("{LAST_UPDATE}.part"));
+        File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| ListError::io(&path, e))
+    }
+
+    /// The record in `dir`, if there is a readable one (none before the first update).
+    pub fn read(dir: &Path) -> Option<LastUpdate> {
+        toml::from_str(&fs::read_to_string(dir.join(LAST_UPDATE)).ok()?).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_update_is_recorded_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("hedgerow-last-update-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(LastUpdate::read(&dir), None);
+        let report = UpdateReport {
+            sources: vec![
+                SourceUpdate {
+                    category: "gambling".into(),
+                    url: "https://lists.example/gambling.txt".into(),
+                    path: dir.join("g.list"),
+                    outcome: UpdateOutcome::NotModified,
+                },
+                SourceUpdate {
+                    category: "games".into(),
+                    url: "https://lists.example/games.txt".into(),
+                    path: dir.join("h.list"),
+                    outcome: UpdateOutcome::KeptPrevious {
+                        reason: "HTTP 500 Internal Server Error".into(),
+                    },
+                },
+            ],
+        };
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let record = LastUpdate::new(at, Some(&report), None);
+        record.write(&dir).unwrap();
+        let read = LastUpdate::read(&dir).unwrap();
+        assert_eq!(read, record);
+        assert_eq!(read.finished(), at);
+        assert!(!read.ok(), "a source kept its old copy");
+        assert_eq!(read.sources[1].result, SourceResult::KeptPrevious);
+        assert!(read.sources[1].detail.contains("HTTP 500"));
+        assert_eq!(
+            read.summary(),
+            "sources: 1 unchanged, 1 failed (last good copy kept); the lists were compiled"
+        );
+        let failed = LastUpdate::new(at, None, Some("disk full".into()));
+        assert!(!failed.ok());
+        assert!(failed.summary().ends_with("did not change: disk full"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn line_counting() {

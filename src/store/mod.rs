@@ -61,8 +61,8 @@ pub use commands::{
     SessionRecord,
 };
 pub use read::{
-    BreachDetail, BreachFilter, BreachHistory, BreachSummary, CircumventionSummary, CountBy,
-    CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow, Reader,
+    BreachCount, BreachDetail, BreachFilter, BreachHistory, BreachSummary, CircumventionSummary,
+    CountBy, CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow, Reader,
 };
 pub use users::{LoginOutcome, UserRecord};
 

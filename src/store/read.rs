@@ -220,6 +220,21 @@ pub struct CircumventionSummary {
     pub top: Vec<DeviceAttempts>,
 }
 
+/// Breaches of a period counted by category, severity and case status (see
+/// [`Reader::breach_counts`]): no device, person or site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachCount {
+    /// The blocking category (ids, comma separated); `None` when no category decided (a
+    /// school deny entry, a way round the filter).
+    pub category: Option<String>,
+    /// The worst severity.
+    pub severity: Severity,
+    /// The case's status now.
+    pub status: CaseStatus,
+    /// How many breaches.
+    pub breaches: u64,
+}
+
 /// Read-only access to the store. Cheap to clone; each call opens its own read-only
 /// connection, so any number of blocking threads can read while the writer writes (WAL).
 #[derive(Clone, Debug)]
@@ -920,6 +935,41 @@ impl Reader {
                     u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                     u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
                 ))
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Breaches whose first attempt falls in `[since, until)`, counted by category, severity
+    /// and case status as it is now; most first. Aggregates only (no device, person or site):
+    /// the governors' annual pack. Reads the `last` index from `since` on, as
+    /// [`Reader::breaches_opened`] does, never the query log.
+    pub fn breach_counts(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+    ) -> Result<Vec<BreachCount>, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.name, b.severity, b.status, COUNT(*) AS n FROM breaches b
+             LEFT JOIN categories c ON c.id = b.category
+             WHERE b.last >= ?1 AND b.first >= ?1 AND b.first < ?2
+             GROUP BY b.category, b.severity, b.status
+             ORDER BY n DESC, c.name, b.severity, b.status",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![unix_millis(since), unix_millis(until)],
+            |r| {
+                let severity: String = r.get(1)?;
+                let status: String = r.get(2)?;
+                Ok(BreachCount {
+                    category: r.get(0)?,
+                    severity: severity_of(&severity)
+                        .ok_or_else(|| bad_label("severity", &severity))?,
+                    status: CaseStatus::parse(&status)
+                        .ok_or_else(|| bad_label("status", &status))?,
+                    breaches: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                })
             },
         )?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -22,7 +22,10 @@ use hedgerow::{
     accounts::{password, totp, Role, Roles},
     clock::Clock,
     config::{dashboard::DashboardConfig, StoreConfig},
-    dashboard::{BlockedSite, Dashboard, GroupVerdict, HealthLine, ListsView, Services, Transport},
+    dashboard::{
+        BlockedSite, CategoryLine, Dashboard, GroupPolicyText, GroupVerdict, HealthLine, ListLine,
+        ListsView, Services, Transport,
+    },
     event::{BlockReason, Disposition, EventName, QueryEvent, Severity},
     schedule::TimeZone,
     store::{AuditKind, Store},
@@ -38,6 +41,9 @@ const PUPIL_IP: &str = "10.1.2.3";
 const PUPIL_PERSON: &str = "jsmith";
 const PASSWORD: &str = "correct horse battery staple 42";
 
+/// A name the fixed resolver says is on the illegal-content list.
+const ILLEGAL_NAME: &str = "illegal-test.example";
+
 /// The resolver's side, as a fixed answer: these tests are about the dashboard's pages.
 /// `illegal.example` is on the illegal tier; `games.example` is blocked as games for pupils.
 #[derive(Default)]
@@ -46,22 +52,6 @@ struct FixedResolver {
 }
 
 impl Services for FixedResolver {
-    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String> {
-        Ok(["pupils", "staff"]
-            .iter()
-            .map(|g| GroupVerdict {
-                group: g.to_string(),
-                blocked: *g == "pupils",
-                summary: if *g == "pupils" {
-                    "blocked: games"
-                } else {
-                    "allowed"
-                }
-                .into(),
-                detail: format!("{name} for {g}"),
-            })
-            .collect())
-    }
     fn is_illegal(&self, name: &str) -> bool {
         name == "illegal.example"
     }
@@ -90,13 +80,85 @@ impl Services for FixedResolver {
         }]
     }
     fn lists(&self) -> ListsView {
-        ListsView::default()
+        ListsView {
+            built: Some(UNIX_EPOCH + Duration::from_millis(T0_MS as u64 - 3 * 86_400_000)),
+            names: 1234,
+            sources: vec![ListLine {
+                name: "https://lists.example/self-harm.txt".into(),
+                category: "self-harm".into(),
+                entries: 1200,
+                version: "0123456789ab".into(),
+                last_update: Some("unchanged since the last download".into()),
+                update_ok: true,
+            }],
+            categories: vec![CategoryLine {
+                id: "self-harm".into(),
+                title: "Self-harm and suicide".into(),
+            }],
+            last_update: Some("sources: 1 unchanged; the lists were compiled".into()),
+            updated: Some(UNIX_EPOCH + Duration::from_millis(T0_MS as u64 - 3_600_000)),
+            update_ok: true,
+        }
     }
     fn policy_text(&self) -> String {
         "group `pupils`: blocks pornography".into()
     }
+    fn group_policies(&self) -> Vec<GroupPolicyText> {
+        vec![
+            GroupPolicyText {
+                group: "pupils".into(),
+                text: "group `pupils`: blocks pornography".into(),
+            },
+            GroupPolicyText {
+                group: "staff".into(),
+                text: "group `staff`: blocks no list categories".into(),
+            },
+        ]
+    }
     fn groups(&self) -> Vec<String> {
         vec!["pupils".into(), "staff".into()]
+    }
+    fn test_name(&self, name: &str) -> Result<Vec<GroupVerdict>, String> {
+        if !name.contains('.') {
+            return Err(format!("`{name}` is not a valid domain name"));
+        }
+        Ok(self
+            .groups()
+            .into_iter()
+            .map(|group| {
+                if name == ILLEGAL_NAME {
+                    GroupVerdict {
+                        group,
+                        blocked: true,
+                        summary: "blocked: on the child-abuse (IWF) list".into(),
+                        detail: String::new(),
+                    }
+                } else if group == "pupils" && name == "games.example" {
+                    GroupVerdict {
+                        detail: format!("group `{group}`: category games"),
+                        group,
+                        blocked: true,
+                        summary: "blocked: games".into(),
+                    }
+                } else if group == "pupils" && name.ends_with("bad.example") {
+                    GroupVerdict {
+                        detail: format!(
+                            "group `{group}`: category self-harm (list entry `bad.example`)"
+                        ),
+                        group,
+                        blocked: true,
+                        summary: "blocked: self-harm".into(),
+                    }
+                } else {
+                    GroupVerdict {
+                        group,
+                        blocked: false,
+                        summary: "allowed".into(),
+                        detail: "no rule matches".into(),
+                    }
+                }
+            })
+            .collect())
     }
 }
 
@@ -856,4 +918,198 @@ async fn post_request(b: &mut Browser, pairs: Vec<(&'static str, String)>) -> Pa
         .collect::<Vec<_>>()
         .join("&");
     b.send("POST", "/request", Some(body)).await
+}
+
+/// What a person's browser may not show to anyone but the DSL: the fixture's device, person,
+/// address and the sites it visited.
+const PERSONAL: [&str; 6] = [
+    PUPIL_DEVICE,
+    PUPIL_PERSON,
+    PUPIL_IP,
+    "bad.example",
+    "www.bbc.co.uk",
+    "en.wikipedia.org",
+];
+
+#[tokio::test]
+async fn policy_and_test_a_name_by_role() {
+    let site = Site::loopback("dash-policy");
+    site.store
+        .commands()
+        .append_audit(
+            "configuration file /etc/hedgerow.toml",
+            AuditKind::Policy,
+            "group `pupils`: now blocks gambling",
+            "reload requested (SIGHUP)",
+        )
+        .unwrap();
+    let mut anonymous = site.browser();
+    for path in ["/policy", "/policy/test?name=x.example", "/reports"] {
+        let page = anonymous.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+    }
+    for name in ["tom", "alex", "dana"] {
+        let mut b = site.browser();
+        b.sign_in(name).await;
+        let page = b.get("/policy").await;
+        assert_eq!(page.status, StatusCode::OK, "{name}: {}", page.body);
+        for text in [
+            "group `pupils`: blocks pornography",
+            "https://lists.example/self-harm.txt",
+            "Self-harm and suicide",
+            "0123456789ab",
+            "3 days ago",
+            "unchanged since the last download",
+            "now blocks gambling",
+            "check out",
+        ] {
+            assert!(page.body.contains(text), "{name}: /policy shows {text}");
+        }
+        // The whole trail is only for those who may open it.
+        assert_eq!(
+            page.body.contains("href=\"/audit\""),
+            name != "alex",
+            "{name}"
+        );
+        let page = b.get("/policy/test?name=www.bad.example").await;
+        assert_eq!(page.status, StatusCode::OK, "{name}");
+        let rows: Vec<&str> = page.body.split("<th scope=\"row\">").skip(1).collect();
+        assert_eq!(rows.len(), 2, "a row per group: {}", page.body);
+        assert!(rows[0].starts_with("pupils") && rows[0].contains("blocked: self-harm"));
+        assert!(rows[0].contains("list entry `bad.example`"));
+        assert!(rows[1].starts_with("staff") && rows[1].contains("allowed"));
+        if name != "dana" {
+            for p in [PUPIL_DEVICE, PUPIL_PERSON, PUPIL_IP] {
+                assert!(!page.body.contains(p), "{name} sees {p}");
+            }
+        }
+    }
+    // A governor sees neither.
+    let mut governor = site.browser();
+    governor.sign_in("gill").await;
+    for path in ["/policy", "/policy/test?name=www.bad.example"] {
+        assert_eq!(governor.get(path).await.status, StatusCode::FORBIDDEN);
+    }
+    // An illegal-tier name: nothing but the list's name, and the name is not repeated.
+    let mut tech = site.browser();
+    tech.sign_in("tom").await;
+    let page = tech.get(&format!("/policy/test?name={ILLEGAL_NAME}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("blocked: on the child-abuse (IWF) list"));
+    assert!(!page.body.contains(ILLEGAL_NAME), "{}", page.body);
+    // A name that is not one is refused in words.
+    let page = tech.get("/policy/test?name=not%20a%20name").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("not a valid domain name"));
+    // The names typed are not in the audit trail (nor is the test at all).
+    let audit = site.store.reader().audit(None, 1000).unwrap();
+    assert!(audit
+        .iter()
+        .all(|e| !e.change.contains("bad.example") && !e.change.contains(ILLEGAL_NAME)));
+}
+
+#[tokio::test]
+async fn reports_by_role_and_the_governors_pack_names_nobody() {
+    let site = Site::loopback("dash-reports");
+    // A technician and an approver get no reports.
+    for name in ["tom", "alex"] {
+        let mut b = site.browser();
+        b.sign_in(name).await;
+        for path in [
+            "/reports",
+            "/reports/weekly",
+            "/reports/weekly.csv",
+            "/reports/annual",
+        ] {
+            assert_eq!(
+                b.get(path).await.status,
+                StatusCode::FORBIDDEN,
+                "{name} {path}"
+            );
+        }
+    }
+    // A governor: the index (annual only) and the annual pack, which names nobody.
+    let mut governor = site.browser();
+    governor.sign_in("gill").await;
+    let index = governor.get("/reports").await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert!(index.body.contains("/reports/annual?year=2026"));
+    assert!(!index.body.contains("/reports/weekly"));
+    for path in [
+        "/reports/weekly?week=2026-W36",
+        "/reports/weekly.csv?week=2026-W36",
+    ] {
+        assert_eq!(
+            governor.get(path).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let pack = governor.get("/reports/annual?year=2026").await;
+    assert_eq!(pack.status, StatusCode::OK, "{}", pack.body);
+    for p in PERSONAL {
+        assert!(!pack.body.contains(p), "the governors' pack shows {p}");
+    }
+    // Aggregates: the policy per group, the lists, September's traffic, the breach.
+    for text in [
+        "group `staff`: blocks no list categories",
+        "https://lists.example/self-harm.txt",
+        "<svg",
+        "<th scope=\"row\">Sep</th><td class=\"num\">4</td><td class=\"num\">2</td>",
+        "<th scope=\"row\">Self-harm and suicide</th><td class=\"num\">1</td><td class=\"num\">1</td><td class=\"num\">1</td><td class=\"num\">0</td>",
+        "<th scope=\"row\">new</th><td class=\"num\">1</td>",
+        "check out",
+    ] {
+        assert!(pack.body.contains(text), "the pack shows {text}: {}", pack.body);
+    }
+    let last_year = governor.get("/reports/annual?year=2025").await;
+    assert_eq!(last_year.status, StatusCode::OK);
+    assert!(last_year.body.contains("0 breach(es)"));
+    assert_eq!(
+        governor.get("/reports/annual?year=1900").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The DSL: the weekly report with its records, a week picker, and its CSV.
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let index = dsl.get("/reports").await;
+    assert!(
+        index.body.contains("/reports/weekly?week=2026-W35"),
+        "last full week"
+    );
+    let weekly = dsl.get("/reports/weekly?week=2026-W36").await;
+    assert_eq!(weekly.status, StatusCode::OK, "{}", weekly.body);
+    for text in [
+        PUPIL_DEVICE,
+        PUPIL_PERSON,
+        "href=\"/breaches/1\"",
+        "/reports/weekly?week=2026-W35",
+        "/reports/weekly.csv?week=2026-W36",
+        "Monday 2026-08-31 to Sunday 2026-09-06",
+        "Self-harm and suicide",
+    ] {
+        assert!(weekly.body.contains(text), "weekly shows {text}");
+    }
+    // No week after the current one.
+    assert!(!weekly.body.contains("week=2026-W37"), "{}", weekly.body);
+    let csv = dsl.get("/reports/weekly.csv?week=2026-W36").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with("section,name,device"), "{}", csv.body);
+    assert!(csv.body.contains("new_breaches") && csv.body.contains(PUPIL_DEVICE));
+    assert_eq!(
+        dsl.get("/reports/weekly?week=2026-47").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let annual = dsl.get("/reports/annual").await;
+    assert_eq!(annual.status, StatusCode::OK);
+    assert!(annual.body.contains("Annual filtering review, 2026"));
+    // The weekly report is a view of children's records, its CSV an export.
+    let audit = site.store.reader().audit(None, 1000).unwrap();
+    assert!(audit.iter().any(|e| e.kind == AuditKind::View
+        && e.actor == "dana"
+        && e.change.contains("weekly report for 2026-W36")));
+    assert!(audit.iter().any(|e| e.kind == AuditKind::Export
+        && e.actor == "dana"
+        && e.change.contains("weekly report for 2026-W36 (csv)")));
 }

@@ -1,6 +1,7 @@
 //! `update` against a tiny scripted HTTP server on 127.0.0.1 (never any other address):
 //! 200 with an ETag, 304 on If-None-Match, a 500, a suspiciously shrunk copy, a good copy,
-//! then a compile from the cache.
+//! then a compile from the cache; and the record of the last run (`last-update.toml`) that
+//! `hedgerow lists update` leaves for the dashboard.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -212,5 +213,88 @@ fn first_download_failure_is_reported_and_compile_says_what_to_do() {
     let mut opts = UpdateOptions::new(m);
     opts.timeout = Duration::from_secs(5);
     assert!(matches!(outcome(&opts), UpdateOutcome::Failed { .. }));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `hedgerow lists update` records how each run went, and a running server's dashboard
+/// services show it per source, with the overall result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_update_is_recorded_and_shown_by_the_server() {
+    use hedgerow::lists::update::{LastUpdate, SourceResult};
+    let dir = temp("recorded");
+    let (base, _, server) = serve(vec![
+        (200, vec![], list(100, "a")),
+        (500, vec![], "oops".into()),
+    ]);
+    let url = format!("{base}/gambling.txt");
+    manifest(&dir, std::slice::from_ref(&url));
+    let lists = format!(
+        "[lists]\nmanifest = \"{}\"\nartifact_dir = \"{}\"\ndownload_dir = \"{}\"\n",
+        dir.join("lists.toml").display(),
+        dir.join("compiled").display(),
+        dir.join("cache").display()
+    );
+    let group = "[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.0/24\"]\nblock_categories = [\"gambling\"]\n";
+    let config = dir.join("hedgerow.toml");
+    fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n{lists}{group}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let update = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+            .args(["lists", "update", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        LastUpdate::read(&dir.join("cache")).expect("a record of the run")
+    };
+    let first = update();
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(first.sources.len(), 1);
+    assert_eq!(first.sources[0].url, url);
+    assert_eq!(first.sources[0].result, SourceResult::Downloaded);
+    // The server fails: the last good copy stays, and the record says so.
+    let second = update();
+    server.join().unwrap();
+    assert!(!second.ok());
+    assert_eq!(second.sources[0].result, SourceResult::KeptPrevious);
+    assert!(second.sources[0].detail.contains("HTTP 500"), "{second:?}");
+    assert!(second.finished_unix >= first.finished_unix);
+
+    let (app, _) = crate::common::dns::start_hedgerow(
+        &format!("{lists}{group}"),
+        "127.0.0.1:9".parse().unwrap(),
+    )
+    .await;
+    let view = app.services().lists();
+    assert_eq!(view.names, 100);
+    assert_eq!(view.sources.len(), 1);
+    let source = &view.sources[0];
+    assert_eq!((source.name.as_str(), source.entries), (url.as_str(), 100));
+    assert!(!source.update_ok);
+    assert!(
+        source
+            .last_update
+            .as_deref()
+            .is_some_and(|u| u.contains("HTTP 500") && u.contains("last good copy")),
+        "{source:?}"
+    );
+    assert!(!view.update_ok);
+    assert_eq!(view.updated, Some(second.finished()));
+    assert!(
+        view.last_update
+            .as_deref()
+            .is_some_and(|u| u.contains("1 failed (last good copy kept)")),
+        "{view:?}"
+    );
+    assert_eq!(view.categories[0].title, "Gambling");
+    let verdicts = app.services().test_name("www.a-7.example.com").unwrap();
+    assert!(verdicts[0].blocked && verdicts[0].summary == "blocked: gambling");
+    app.shutdown().await;
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -348,3 +348,129 @@ async fn the_record_stage_builds_one_complete_event_per_query() {
     assert_eq!(outsider.group, None);
     assert_eq!(outsider.disposition, Disposition::Refused);
 }
+
+/// The dashboard's "test a name" ([`hedgerow::dashboard::Services::test_name`] of a running
+/// server) gives each group the verdict, rule and source line that `hedgerow lists lookup`
+/// prints for the same configuration, and says nothing more than "on the child-abuse (IWF)
+/// list" about a name on that list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_name_gives_what_lists_lookup_prints() {
+    let up = Upstream::start().await;
+    let dir = scratch_dir("test-a-name");
+    std::fs::write(dir.join("games.txt"), "# games\ngames.test\n").unwrap();
+    std::fs::write(dir.join("adult.txt"), "0.0.0.0 adult.test\n").unwrap();
+    let key = dir.join("illegal.key");
+    lists::generate_key_file(&key).unwrap();
+    std::fs::write(
+        dir.join("iwf.txt"),
+        "# synthetic stand-in for a licensed list\nwww.withheld.test\nhttps://partly.test/one/page.html\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lists.toml"),
+        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
+         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n\
+         [[category]]\nid = \"pornography\"\ntitle = \"Pornography\"\nuk_definition = \"Sexual acts\"\nseverity = \"high\"\n\
+         [[category.source]]\npath = \"adult.txt\"\nformat = \"hosts\"\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\nillegal_list = \"{}\"\nillegal_key_file = \"{}\"\n{GROUPS}",
+        dir.join("lists.toml").display(),
+        dir.join("iwf.txt").display(),
+        key.display()
+    );
+    let (app, path) = start_hedgerow(&config, up.addr).await;
+    let services = app.services();
+    assert_eq!(services.groups(), ["pupils", "staff"]);
+    let names = [
+        "www.bbc.co.uk",
+        "games.test",
+        "play.games.test",
+        "adult.test",
+        "www.tiktok.com",
+        "kagi.com",
+        "www.google.com",
+        "www.youtube.com",
+        "startpage.com",
+        "mask.icloud.com",
+        "_dns.resolver.arpa",
+        "www.withheld.test",
+        "partly.test",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        let verdicts = tokio::task::spawn_blocking({
+            let services = services.clone();
+            move || services.test_name(name)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
+            .args(["lists", "lookup", name, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        // Each group's line, with the explanation lines under it.
+        let mut printed: Vec<(String, Vec<String>)> = Vec::new();
+        for line in text.lines().skip(1) {
+            match line.strip_prefix("      ") {
+                Some(more) => printed.last_mut().unwrap().1.push(more.to_string()),
+                None => printed.push((line.trim().to_string(), Vec::new())),
+            }
+        }
+        assert_eq!(verdicts.len(), printed.len(), "{name}: {text}");
+        for (v, (line, explained)) in verdicts.iter().zip(&printed) {
+            seen.insert(v.summary.clone());
+            let said = |what: &str| line.starts_with(&format!("{}: {what}", v.group));
+            assert_eq!(v.blocked, said("BLOCKED"), "{name}: {v:?} vs {line}");
+            if v.summary.contains("child-abuse (IWF)") {
+                assert_eq!(v.summary, "blocked: on the child-abuse (IWF) list");
+                assert!(v.detail.is_empty(), "nothing more about the illegal tier");
+                assert!(
+                    line.contains("illegal-content list (entry withheld)"),
+                    "{line}"
+                );
+                continue;
+            }
+            let mut detail = v.detail.lines();
+            let first = detail.next().unwrap_or_default();
+            assert!(
+                !first.is_empty() && line.contains(first),
+                "{name}: {v:?} vs {line}"
+            );
+            let rest: Vec<&str> = detail.collect();
+            assert_eq!(rest, *explained, "{name}: the source lines behind a block");
+            if said("REWRITTEN") {
+                assert!(v.summary.starts_with("allowed with"), "{v:?}");
+            }
+        }
+    }
+    // The names cover every kind of verdict, so the comparison means something.
+    let kinds = [
+        "allowed",
+        "allowed by the school's allow list",
+        "allowed with SafeSearch",
+        "allowed with YouTube Restricted Mode",
+        "answered by Hedgerow (nothing to block)",
+        "blocked by the school's own list",
+        "blocked: a search engine that cannot lock SafeSearch",
+        "blocked: a way round the filter",
+        "blocked: games",
+        "blocked: on the child-abuse (IWF) list",
+        "blocked: pornography",
+    ];
+    assert_eq!(seen, kinds.map(String::from).into(), "{seen:?}");
+    // Category blocks name the category and quote the list line.
+    let games = services.test_name("play.games.test").unwrap();
+    assert_eq!(games[0].summary, "blocked: games");
+    assert!(
+        games[0].detail.contains("games.txt:2: games.test"),
+        "{games:?}"
+    );
+    assert!(services.test_name("not a name").is_err());
+    app.shutdown().await;
+}

@@ -1479,3 +1479,64 @@ fn store_top_blocked_over_days_equals_a_count_of_the_rows() {
             .count() as i64
     );
 }
+
+#[test]
+fn store_breach_counts_are_by_category_severity_and_status_within_the_period() {
+    let dir = TempDir::new("store-breach-counts");
+    let (clock, _) = clock();
+    let (store, _) = open(&dir, &StoreConfig::default(), &clock);
+    let sink = store.sink();
+    // Three devices, one breach each on the same site; one a day earlier.
+    sink.record(blocked(0, "10.0.0.1", "bad.example", Some(Severity::High)));
+    sink.record(blocked(
+        1000,
+        "10.0.0.2",
+        "bad.example",
+        Some(Severity::High),
+    ));
+    sink.record(blocked(
+        -86_400_000,
+        "10.0.0.3",
+        "bad.example",
+        Some(Severity::Low),
+    ));
+    // No severity: not a breach at all.
+    sink.record(blocked(2000, "10.0.0.4", "bad.example", None));
+    store.flush().unwrap();
+    let reader = store.reader();
+    let all = reader.breaches(&BreachFilter::default(), None, 10).unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let closed = all.iter().find(|b| b.first == at(0)).unwrap().id;
+    store
+        .commands()
+        .update_case(closed, &CaseChange::Status(CaseStatus::Closed), "dsl")
+        .unwrap();
+    let counts = reader.breach_counts(at(-1000), at(3_600_000)).unwrap();
+    let of = |status| {
+        counts
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| (c.category.as_deref(), c.severity, c.breaches))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(CaseStatus::Closed),
+        [(Some("pornography"), Severity::High, 1)]
+    );
+    assert_eq!(
+        of(CaseStatus::New),
+        [(Some("pornography"), Severity::High, 1)]
+    );
+    assert_eq!(
+        counts.len(),
+        2,
+        "the day before is outside the period: {counts:?}"
+    );
+    let day = reader.breach_counts(at(-86_400_000), at(0)).unwrap();
+    assert_eq!(day.len(), 1);
+    assert_eq!((day[0].severity, day[0].breaches), (Severity::Low, 1));
+    assert!(reader
+        .breach_counts(at(3_600_000), at(7_200_000))
+        .unwrap()
+        .is_empty());
+}
