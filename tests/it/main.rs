@@ -4,6 +4,7 @@
 mod accounts;
 mod alerts;
 mod binary;
+mod browser;
 mod common;
 mod dashboard;
 mod guard;
