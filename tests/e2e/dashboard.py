@@ -663,6 +663,14 @@ def dig(ctx, source_ip, name):
 
 # --- runner ------------------------------------------------------------------------------
 
+class OutOfTime(BaseException):
+    """The run took too long: ends it (not caught per scenario, unlike other failures)."""
+
+
+def out_of_time(*_):
+    raise OutOfTime(f"the browser tests took over {TIME_LIMIT_SECS} s")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -670,8 +678,7 @@ def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         setup = json.load(f)
     only = set(filter(None, os.environ.get("E2E_ONLY", "").split(",")))
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(
-        TimeoutError(f"the browser tests took over {TIME_LIMIT_SECS} s")))
+    signal.signal(signal.SIGALRM, out_of_time)
     signal.alarm(TIME_LIMIT_SECS)
     started = time.monotonic()
     ctx = Ctx(setup)
@@ -688,8 +695,15 @@ def main():
                 detail = str(e) if isinstance(e, Failed) else (
                     "".join(traceback.format_tb(e.__traceback__))
                     + f"{type(e).__name__}: {getattr(e, 'msg', None) or e}")
-                print(f"FAILED {fn.__name__} ({time.monotonic() - t0:.1f} s) on "
-                      f"{ctx.driver.current_url}:\n{detail}")
+                shot = os.path.join(setup["screenshots"], f"failed-{fn.__name__}.png")
+                try:
+                    os.makedirs(setup["screenshots"], exist_ok=True)
+                    ctx.driver.save_screenshot(shot)
+                    where = ctx.driver.current_url
+                except WebDriverException:
+                    where = "(the browser is gone)"
+                print(f"FAILED {fn.__name__} ({time.monotonic() - t0:.1f} s) on {where} "
+                      f"(screenshot: {shot}):\n{detail}")
                 failed.append(fn.__name__)
     finally:
         ctx.driver.quit()
