@@ -1151,7 +1151,8 @@ fn counter_sum(
         .flat_map(|f| f.get_metric())
         .filter(|m| keep(m.get_label()))
         .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
+        // Not `sum()`: an empty f64 sum is -0.0, which the health page printed as "-0".
+        .fold(0.0, |a, b| a + b)
 }
 
 impl Services for Console {
@@ -1186,7 +1187,7 @@ impl Services for Console {
                         })
                 })
             };
-            let (all, ok) = (of(""), of("ok"));
+            let (all, ok) = (of(""), of("answer"));
             out.push(HealthLine {
                 what: format!("Upstream {label}"),
                 ok: all == 0.0 || ok > 0.0,

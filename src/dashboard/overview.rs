@@ -165,7 +165,10 @@ async fn overview(
         return Ok(Redirect::to(viewer.home()).into_response());
     }
     let period = query.period;
-    let until = viewer.now;
+    // The counts come from per-minute rollups of whole minutes: end at the next minute's
+    // start, so the queries of this one count too (a DSL testing the filter sees them now,
+    // not up to a minute later while the lists below already show them).
+    let until = next_minute(viewer.now);
     let since = until - period.length();
     let records = viewer.sees_records();
     let figures = dashboard
@@ -311,6 +314,14 @@ async fn overview(
         chrome: Chrome::new(&viewer, Section::Overview, "Overview"),
     };
     page::render(&page)
+}
+
+/// The start of the minute after `at`.
+fn next_minute(at: SystemTime) -> SystemTime {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + Duration::from_secs((secs / 60 + 1) * 60)
 }
 
 /// One column per hour (a day) or per day, including empty ones.

@@ -4,6 +4,7 @@
 mod accounts;
 mod alerts;
 mod binary;
+mod browser;
 mod checks;
 mod common;
 mod dashboard;

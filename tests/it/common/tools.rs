@@ -57,3 +57,48 @@ pub fn aiosmtpd() -> bool {
         "pip install aiosmtpd",
     )
 }
+
+/// Where the browser tests find axe-core: `HEDGEROW_AXE_CORE`, else the cache `.ci/run`
+/// installs it into (`npm install --prefix target/e2e-node axe-core`).
+pub fn axe_core_path() -> std::path::PathBuf {
+    std::env::var_os("HEDGEROW_AXE_CORE").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/e2e-node/node_modules/axe-core/axe.min.js")
+        },
+        Into::into,
+    )
+}
+
+/// A headless browser to drive: Debian's `chromium` and `chromium-driver`, Python's
+/// selenium and axe-core's script. Returns the paths of chromium and chromedriver.
+pub fn browser() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let chromium = on_path("chromium").unwrap_or_else(|| "chromium".into());
+    let driver = on_path("chromedriver").unwrap_or_else(|| "chromedriver".into());
+    let axe = axe_core_path();
+    let ok = required(
+        "Chromium",
+        Command::new(&chromium).arg("--version"),
+        "apt-get install chromium",
+    ) && required(
+        "chromedriver",
+        Command::new(&driver).arg("--version"),
+        "apt-get install chromium-driver",
+    ) && required(
+        "Python's selenium",
+        Command::new("python3").args(["-c", "import selenium.webdriver"]),
+        "pip install selenium",
+    ) && required(
+        "axe-core",
+        Command::new("test").arg("-s").arg(&axe),
+        "npm install --prefix target/e2e-node axe-core",
+    );
+    ok.then_some((chromium, driver))
+}
+
+/// The first `name` on `PATH`.
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
