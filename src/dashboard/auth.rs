@@ -36,14 +36,15 @@ use axum::{
 use serde::{de::DeserializeOwned, Deserialize};
 
 use crate::{
-    accounts::{password, totp, Role, Roles},
+    accounts::{password, totp, Roles},
     config::dashboard::DashboardConfig,
     schedule::TimeZone,
     store::{LoginOutcome, UserRecord},
 };
 
+pub(super) use super::page::Viewer;
 use super::{
-    page::{self, Chrome, PageError},
+    page::{self, home, Chrome, PageError},
     Dashboard, Transport,
 };
 
@@ -292,63 +293,6 @@ impl Auth {
 
     fn succeeded(&self, name: &str) {
         lock(&self.throttle).accounts.remove(name);
-    }
-}
-
-/// The person a page is shown to.
-pub(super) struct Viewer {
-    /// Their account name.
-    pub name: String,
-    /// Their roles.
-    pub roles: Roles,
-    /// The token their forms must carry.
-    pub csrf: String,
-    /// The school's name (page headers).
-    pub school: String,
-    /// The school's time zone.
-    pub zone: TimeZone,
-    /// When the request arrived.
-    pub now: SystemTime,
-}
-
-impl Viewer {
-    /// Has any of `roles`.
-    pub fn may(&self, roles: &[Role]) -> bool {
-        roles.iter().any(|r| self.roles.contains(*r))
-    }
-
-    /// Refuses the page unless the viewer has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), PageError> {
-        if self.may(roles) {
-            Ok(())
-        } else {
-            Err(PageError::Forbidden)
-        }
-    }
-
-    /// Sees pupil-level records (devices, people, addresses, names looked up).
-    pub fn sees_records(&self) -> bool {
-        self.roles.contains(Role::Dsl)
-    }
-
-    /// A time in the school's zone, in words.
-    pub fn zone_time(&self, at: SystemTime) -> String {
-        page::local_time(self.zone, at)
-    }
-
-    /// Where this person starts.
-    pub fn home(&self) -> &'static str {
-        home(self.roles)
-    }
-}
-
-fn home(roles: Roles) -> &'static str {
-    if roles.contains(Role::Dsl) || roles.contains(Role::Technician) {
-        "/"
-    } else if roles.contains(Role::Approver) {
-        "/requests"
-    } else {
-        "/reports"
     }
 }
 
