@@ -349,6 +349,29 @@ fn store_groups_breaches_by_device_site_and_window() {
         )
         .unwrap();
     assert_eq!(high.len(), 1);
+    // Once the DSL closes the case, a new attempt within the window opens a new breach
+    // instead of joining the closed one unseen.
+    store
+        .commands()
+        .update_case(first.id, &CaseChange::Status(CaseStatus::Closed), "dsl")
+        .unwrap();
+    sink.record(blocked(
+        15_000,
+        "10.0.0.7",
+        "www.bad.example.co.uk",
+        Some(Severity::Medium),
+    ));
+    store.flush().unwrap();
+    let after = reader
+        .breaches(&BreachFilter::default(), None, 100)
+        .unwrap();
+    assert_eq!(after.len(), 5, "{after:#?}");
+    let closed = after.iter().find(|b| b.id == first.id).unwrap();
+    assert_eq!((closed.count, closed.status), (15, CaseStatus::Closed));
+    assert!(after.iter().any(|b| b.domain == "example.co.uk"
+        && b.status == CaseStatus::New
+        && b.count == 1
+        && b.first == at(15_000)));
     store.close().unwrap();
 }
 

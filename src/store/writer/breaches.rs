@@ -1,5 +1,6 @@
 //! Breaches: a blocked attempt with a severity opens or extends one per device and site
-//! (registrable domain) within the window, so one page load is one breach.
+//! (registrable domain) within the window, so one page load is one breach. A closed case is
+//! never extended: an attempt after the DSL closed it opens a new breach, so it is seen.
 
 use rusqlite::{params, OptionalExtension};
 
@@ -30,6 +31,7 @@ impl Batch<'_, '_> {
             .prepare_cached(
                 "SELECT id, first, last, severity FROM breaches
                  WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
+                   AND status <> 'closed'
                  ORDER BY last DESC LIMIT 1",
             )?
             .query_row(
