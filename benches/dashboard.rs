@@ -45,7 +45,10 @@ impl Services for Fixed {
     fn is_illegal(&self, _: &str) -> bool {
         false
     }
-    fn run_checks(&self, _: String) -> futures_util::future::BoxFuture<'static, Result<i64, String>> {
+    fn run_checks(
+        &self,
+        _: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<i64, String>> {
         Box::pin(async { Err("not in this bench".into()) })
     }
     fn grants_changed(&self) -> futures_util::future::BoxFuture<'static, ()> {
@@ -76,7 +79,12 @@ impl Services for Fixed {
     }
 }
 
-async fn send(router: &Router, path: &str, cookie: &str, body: Option<String>) -> (u16, usize, Vec<String>, String) {
+async fn send(
+    router: &Router,
+    path: &str,
+    cookie: &str,
+    body: Option<String>,
+) -> (u16, usize, Vec<String>, String) {
     let mut request = Request::builder()
         .method(if body.is_some() { "POST" } else { "GET" })
         .uri(path)
@@ -84,7 +92,9 @@ async fn send(router: &Router, path: &str, cookie: &str, body: Option<String>) -
     if body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     }
-    let mut request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let mut request = request
+        .body(body.map_or_else(Body::empty, Body::from))
+        .unwrap();
     request
         .extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
@@ -96,14 +106,27 @@ async fn send(router: &Router, path: &str, cookie: &str, body: Option<String>) -
         .iter()
         .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
         .collect();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap();
-    (status, bytes.len(), cookies, String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        bytes.len(),
+        cookies,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 fn field(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     body.find(&marker)
-        .map(|i| body[i + marker.len()..].split('"').next().unwrap_or("").to_string())
+        .map(|i| {
+            body[i + marker.len()..]
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -119,10 +142,16 @@ async fn main() {
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
     let clock = Clock::from_fn(move || end);
     let Ok((reader, commands)) = store::open_offline(&dir, clock.clone()) else {
-        eprintln!("no database at {}: run `STORE_ROWS={rows} cargo bench --bench store_scale` first", dir.display());
+        eprintln!(
+            "no database at {}: run `STORE_ROWS={rows} cargo bench --bench store_scale` first",
+            dir.display()
+        );
         return;
     };
-    println!("database: {} stored queries", reader.query_count().unwrap_or(0));
+    println!(
+        "database: {} stored queries",
+        reader.query_count().unwrap_or(0)
+    );
     let name = "bench-dsl";
     if reader.user(name).ok().flatten().is_none() {
         let roles = [Role::Dsl, Role::Approver, Role::Technician]
@@ -138,7 +167,10 @@ async fn main() {
         .expect("the workload makes breaches");
     let router = Dashboard::new(
         &DashboardConfig::default(),
-        Transport { tls: false, listen: IpAddr::from([127, 0, 0, 1]) },
+        Transport {
+            tls: false,
+            listen: IpAddr::from([127, 0, 0, 1]),
+        },
         TimeZone::EuropeLondon,
         reader,
         commands,
@@ -176,7 +208,10 @@ async fn main() {
         "/reports/annual?year=2026".into(),
         "/request".into(),
     ];
-    println!("{:<40} {:>6} {:>10} {:>10} {:>10}", "page", "status", "first ms", "median ms", "bytes");
+    println!(
+        "{:<40} {:>6} {:>10} {:>10} {:>10}",
+        "page", "status", "first ms", "median ms", "bytes"
+    );
     for page in &pages {
         let t = Instant::now();
         let (status, bytes, _, _) = send(&router, page, &cookie, None).await;

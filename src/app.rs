@@ -1332,9 +1332,17 @@ impl Services for Console {
         };
         // The manifest explains category blocks (which source line), as `lists lookup` does.
         let manifest = lists::Manifest::load(&config.lists.manifest).ok();
-        let (_, verdicts) =
-            crate::lookup::verdicts(&config, &lists, manifest.as_ref(), name, None, now)
-                .map_err(|e| e.to_string())?;
+        let grants = self.inner.grants.in_force();
+        let (_, verdicts) = crate::lookup::verdicts(
+            &config,
+            &lists,
+            manifest.as_ref(),
+            Some(&grants),
+            name,
+            None,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(verdicts
             .iter()
             .map(|v| {

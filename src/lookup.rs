@@ -167,6 +167,7 @@ pub fn verdicts(
     config: &Config,
     lists: &Blocklists,
     manifest: Option<&Manifest>,
+    grants: Option<&crate::pipeline::grants::Grants>,
     name: &str,
     client: Option<IpAddr>,
     now: SystemTime,
@@ -192,9 +193,9 @@ pub fn verdicts(
         let cx = Context {
             group: &g.name,
             policy: &g.policy,
-            // Grants live in the store and the running server; this offline view shows the
+            // The grants in force when the running server asks; the command line shows the
             // standing policy.
-            grants: None,
+            grants: grants.and_then(|all| all.group(&g.name)),
             lists,
             now,
             illegal_proxy: config.lists.illegal_proxy,
@@ -248,7 +249,7 @@ pub fn report(
     client: Option<IpAddr>,
     now: SystemTime,
 ) -> Result<String, LookupError> {
-    let (key, verdicts) = verdicts(config, lists, manifest, name, client, now)?;
+    let (key, verdicts) = verdicts(config, lists, manifest, None, name, client, now)?;
     let mut out = String::new();
     let _ = writeln!(out, "{key}");
     for v in &verdicts {
@@ -268,7 +269,7 @@ pub fn report(
 
 /// Why `name` is blocked now for the device at `client` (its group's policy, the lists and
 /// the grants in force), or `None` when it is not blocked (or the client is in no group).
-/// The block page asks this; SafeSearch rewrites are not blocks.
+/// The block page asks this; SafeSearch rewrites and local answers are not blocks.
 pub fn blocked_for(
     config: &Config,
     lists: &Blocklists,
@@ -277,28 +278,10 @@ pub fn blocked_for(
     client: IpAddr,
     now: SystemTime,
 ) -> Option<crate::pipeline::Reason> {
-    let key = crate::names::normalise(name).ok()?;
-    let metrics = crate::metrics::Metrics::new().ok()?;
-    let groups = chain::groups(config, lists, &metrics).ok()?;
-    let identify =
-        Identify::new(&groups).with_devices(chain::devices(config, &groups), Default::default());
-    let group = identify.client(client)?.group.clone();
-    let cx = Context {
-        group: &group.name,
-        policy: &group.policy,
-        grants: grants.group(&group.name),
-        lists,
-        now,
-        illegal_proxy: config.lists.illegal_proxy,
-    };
-    match decide(&cx, &key) {
-        Decision::Block(block) if block.answer != LocalAnswer::NoData => Some(block.reason),
-        Decision::Block(_) => None,
-        Decision::Allow { .. } => match decide_for_group(&group, &key) {
-            SafeSearch::Unenforceable { engine, entry } => {
-                Some(unenforceable_reason(&group.name, engine, entry))
-            }
-            _ => None,
-        },
+    let (_, verdicts) =
+        verdicts(config, lists, None, Some(grants), name, Some(client), now).ok()?;
+    match verdicts.into_iter().next()?.outcome {
+        Outcome::Blocked { reason, .. } => Some(reason),
+        _ => None,
     }
 }

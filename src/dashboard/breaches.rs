@@ -23,7 +23,7 @@ use crate::{
 
 use super::{
     auth::{Submitted, Viewer},
-    page::{self, q, Chrome, PageError, Section},
+    page::{self, choices, q, Choice, Chrome, PageError, Section},
     Dashboard,
 };
 
@@ -64,22 +64,6 @@ struct ListQuery {
 fn nonempty(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
-}
-
-struct Choice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
-}
-
-fn choices(all: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
-    all.iter()
-        .map(|&(value, label)| Choice {
-            value,
-            label,
-            selected: value == current,
-        })
-        .collect()
 }
 
 /// A breach as a row of the list.

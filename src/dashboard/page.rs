@@ -269,6 +269,24 @@ pub(super) fn severity_class(s: Severity) -> &'static str {
     }
 }
 
+/// One option of a `<select>`.
+pub(super) struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+/// The options `(value, label)`, with `current` selected.
+pub(super) fn choices(all: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
+    all.iter()
+        .map(|&(value, label)| Choice {
+            value,
+            label,
+            selected: value == current,
+        })
+        .collect()
+}
+
 /// Percent-encodes a query-string value.
 pub(super) fn q(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

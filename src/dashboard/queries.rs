@@ -24,7 +24,7 @@ use crate::{
 use super::{
     auth::Viewer,
     breaches::{audit_view, line, Line},
-    page::{self, q, Chrome, PageError, Section},
+    page::{self, choices, q, Choice, Chrome, PageError, Section},
     Dashboard,
 };
 
@@ -127,12 +127,6 @@ struct ResultRow {
     line: Line,
 }
 
-struct Choice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
-}
-
 #[derive(Template)]
 #[template(path = "queries.html", config = "dashboard/askama.toml")]
 struct SearchPage {
@@ -159,16 +153,13 @@ async fn search(
         audit_view(&dashboard, &viewer, format!("searched the log of {about}")).await?;
     }
     let params = f.params();
-    let mut dispositions = vec![Choice {
-        value: "",
-        label: "any outcome",
-        selected: f.disposition.is_empty(),
-    }];
-    dispositions.extend(Disposition::ALL.into_iter().map(|d| Choice {
-        value: d.label(),
-        label: page::disposition_words(d),
-        selected: f.disposition == d.label(),
-    }));
+    let mut options = vec![("", "any outcome")];
+    options.extend(
+        Disposition::ALL
+            .into_iter()
+            .map(|d| (d.label(), page::disposition_words(d))),
+    );
+    let dispositions = choices(&options, &f.disposition);
     let page = SearchPage {
         rows: found
             .rows
