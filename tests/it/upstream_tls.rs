@@ -1,5 +1,6 @@
-//! A DNS-over-TLS upstream on loopback, with its own CA (`upstream.tls_ca`): answers come
-//! over TLS, and without the CA the upstream's certificate is refused.
+//! TLS: a DNS-over-TLS upstream on loopback, with its own CA (`upstream.tls_ca`): answers come
+//! over TLS, and without the CA the upstream's certificate is refused; and the dashboard over
+//! HTTPS with the school's certificate.
 //!
 //! The certificates are made with the `openssl` command; without it the test is skipped
 //! with a reason (and fails under `CI=true`).
@@ -159,4 +160,77 @@ async fn dns_over_tls_upstream_with_its_own_ca() {
         start_hedgerow_with(&format!("{servers}{group}"), None, Overrides::default()).await;
     let m = ask(app.dns_addrs()[0], "www.example.test.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+/// The dashboard over HTTPS with the school's certificate and key (`[dashboard] tls_cert`,
+/// `tls_key`): a client that trusts the school's CA gets the sign-in page, whose cookie is
+/// `Secure`; plain HTTP to the same port gets no page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_over_https_with_the_schools_certificate() {
+    let dir = scratch_dir("dash-tls");
+    if !crate::common::tools::openssl() {
+        return;
+    }
+    assert!(
+        make_certificates(&dir),
+        "openssl could not make test certificates"
+    );
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n\
+         [dashboard]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+         [[group]]\nname = \"local\"\nnetworks = [\"127.0.0.1/32\"]\n",
+        dir.join("dot.pem").display(),
+        dir.join("dot.key").display()
+    );
+    // Nothing is resolved here: an unreachable upstream only satisfies the configuration.
+    let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (app, _) = start_hedgerow_with(&config, unused, Overrides::default()).await;
+    let http = app.http_addr().expect("the HTTP listener");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("dot.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: dot.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = Vec::new();
+    let _ = tls.read_to_end(&mut page).await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Sign in"));
+    let cookie = page
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie for the sign-in form");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+
+    // Plain HTTP to the HTTPS port: no page comes back.
+    let mut plain = tokio::net::TcpStream::connect(http).await.unwrap();
+    plain
+        .write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        plain.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("Sign in"),
+        "no page over plain HTTP"
+    );
 }
