@@ -26,7 +26,10 @@ use crate::{
     event::Severity,
     report::{IsoWeek, ListFreshness, ReportError, ReportFormat, WeeklyReport},
     schedule::TimeZone,
-    store::{AuditKind, BreachCount, BreachSummary, CaseStatus, CountBy, DeviceAttempts},
+    store::{
+        AuditKind, BreachCount, BreachSummary, CaseStatus, CheckRun, CountBy, DeviceAttempts,
+        UnblockStats,
+    },
 };
 
 use super::{
@@ -359,6 +362,17 @@ struct AnnualPage {
     audit_records: u64,
     verified: bool,
     verdict: String,
+    unblocks: UnblockStats,
+    checks: Vec<CheckLine>,
+    checks_failed: usize,
+}
+
+/// One filtering check of the year, as governors see it (no names: counts only).
+struct CheckLine {
+    when: String,
+    how: &'static str,
+    passed: u32,
+    failed: u32,
 }
 
 /// What the annual pack reads from the store.
@@ -366,6 +380,8 @@ struct YearFigures {
     months: Vec<(u64, u64)>,
     breaches: Vec<BreachCount>,
     chain: crate::store::ChainReport,
+    unblocks: UnblockStats,
+    checks: Vec<CheckRun>,
 }
 
 /// A category key (ids, comma separated) as its titles.
@@ -460,6 +476,13 @@ async fn annual(
                 months,
                 breaches: r.breach_counts(since, until)?,
                 chain: r.verify_audit()?,
+                unblocks: r.unblock_stats(since, until)?,
+                // A weekly schedule makes 52 a year; more are shown if run more often.
+                checks: r
+                    .check_runs(Some(since), 1000)?
+                    .into_iter()
+                    .filter(|c| c.started < until)
+                    .collect(),
             })
         })
         .await?;
@@ -518,6 +541,18 @@ async fn annual(
         audit_records: figures.chain.records,
         verified: figures.chain.first_broken.is_none(),
         verdict: trail::chain_words(&figures.chain),
+        unblocks: figures.unblocks,
+        checks_failed: figures.checks.iter().filter(|c| c.failed > 0).count(),
+        checks: figures
+            .checks
+            .iter()
+            .map(|c| CheckLine {
+                when: page::local_date(viewer.zone, c.started),
+                how: c.trigger.describe(),
+                passed: c.passed,
+                failed: c.failed,
+            })
+            .collect(),
         lists: ListsWords::new(&viewer, &lists),
         chrome: Chrome::new(
             &viewer,

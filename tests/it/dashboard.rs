@@ -1045,8 +1045,57 @@ async fn reports_by_role_and_the_governors_pack_names_nobody() {
             "{path}"
         );
     }
+    // An unblock request and its approval, and a filtering check, in the year.
+    let commands = site.store.commands();
+    let id = commands
+        .request_unblock(&hedgerow::store::NewUnblockRequest {
+            name: "games.example".into(),
+            groups: vec!["staff".into()],
+            reason: "lesson".into(),
+            duration: Duration::from_secs(3600),
+            requested_by: "Mr Jones".into(),
+            client: None,
+        })
+        .unwrap();
+    let until = UNIX_EPOCH + Duration::from_millis((T0_MS + 7_200_000) as u64);
+    commands
+        .approve_unblock(id, &["staff".to_string()], until, "alex", "")
+        .unwrap();
+    let at = UNIX_EPOCH + Duration::from_millis(T0_MS as u64);
+    commands
+        .record_check(&hedgerow::store::CheckRun {
+            id: 0,
+            started: at,
+            finished: at,
+            trigger: hedgerow::store::CheckTrigger::Schedule,
+            by: "schedule".into(),
+            passed: 0,
+            failed: 0,
+            items: vec![hedgerow::store::CheckItem {
+                group: "pupils".into(),
+                kind: hedgerow::store::CheckKind::Allowed,
+                category: None,
+                probe: "www.gov.uk".into(),
+                expected: "resolved".into(),
+                observed: "no answer".into(),
+                passed: false,
+                tested: true,
+            }],
+        })
+        .unwrap();
     let pack = governor.get("/reports/annual?year=2026").await;
     assert_eq!(pack.status, StatusCode::OK, "{}", pack.body);
+    for text in [
+        "Staff asked 1 time(s) for a site to be unblocked: 1 approved",
+        "1 check(s) recorded; 1 found a problem",
+    ] {
+        assert!(
+            pack.body.contains(text),
+            "the pack shows {text}: {}",
+            pack.body
+        );
+    }
+    assert!(!pack.body.contains("games.example") && !pack.body.contains("Mr Jones"));
     for p in PERSONAL {
         assert!(!pack.body.contains(p), "the governors' pack shows {p}");
     }
