@@ -139,20 +139,37 @@ struct PolicyPage {
     verified: bool,
     verdict: String,
     audit_link: bool,
+    /// Time-limited unblockings in force: site, group, until, approved by.
+    grants: Vec<(String, String, String, String)>,
+    requests_link: bool,
 }
 
 async fn policy(viewer: Viewer, State(dashboard): State<Dashboard>) -> Result<Response, PageError> {
     viewer.require(&ROLES)?;
-    let (entries, report): (_, ChainReport) = dashboard
-        .read(|r| {
+    let now = viewer.now;
+    let (entries, report, grants): (_, ChainReport, _) = dashboard
+        .read(move |r| {
             Ok((
                 r.audit_of(&[AuditKind::Policy, AuditKind::List], None, CHANGES)?,
                 r.verify_audit()?,
+                r.active_grants(now)?,
             ))
         })
         .await?;
     let services = &dashboard.inner.services;
     let page = PolicyPage {
+        grants: grants
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    g.group.clone(),
+                    viewer.zone_time(g.expires),
+                    g.granted_by.clone(),
+                )
+            })
+            .collect(),
+        requests_link: viewer.may(&[Role::Approver, Role::Dsl]),
         policy: services.policy_text(),
         lists: ListsWords::new(&viewer, &services.lists()),
         changes: entries
