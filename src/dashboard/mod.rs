@@ -235,6 +235,7 @@ impl Dashboard {
             .merge(unblock::routes())
             .merge(policy::routes())
             .merge(reports::routes())
+            .fallback(not_found)
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -272,6 +273,12 @@ impl Dashboard {
     fn now(&self) -> SystemTime {
         self.inner.clock.now()
     }
+}
+
+/// A mistyped address: the dashboard's own "Not found" page, not an empty answer. (The
+/// block page's address has its own answer for every path.)
+async fn not_found() -> page::PageError {
+    page::PageError::NotFound
 }
 
 /// Headers on every dashboard response: no framing by other sites, no content sniffing, no

@@ -911,6 +911,108 @@ async fn the_block_page_explains_and_offers_a_review_except_for_the_illegal_tier
     );
 }
 
+#[tokio::test]
+async fn the_request_form_keeps_a_signed_in_persons_header_and_works_without_an_account() {
+    let site = Site::loopback("dash-request-signed-in");
+    // Signed in: the person's own header and navigation, and their session's token.
+    let mut head = site.browser();
+    head.sign_in("alex").await;
+    let shown = head.get("/request?name=games.example").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.body.contains("Signed in as alex"), "{}", shown.body);
+    assert!(shown.body.contains("href=\"/requests\""), "the navigation");
+    assert!(!shown.body.contains("name=\"token\""), "no anonymous token");
+    let csrf = field(&shown.body, "csrf");
+    assert!(!csrf.is_empty());
+    let ask = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("name", "games.example".to_string()),
+            ("group", "staff".to_string()),
+            ("minutes", "60".to_string()),
+            ("reason", "Year 9 history lesson".to_string()),
+            ("who", "Ms Alexander".to_string()),
+        ]
+    };
+    let sent = post_request(&mut head, ask(&csrf)).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(sent.body.contains("request number 1"), "{}", sent.body);
+    assert!(sent.body.contains("Signed in as alex"));
+    // Another session's token, or none, is refused.
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let other = dsl.csrf("/requests").await;
+    assert_eq!(
+        post_request(&mut head, ask(&other)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_request(&mut head, ask("")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Signed out, the same address is the anonymous form.
+    let mut staff = site.browser();
+    let shown = staff.get("/request").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains("Signed in as"));
+    assert!(!field(&shown.body, "token").is_empty());
+    // The block page's address always shows the anonymous form, even to a browser holding a
+    // dashboard session (cookies do not tell ports apart): its navigation would lead to
+    // block pages there.
+    let mut same_browser = Browser {
+        router: site.block_page.clone(),
+        cookies: head.cookies.clone(),
+    };
+    let shown = same_browser.get("/request?name=games.example").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains("Signed in as"), "{}", shown.body);
+    assert!(!field(&shown.body, "token").is_empty());
+    assert_eq!(
+        site.store
+            .reader()
+            .unblock_requests(None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_address_gets_the_dashboards_not_found_page() {
+    let site = Site::loopback("dash-not-found");
+    let mut dana = site.browser();
+    dana.sign_in("dana").await;
+    for path in ["/breachs", "/reports/weekley", "/nothing/here?x=1"] {
+        let page = dana.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            page.body.contains("<h1>Not found</h1>") && page.body.contains("no such page"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    // With the same headers as every other page.
+    let request = Request::builder()
+        .uri("/breachs")
+        .body(Body::empty())
+        .unwrap();
+    let response = site.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response
+        .headers()
+        .contains_key(header::CONTENT_SECURITY_POLICY));
+    // The block page's address keeps its own answer for every path.
+    let mut pupil = Browser {
+        router: site.block_page.clone(),
+        cookies: HashMap::new(),
+    };
+    let page = pupil
+        .send_to("GET", "/breachs", None, Some("games.example"))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("This site is blocked"), "{}", page.body);
+}
+
 async fn post_request(b: &mut Browser, pairs: Vec<(&'static str, String)>) -> Page {
     let body = pairs
         .iter()
