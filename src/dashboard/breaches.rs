@@ -23,7 +23,7 @@ use crate::{
 
 use super::{
     auth::{Submitted, Viewer},
-    page::{self, q, Chrome, PageError, Section},
+    page::{self, q, CategoryTitles, Chrome, PageError, Section},
     Dashboard,
 };
 
@@ -98,7 +98,7 @@ struct Row {
     status: &'static str,
 }
 
-fn row(viewer: &Viewer, b: &BreachSummary) -> Row {
+fn row(viewer: &Viewer, titles: &CategoryTitles, b: &BreachSummary) -> Row {
     Row {
         id: b.id,
         first: viewer.zone_time(b.first),
@@ -107,7 +107,10 @@ fn row(viewer: &Viewer, b: &BreachSummary) -> Row {
         person: b.user.clone().unwrap_or_default(),
         group: b.group.clone().unwrap_or_default(),
         site: b.domain.clone(),
-        category: b.category.clone().unwrap_or_default(),
+        category: b
+            .category
+            .as_deref()
+            .map_or_else(String::new, |c| titles.words(c)),
         severity: b.severity.label(),
         severity_class: page::severity_class(b.severity),
         count: b.count,
@@ -163,6 +166,7 @@ async fn list(
         },
     };
     let person_or_device = filter.device.clone().or(filter.user.clone());
+    let titles = dashboard.category_titles();
     let before = f.before;
     let breaches = dashboard
         .read(move |r| r.breaches(&filter, before, PAGE))
@@ -187,7 +191,7 @@ async fn list(
     let page = ListPage {
         statuses: choices(&statuses, &f.status),
         severities: choices(&severities, &f.severity),
-        rows: breaches.iter().map(|b| row(&viewer, b)).collect(),
+        rows: breaches.iter().map(|b| row(&viewer, &titles, b)).collect(),
         next,
         chrome: Chrome::new(&viewer, Section::Breaches, "Breaches"),
         f,
@@ -205,9 +209,16 @@ pub(super) struct Line {
     pub in_breach: bool,
 }
 
-pub(super) fn line(viewer: &Viewer, r: &QueryRow, in_breach: bool) -> Line {
+pub(super) fn line(
+    viewer: &Viewer,
+    titles: &CategoryTitles,
+    r: &QueryRow,
+    in_breach: bool,
+) -> Line {
     let why = match (r.reason, &r.category) {
-        (Some(reason), Some(c)) if !c.is_empty() => format!("{}: {c}", page::reason_words(reason)),
+        (Some(reason), Some(c)) if !c.is_empty() => {
+            format!("{}: {}", page::reason_words(reason), titles.words(c))
+        }
         (Some(reason), _) => page::reason_words(reason).to_string(),
         (None, _) => String::new(),
     };
@@ -267,6 +278,7 @@ async fn show(
     )
     .await?;
     let b = &detail.breach;
+    let titles = dashboard.category_titles();
     let breach_keys: std::collections::HashSet<i64> =
         detail.queries.iter().map(|r| r.key).collect();
     let mut ips: Vec<&str> = detail.queries.iter().map(|r| r.ip.as_str()).collect();
@@ -280,7 +292,7 @@ async fn show(
         parents: b
             .parents_informed
             .as_ref()
-            .map(|(on, by)| format!("yes, on {} by {by}", page::local_date(viewer.zone, *on)))
+            .map(|(on, by)| format!("yes, on {} by {by}", page::local_day(viewer.zone, *on)))
             .unwrap_or_default(),
         outcome: b.outcome.clone().unwrap_or_default(),
         closed: b.status == CaseStatus::Closed,
@@ -288,13 +300,13 @@ async fn show(
         queries: detail
             .queries
             .iter()
-            .map(|r| line(&viewer, r, true))
+            .map(|r| line(&viewer, &titles, r, true))
             .collect(),
         around_more: detail.around.len() >= ROWS as usize,
         around: detail
             .around
             .iter()
-            .map(|r| line(&viewer, r, breach_keys.contains(&r.key)))
+            .map(|r| line(&viewer, &titles, r, breach_keys.contains(&r.key)))
             .collect(),
         history: detail
             .history
@@ -306,7 +318,7 @@ async fn show(
             "" => String::new(),
             _ => "Saved.".into(),
         },
-        b: row(&viewer, b),
+        b: row(&viewer, &titles, b),
         chrome: Chrome::new(&viewer, Section::Breaches, format!("Breach {id}")),
     };
     page::render(&page)

@@ -269,6 +269,11 @@ impl Dashboard {
         Ok(tokio::task::spawn_blocking(move || write(&commands)).await??)
     }
 
+    /// The titles of the categories of the lists in force.
+    fn category_titles(&self) -> page::CategoryTitles {
+        page::CategoryTitles::new(self.inner.services.lists().categories)
+    }
+
     /// Now, by the one clock.
     fn now(&self) -> SystemTime {
         self.inner.clock.now()

@@ -24,7 +24,7 @@ use crate::{
 
 use super::{
     auth::Viewer,
-    page::{self, Chrome, PageError, Section},
+    page::{self, CategoryTitles, Chrome, PageError, Section},
     trail, Dashboard, GroupVerdict, ListsView,
 };
 
@@ -76,13 +76,7 @@ pub(super) struct ListsWords {
 
 impl ListsWords {
     pub fn new(viewer: &Viewer, lists: &ListsView) -> ListsWords {
-        let title = |id: &str| {
-            lists
-                .categories
-                .iter()
-                .find(|c| c.id == id)
-                .map_or_else(|| id.to_string(), |c| c.title.clone())
-        };
+        let titles = CategoryTitles::new(lists.categories.clone());
         ListsWords {
             built: lists.built.map_or_else(
                 || "not known".into(),
@@ -94,7 +88,7 @@ impl ListsWords {
                 .iter()
                 .map(|s| SourceRow {
                     name: s.name.clone(),
-                    category: title(&s.category),
+                    category: titles.words(&s.category),
                     entries: s.entries,
                     version: s.version.clone(),
                     update: s

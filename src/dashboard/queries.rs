@@ -159,6 +159,7 @@ async fn search(
         audit_view(&dashboard, &viewer, format!("searched the log of {about}")).await?;
     }
     let params = f.params();
+    let titles = dashboard.category_titles();
     let mut dispositions = vec![Choice {
         value: "",
         label: "any outcome",
@@ -180,7 +181,7 @@ async fn search(
                 person: r.user.clone().unwrap_or_default(),
                 ip: r.ip.clone(),
                 group: r.group.clone().unwrap_or_default(),
-                line: line(&viewer, r, false),
+                line: line(&viewer, &titles, r, false),
             })
             .collect(),
         next: found
@@ -293,11 +294,12 @@ async fn device(
         format!("opened the timeline of device {label}"),
     )
     .await?;
+    let titles = dashboard.category_titles();
     let lines: Vec<Line> = found
         .rows
         .iter()
         .map(|r| {
-            let mut l = line(&viewer, r, false);
+            let mut l = line(&viewer, &titles, r, false);
             l.time = viewer.zone_time(r.at);
             l
         })

@@ -552,7 +552,7 @@ async fn a_breach_is_worked_from_new_to_closed_and_every_step_is_audited() {
     for text in [
         "Spoke with the pupil at break.",
         "Head of year",
-        "on 2026-09-01 by Mrs Patel",
+        "on Tue 1 Sep 2026 by Mrs Patel",
         "Support plan agreed with parents.",
         "closed",
     ] {
@@ -585,6 +585,41 @@ async fn a_breach_is_worked_from_new_to_closed_and_every_step_is_audited() {
     assert!(audit
         .iter()
         .any(|e| e.kind == AuditKind::Login && e.actor == "dana"));
+}
+
+#[tokio::test]
+async fn categories_are_shown_by_their_titles_and_filtered_by_their_ids() {
+    let site = Site::loopback("dash-titles");
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    for path in [
+        "/",
+        "/breaches",
+        "/breaches/1",
+        "/queries",
+        "/devices/device%3Apupil-laptop-7",
+    ] {
+        let page = dsl.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(
+            page.body.contains("Self-harm and suicide"),
+            "{path} names the category by its title: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains(">self-harm<") && !page.body.contains(": self-harm<"),
+            "{path} shows the category's id as text"
+        );
+    }
+    // Links and filters keep the id.
+    let overview = dsl.get("/").await;
+    assert!(
+        overview.body.contains("category=self-harm"),
+        "{}",
+        overview.body
+    );
+    let filtered = dsl.get("/breaches?category=self-harm").await;
+    assert!(filtered.body.contains("/breaches/1"), "{}", filtered.body);
 }
 
 #[tokio::test]
