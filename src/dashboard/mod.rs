@@ -150,8 +150,9 @@ pub trait Services: Send + Sync + 'static {
     fn lists(&self) -> ListsView;
     /// Each group's policy in plain English (what `check-config` prints).
     fn policy_text(&self) -> String;
-    /// Each group's policy alone, in configuration order: no devices pinned to groups, no
-    /// addresses or files of the server (the governors' annual pack).
+    /// Each group's policy alone, in configuration order: no client networks (one can be a
+    /// single device's address), no devices pinned to groups, no files of the server (the
+    /// governors' annual pack, and the policy page of anyone who does not see records).
     fn group_policies(&self) -> Vec<GroupPolicyText>;
     /// The configured groups' names, in configuration order.
     fn groups(&self) -> Vec<String>;

@@ -146,8 +146,23 @@ async fn policy(viewer: Viewer, State(dashboard): State<Dashboard>) -> Result<Re
         })
         .await?;
     let services = &dashboard.inner.services;
+    // The whole configuration names devices and their addresses: only for those who see
+    // pupils' records; everyone else gets each group's rules.
+    let policy = if viewer.sees_records() {
+        services.policy_text()
+    } else {
+        services
+            .group_policies()
+            .iter()
+            .map(|p| {
+                let rules: Vec<String> = p.text.lines().map(|l| format!("  {l}")).collect();
+                format!("group `{}`:\n{}\n", p.group, rules.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let page = PolicyPage {
-        policy: services.policy_text(),
+        policy,
         lists: ListsWords::new(&viewer, &services.lists()),
         changes: entries
             .iter()

@@ -101,17 +101,20 @@ impl Services for FixedResolver {
         }
     }
     fn policy_text(&self) -> String {
-        "group `pupils`: blocks pornography".into()
+        format!(
+            "group `pupils`: clients in {PUPIL_IP}/32\n  blocks pornography\n\n\
+             device `{PUPIL_DEVICE}` (address {PUPIL_IP}) is always in group `pupils`\n"
+        )
     }
     fn group_policies(&self) -> Vec<GroupPolicyText> {
         vec![
             GroupPolicyText {
                 group: "pupils".into(),
-                text: "group `pupils`: blocks pornography".into(),
+                text: "blocks pornography".into(),
             },
             GroupPolicyText {
                 group: "staff".into(),
-                text: "group `staff`: blocks no list categories".into(),
+                text: "blocks no list categories".into(),
             },
         ]
     }
@@ -1091,7 +1094,7 @@ async fn policy_and_test_a_name_by_role() {
         let page = b.get("/policy").await;
         assert_eq!(page.status, StatusCode::OK, "{name}: {}", page.body);
         for text in [
-            "group `pupils`: blocks pornography",
+            "blocks pornography",
             "https://lists.example/self-harm.txt",
             "Self-harm and suicide",
             "0123456789ab",
@@ -1101,6 +1104,19 @@ async fn policy_and_test_a_name_by_role() {
             "check out",
         ] {
             assert!(page.body.contains(text), "{name}: /policy shows {text}");
+        }
+        // The whole configuration names devices and addresses: only for the DSL; the others
+        // get each group's rules.
+        for p in [PUPIL_DEVICE, PUPIL_IP] {
+            assert_eq!(
+                page.body.contains(p),
+                name == "dana",
+                "{name}: /policy shows {p}: {}",
+                page.body
+            );
+        }
+        if name != "dana" {
+            assert!(page.body.contains("group `pupils`:\n  blocks pornography"));
         }
         // The whole trail is only for those who may open it.
         assert_eq!(
@@ -1189,7 +1205,7 @@ async fn reports_by_role_and_the_governors_pack_names_nobody() {
     }
     // Aggregates: the policy per group, the lists, September's traffic, the breach.
     for text in [
-        "group `staff`: blocks no list categories",
+        "<h3>Group staff</h3>\n<pre class=\"policy\">blocks no list categories</pre>",
         "https://lists.example/self-harm.txt",
         "<svg",
         "<th scope=\"row\">Sep</th><td class=\"num\">4</td><td class=\"num\">2</td>",
