@@ -1352,6 +1352,7 @@ impl Services for Console {
                     group: v.group.clone(),
                     blocked: v.blocked(),
                     summary: v.summary(),
+                    category: v.category().map(str::to_string),
                     detail,
                 }
             })

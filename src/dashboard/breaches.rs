@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::{
     accounts::Role,
-    event::Severity,
+    event::{BlockReason, Severity},
     store::{AuditKind, BreachFilter, BreachSummary, CaseChange, CaseStatus, QueryRow},
 };
 
@@ -216,6 +216,8 @@ pub(super) fn line(
     in_breach: bool,
 ) -> Line {
     let why = match (r.reason, &r.category) {
+        // The category's title says it all ("What happened" already says blocked).
+        (Some(BlockReason::Category), Some(c)) if !c.is_empty() => titles.words(c),
         (Some(reason), Some(c)) if !c.is_empty() => {
             format!("{}: {}", page::reason_words(reason), titles.words(c))
         }
@@ -238,8 +240,8 @@ struct BreachPage {
     chrome: Chrome,
     b: Row,
     ips: String,
-    first: String,
-    last: String,
+    /// "2, at Sun 29 Nov 2026, 15:04", or from when to when.
+    attempts: String,
     notes: Vec<String>,
     escalated_to: String,
     parents: String,
@@ -285,8 +287,7 @@ async fn show(
     ips.dedup();
     let page = BreachPage {
         ips: ips.join(", "),
-        first: viewer.zone_time(b.first),
-        last: viewer.zone_time(b.last),
+        attempts: attempts_words(&viewer, b.count, b.first, b.last),
         notes: b.notes.lines().map(str::to_string).collect(),
         escalated_to: b.escalated_to.clone().unwrap_or_default(),
         parents: b
@@ -322,6 +323,24 @@ async fn show(
         chrome: Chrome::new(&viewer, Section::Breaches, format!("Breach {id}")),
     };
     page::render(&page)
+}
+
+/// How many attempts, and when: the day is not repeated when they were all on one day.
+fn attempts_words(
+    viewer: &Viewer,
+    count: u64,
+    first: std::time::SystemTime,
+    last: std::time::SystemTime,
+) -> String {
+    let (from, to) = (viewer.zone_time(first), viewer.zone_time(last));
+    if from == to {
+        format!("{count}, at {from}")
+    } else if page::local_day(viewer.zone, first) == page::local_day(viewer.zone, last) {
+        let clock = page::local_clock(viewer.zone, last);
+        format!("{count}, from {from} to {}", &clock[..5])
+    } else {
+        format!("{count}, from {from} to {to}")
+    }
 }
 
 /// What a case form asks for.

@@ -115,6 +115,9 @@ pub struct GroupVerdict {
     pub blocked: bool,
     /// In plain words ("blocked: gambling", "allowed with SafeSearch").
     pub summary: String,
+    /// The list category (its id, or ids comma separated) that blocked it, when one did: the
+    /// pages say its title instead of `summary`'s id.
+    pub category: Option<String>,
     /// The rule, category and list entry that decided, and the source lines behind a
     /// category block; empty for the illegal-content list, about which nothing more is said.
     pub detail: String,

@@ -17,7 +17,7 @@ use crate::{
     store::StoreError,
 };
 
-use super::CategoryLine;
+use super::{CategoryLine, GroupVerdict};
 
 /// One link of the main navigation.
 pub(super) struct NavItem {
@@ -268,6 +268,15 @@ impl CategoryTitles {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// What a group gets for a name, in words, a category by its title ("blocked:
+    /// Self-harm and suicide").
+    pub fn verdict(&self, v: &GroupVerdict) -> String {
+        match &v.category {
+            Some(c) if v.blocked => format!("blocked: {}", self.words(c)),
+            _ => v.summary.clone(),
+        }
     }
 }
 

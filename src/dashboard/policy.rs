@@ -244,6 +244,7 @@ async fn test_name(
     // A name on the illegal-content list is not repeated back, not even to the person who
     // typed it (the page may be printed, shared or left open).
     let illegal = verdicts.iter().any(|v| v.blocked && v.detail.is_empty());
+    let titles = dashboard.category_titles();
     let page = TestPage {
         chrome,
         name: if illegal { String::new() } else { typed },
@@ -251,9 +252,9 @@ async fn test_name(
             .into_iter()
             .map(|v| VerdictRow {
                 detail: v.detail.lines().map(str::to_string).collect(),
+                summary: titles.verdict(&v),
                 group: v.group,
                 blocked: v.blocked,
-                summary: v.summary,
             })
             .collect(),
         message: String::new(),

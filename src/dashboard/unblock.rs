@@ -390,6 +390,7 @@ async fn requests(
     let verdicts: Vec<Result<Vec<GroupVerdict>, String>> =
         tokio::task::spawn_blocking(move || names.iter().map(|n| services.test_name(n)).collect())
             .await?;
+    let titles = dashboard.category_titles();
     let page = RequestsPage {
         approver: viewer.may(&[Role::Approver]),
         pending: pending
@@ -397,7 +398,15 @@ async fn requests(
             .zip(verdicts)
             .map(|(q, verdict)| {
                 let (verdicts, verdict_error) = match verdict {
-                    Ok(v) => (v, String::new()),
+                    Ok(v) => (
+                        v.into_iter()
+                            .map(|g| GroupVerdict {
+                                summary: titles.verdict(&g),
+                                ..g
+                            })
+                            .collect(),
+                        String::new(),
+                    ),
                     Err(e) => (Vec::new(), e),
                 };
                 let minutes = q.duration.as_secs() / 60;

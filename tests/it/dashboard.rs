@@ -134,6 +134,7 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: on the child-abuse (IWF) list".into(),
+                        category: None,
                         detail: String::new(),
                     }
                 } else if group == "pupils" && name == "games.example" {
@@ -142,6 +143,7 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: games".into(),
+                        category: Some("games".into()),
                     }
                 } else if group == "pupils" && name.ends_with("bad.example") {
                     GroupVerdict {
@@ -151,12 +153,14 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: self-harm".into(),
+                        category: Some("self-harm".into()),
                     }
                 } else {
                     GroupVerdict {
                         group,
                         blocked: false,
                         summary: "allowed".into(),
+                        category: None,
                         detail: "no rule matches".into(),
                     }
                 }
@@ -614,6 +618,28 @@ async fn categories_are_shown_by_their_titles_and_filtered_by_their_ids() {
             "{path} shows the category's id as text"
         );
     }
+    // And what each group gets for a requested name, on the approver's page.
+    let mut staff = site.browser();
+    let token = field(&staff.get("/request").await.body, "token");
+    let sent = post_request(
+        &mut staff,
+        vec![
+            ("token", token),
+            ("name", "www.bad.example".into()),
+            ("group", "pupils".into()),
+            ("minutes", "60".into()),
+            ("reason", "Anti-bullying lesson".into()),
+            ("who", "Mr Jones".into()),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let requests = dsl.get("/requests").await;
+    assert!(
+        requests.body.contains("blocked: Self-harm and suicide"),
+        "{}",
+        requests.body
+    );
     // Links and filters keep the id.
     let overview = dsl.get("/").await;
     assert!(
@@ -1128,7 +1154,11 @@ async fn policy_and_test_a_name_by_role() {
         assert_eq!(page.status, StatusCode::OK, "{name}");
         let rows: Vec<&str> = page.body.split("<th scope=\"row\">").skip(1).collect();
         assert_eq!(rows.len(), 2, "a row per group: {}", page.body);
-        assert!(rows[0].starts_with("pupils") && rows[0].contains("blocked: self-harm"));
+        assert!(
+            rows[0].starts_with("pupils") && rows[0].contains("blocked: Self-harm and suicide"),
+            "the category by its title: {}",
+            rows[0]
+        );
         assert!(rows[0].contains("list entry `bad.example`"));
         assert!(rows[1].starts_with("staff") && rows[1].contains("allowed"));
         if name != "dana" {
