@@ -61,6 +61,8 @@ ROLES = ("dsl", "technician", "approver", "governor")
 
 # A page the dashboard answers with its own "Not found" page (error.html), checked like the rest.
 ERROR_PAGE = "/breaches/999999"
+# An address nobody links to: the dashboard's "Not found" page too.
+MISTYPED = "/breachs"
 
 # At most this many pages per role (the crawl follows one level of links from the navigation).
 MAX_PAGES = 40
@@ -681,6 +683,10 @@ def axe_on_every_page(ctx):
     ctx.sign_in("dsl")
     found += axe(ctx, "dsl", ERROR_PAGE)
     check(not found, "axe-core found serious or critical problems:\n" + "\n".join(found))
+    # A mistyped address gets the same page, not an empty one.
+    ctx.go(MISTYPED)
+    check(ctx.status() == 404 and ctx.h1() == "Not found",
+          f"{MISTYPED} answers {ctx.status()} {ctx.h1()!r}, not the 'Not found' page")
 
 
 AXE_RUN_JS = """
