@@ -1316,7 +1316,12 @@ impl Services for Console {
             .iter()
             .map(|g| GroupPolicyText {
                 group: g.name.clone(),
-                text: crate::describe::describe_group(&config, g),
+                // Without the group's networks: one can be a single device's address.
+                text: crate::describe::describe_group_rules(&config, g)
+                    .lines()
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             })
             .collect()
     }
@@ -1355,6 +1360,7 @@ impl Services for Console {
                     group: v.group.clone(),
                     blocked: v.blocked(),
                     summary: v.summary(),
+                    category: v.category().map(str::to_string),
                     detail,
                 }
             })

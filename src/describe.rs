@@ -172,10 +172,21 @@ fn describe_checks(checks: &crate::config::checks::ChecksConfig, illegal_list: b
 /// deny and allow entries, block answer, anti-circumvention and SafeSearch. Names no device
 /// (devices pinned to the group are described by [`describe`] after the groups).
 pub fn describe_group(config: &Config, g: &GroupConfig) -> String {
+    let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
+    format!(
+        "group `{}`: clients in {}\n{}",
+        g.name,
+        nets.join(", "),
+        describe_group_rules(config, g)
+    )
+}
+
+/// What one group gets without where its clients are: [`describe_group`]'s lines after the
+/// first, each indented by two spaces. A network can be one device's address (a `/32`), so
+/// pages for people who may not see addresses show this instead.
+pub fn describe_group_rules(config: &Config, g: &GroupConfig) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let nets: Vec<String> = g.networks.iter().map(|n| n.to_string()).collect();
-    let _ = writeln!(out, "group `{}`: clients in {}", g.name, nets.join(", "));
     if g.block_categories.is_empty() {
         let _ = writeln!(out, "  blocks no list categories");
     } else {

@@ -87,6 +87,16 @@ impl Verdict {
         matches!(&self.outcome, Outcome::Blocked { reason, .. } if reason.kind.is_illegal_tier())
     }
 
+    /// The list category (ids, comma separated) that blocked the name, when one did.
+    pub fn category(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Blocked { reason, .. } if reason.kind == BlockReason::Category => {
+                reason.category.as_deref().filter(|c| !c.is_empty())
+            }
+            _ => None,
+        }
+    }
+
     /// The verdict in plain words for a teacher ("blocked: gambling", "allowed").
     pub fn summary(&self) -> String {
         match &self.outcome {

@@ -27,7 +27,9 @@ use std::{
 
 use askama::Template;
 use axum::{
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State},
+    extract::{
+        ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Query, Request, State,
+    },
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -192,6 +194,19 @@ impl Auth {
         same(token, &self.login_token(nonce))
     }
 
+    /// Whether an unblock request form came back with its token: the session's (`csrf`) when
+    /// someone is signed in, or the anonymous form's (`token`) — a form drawn before its
+    /// sender signed in, in another tab, still counts.
+    pub(super) fn request_token_ok(
+        &self,
+        viewer: Option<&Viewer>,
+        headers: &HeaderMap,
+        csrf: &str,
+        token: &str,
+    ) -> bool {
+        viewer.is_some_and(|v| same(csrf, &v.csrf)) || self.anonymous_token_ok(headers, token)
+    }
+
     /// Counts a request from `addr` (unblock requests from the block page): false once it
     /// has made [`REQUESTS_PER_HOUR`] within the hour.
     pub(super) fn allow_request(&self, addr: IpAddr, now: SystemTime) -> bool {
@@ -333,6 +348,40 @@ impl IntoResponse for SignIn {
     }
 }
 
+/// The person signed in on this request: `None` when there is no session, it has ended, or
+/// the account is disabled or has no role any more (its sessions are then ended); `Err`
+/// only when the store cannot be read.
+async fn signed_in(parts: &Parts, dashboard: &Dashboard) -> Result<Option<Viewer>, Response> {
+    let inner = &dashboard.inner;
+    let now = inner.clock.now();
+    let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some((name, csrf)) = inner.auth.session(token, now) else {
+        return Ok(None);
+    };
+    let lookup = name.clone();
+    let user = dashboard
+        .read(move |r| r.user(&lookup))
+        .await
+        .map_err(IntoResponse::into_response)?;
+    match user {
+        Some(u) if !u.disabled && !u.roles.is_empty() => Ok(Some(Viewer {
+            name,
+            roles: u.roles,
+            csrf,
+            school: inner.school.clone(),
+            zone: inner.auth.zone,
+            now,
+        })),
+        _ => {
+            inner.auth.end_sessions_of(&name);
+            Ok(None)
+        }
+    }
+}
+
+/// A page for signed-in people: anyone else is sent to the sign-in page, to come back here.
 impl FromRequestParts<Dashboard> for Viewer {
     type Rejection = Response;
 
@@ -340,38 +389,23 @@ impl FromRequestParts<Dashboard> for Viewer {
         parts: &mut Parts,
         dashboard: &Dashboard,
     ) -> Result<Viewer, Response> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let inner = &dashboard.inner;
-        let now = inner.clock.now();
-        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(SignIn(path).into_response());
-        };
-        let Some((name, csrf)) = inner.auth.session(token, now) else {
-            return Err(SignIn(path).into_response());
-        };
-        let lookup = name.clone();
-        let user = dashboard
-            .read(move |r| r.user(&lookup))
-            .await
-            .map_err(IntoResponse::into_response)?;
-        match user {
-            Some(u) if !u.disabled && !u.roles.is_empty() => Ok(Viewer {
-                name,
-                roles: u.roles,
-                csrf,
-                school: inner.school.clone(),
-                zone: inner.auth.zone,
-                now,
-            }),
-            _ => {
-                inner.auth.end_sessions_of(&name);
-                Err(SignIn(path).into_response())
-            }
-        }
+        signed_in(parts, dashboard).await?.ok_or_else(|| {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            SignIn(path.to_string()).into_response()
+        })
+    }
+}
+
+/// A page anyone may open (the unblock request form): `Option<Viewer>` is the person when
+/// someone is signed in, so the page shows their header and navigation, and `None` otherwise.
+impl OptionalFromRequestParts<Dashboard> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        dashboard: &Dashboard,
+    ) -> Result<Option<Viewer>, Response> {
+        signed_in(parts, dashboard).await
     }
 }
 
@@ -395,7 +429,9 @@ impl<T: DeserializeOwned + Send> FromRequest<Dashboard> for Submitted<T> {
 
     async fn from_request(request: Request, dashboard: &Dashboard) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
-        let viewer = Viewer::from_request_parts(&mut parts, dashboard).await?;
+        let viewer =
+            <Viewer as FromRequestParts<Dashboard>>::from_request_parts(&mut parts, dashboard)
+                .await?;
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| PageError::BadRequest("The form is too large.".into()).into_response())?;

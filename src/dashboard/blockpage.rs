@@ -84,7 +84,7 @@ async fn block_page(
             site.clone().unwrap_or_default()
         },
         category: match &why {
-            Some(BlockedSite::Filtered(c)) => c.clone(),
+            Some(BlockedSite::Filtered(c)) => dashboard.category_titles().words(c),
             _ => String::new(),
         },
         withheld,

@@ -17,13 +17,13 @@ use serde::Deserialize;
 
 use crate::{
     accounts::Role,
-    event::Severity,
+    event::{BlockReason, Severity},
     store::{AuditKind, BreachFilter, BreachSummary, CaseChange, CaseStatus, QueryRow},
 };
 
 use super::{
     auth::{Submitted, Viewer},
-    page::{self, choices, q, Choice, Chrome, PageError, Section},
+    page::{self, choices, q, CategoryTitles, Choice, Chrome, PageError, Section},
     Dashboard,
 };
 
@@ -82,7 +82,7 @@ struct Row {
     status: &'static str,
 }
 
-fn row(viewer: &Viewer, b: &BreachSummary) -> Row {
+fn row(viewer: &Viewer, titles: &CategoryTitles, b: &BreachSummary) -> Row {
     Row {
         id: b.id,
         first: viewer.zone_time(b.first),
@@ -91,7 +91,10 @@ fn row(viewer: &Viewer, b: &BreachSummary) -> Row {
         person: b.user.clone().unwrap_or_default(),
         group: b.group.clone().unwrap_or_default(),
         site: b.domain.clone(),
-        category: b.category.clone().unwrap_or_default(),
+        category: b
+            .category
+            .as_deref()
+            .map_or_else(String::new, |c| titles.words(c)),
         severity: b.severity.label(),
         severity_class: page::severity_class(b.severity),
         count: b.count,
@@ -147,6 +150,7 @@ async fn list(
         },
     };
     let person_or_device = filter.device.clone().or(filter.user.clone());
+    let titles = dashboard.category_titles();
     let before = f.before;
     let breaches = dashboard
         .read(move |r| r.breaches(&filter, before, PAGE))
@@ -171,7 +175,7 @@ async fn list(
     let page = ListPage {
         statuses: choices(&statuses, &f.status),
         severities: choices(&severities, &f.severity),
-        rows: breaches.iter().map(|b| row(&viewer, b)).collect(),
+        rows: breaches.iter().map(|b| row(&viewer, &titles, b)).collect(),
         next,
         chrome: Chrome::new(&viewer, Section::Breaches, "Breaches"),
         f,
@@ -189,9 +193,18 @@ pub(super) struct Line {
     pub in_breach: bool,
 }
 
-pub(super) fn line(viewer: &Viewer, r: &QueryRow, in_breach: bool) -> Line {
+pub(super) fn line(
+    viewer: &Viewer,
+    titles: &CategoryTitles,
+    r: &QueryRow,
+    in_breach: bool,
+) -> Line {
     let why = match (r.reason, &r.category) {
-        (Some(reason), Some(c)) if !c.is_empty() => format!("{}: {c}", page::reason_words(reason)),
+        // The category's title says it all ("What happened" already says blocked).
+        (Some(BlockReason::Category), Some(c)) if !c.is_empty() => titles.words(c),
+        (Some(reason), Some(c)) if !c.is_empty() => {
+            format!("{}: {}", page::reason_words(reason), titles.words(c))
+        }
         (Some(reason), _) => page::reason_words(reason).to_string(),
         (None, _) => String::new(),
     };
@@ -211,8 +224,8 @@ struct BreachPage {
     chrome: Chrome,
     b: Row,
     ips: String,
-    first: String,
-    last: String,
+    /// "2, at Sun 29 Nov 2026, 15:04", or from when to when.
+    attempts: String,
     notes: Vec<String>,
     escalated_to: String,
     parents: String,
@@ -251,20 +264,20 @@ async fn show(
     )
     .await?;
     let b = &detail.breach;
+    let titles = dashboard.category_titles();
     let breach_keys: std::collections::HashSet<i64> =
         detail.queries.iter().map(|r| r.key).collect();
     let mut ips: Vec<&str> = detail.queries.iter().map(|r| r.ip.as_str()).collect();
     ips.dedup();
     let page = BreachPage {
         ips: ips.join(", "),
-        first: viewer.zone_time(b.first),
-        last: viewer.zone_time(b.last),
+        attempts: attempts_words(&viewer, b.count, b.first, b.last),
         notes: b.notes.lines().map(str::to_string).collect(),
         escalated_to: b.escalated_to.clone().unwrap_or_default(),
         parents: b
             .parents_informed
             .as_ref()
-            .map(|(on, by)| format!("yes, on {} by {by}", page::local_date(viewer.zone, *on)))
+            .map(|(on, by)| format!("yes, on {} by {by}", page::local_day(viewer.zone, *on)))
             .unwrap_or_default(),
         outcome: b.outcome.clone().unwrap_or_default(),
         closed: b.status == CaseStatus::Closed,
@@ -272,13 +285,13 @@ async fn show(
         queries: detail
             .queries
             .iter()
-            .map(|r| line(&viewer, r, true))
+            .map(|r| line(&viewer, &titles, r, true))
             .collect(),
         around_more: detail.around.len() >= ROWS as usize,
         around: detail
             .around
             .iter()
-            .map(|r| line(&viewer, r, breach_keys.contains(&r.key)))
+            .map(|r| line(&viewer, &titles, r, breach_keys.contains(&r.key)))
             .collect(),
         history: detail
             .history
@@ -290,10 +303,28 @@ async fn show(
             "" => String::new(),
             _ => "Saved.".into(),
         },
-        b: row(&viewer, b),
+        b: row(&viewer, &titles, b),
         chrome: Chrome::new(&viewer, Section::Breaches, format!("Breach {id}")),
     };
     page::render(&page)
+}
+
+/// How many attempts, and when: the day is not repeated when they were all on one day.
+fn attempts_words(
+    viewer: &Viewer,
+    count: u64,
+    first: std::time::SystemTime,
+    last: std::time::SystemTime,
+) -> String {
+    let (from, to) = (viewer.zone_time(first), viewer.zone_time(last));
+    if from == to {
+        format!("{count}, at {from}")
+    } else if page::local_day(viewer.zone, first) == page::local_day(viewer.zone, last) {
+        let clock = page::local_clock(viewer.zone, last);
+        format!("{count}, from {from} to {}", &clock[..5])
+    } else {
+        format!("{count}, from {from} to {to}")
+    }
 }
 
 /// What a case form asks for.

@@ -33,7 +33,14 @@ pub(super) fn columns(title: &str, data: &[Column]) -> String {
     let slot = (W - LEFT) / n;
     let bar = (slot * 0.8).max(1.0);
     let plot = H - TOP - BOTTOM;
-    let every = (data.len() / 12).max(1);
+    // Labels stay apart at the largest text the stylesheet gives them (16 units on a narrow
+    // screen: about 10 units a character), with a gap.
+    let widest = data
+        .iter()
+        .map(|c| c.label.chars().count())
+        .max()
+        .unwrap_or(0) as f64;
+    let every = ((widest * 10.0 + 12.0) / slot).ceil().max(1.0) as usize;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -108,6 +115,28 @@ mod tests {
         assert!(svg.contains("Queries &lt;today&gt;"));
         assert!(svg.contains("a&amp;b: 10 queries, 5 blocked"));
         assert!(!svg.contains("<today>"));
+        // 25 hourly columns: every third labelled; 12 months: every one.
+        let hours: Vec<Column> = (0..25)
+            .map(|h| Column {
+                label: format!("{:02}:00", h % 24),
+                total: 1,
+                part: 0,
+            })
+            .collect();
+        let svg = columns("A day", &hours);
+        assert_eq!(svg.matches("</text>").count() - 2, 9, "{svg}");
+        let months: Vec<Column> = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ]
+        .iter()
+        .map(|m| Column {
+            label: m.to_string(),
+            total: 1,
+            part: 0,
+        })
+        .collect();
+        let svg = columns("A year", &months);
+        assert_eq!(svg.matches("</text>").count() - 2, 12, "{svg}");
         assert_eq!(share(5, 10), 50);
         assert_eq!(share(5, 0), 0);
     }

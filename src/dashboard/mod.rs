@@ -115,6 +115,9 @@ pub struct GroupVerdict {
     pub blocked: bool,
     /// In plain words ("blocked: gambling", "allowed with SafeSearch").
     pub summary: String,
+    /// The list category (its id, or ids comma separated) that blocked it, when one did: the
+    /// pages say its title instead of `summary`'s id.
+    pub category: Option<String>,
     /// The rule, category and list entry that decided, and the source lines behind a
     /// category block; empty for the illegal-content list, about which nothing more is said.
     pub detail: String,
@@ -150,8 +153,9 @@ pub trait Services: Send + Sync + 'static {
     fn lists(&self) -> ListsView;
     /// Each group's policy in plain English (what `check-config` prints).
     fn policy_text(&self) -> String;
-    /// Each group's policy alone, in configuration order: no devices pinned to groups, no
-    /// addresses or files of the server (the governors' annual pack).
+    /// Each group's policy alone, in configuration order: no client networks (one can be a
+    /// single device's address), no devices pinned to groups, no files of the server (the
+    /// governors' annual pack, and the policy page of anyone who does not see records).
     fn group_policies(&self) -> Vec<GroupPolicyText>;
     /// The configured groups' names, in configuration order.
     fn groups(&self) -> Vec<String>;
@@ -235,6 +239,7 @@ impl Dashboard {
             .merge(unblock::routes())
             .merge(policy::routes())
             .merge(reports::routes())
+            .fallback(not_found)
             .with_state(self)
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -268,10 +273,21 @@ impl Dashboard {
         Ok(tokio::task::spawn_blocking(move || write(&commands)).await??)
     }
 
+    /// The titles of the categories of the lists in force.
+    fn category_titles(&self) -> page::CategoryTitles {
+        page::CategoryTitles::new(self.inner.services.lists().categories)
+    }
+
     /// Now, by the one clock.
     fn now(&self) -> SystemTime {
         self.inner.clock.now()
     }
+}
+
+/// A mistyped address: the dashboard's own "Not found" page, not an empty answer. (The
+/// block page's address has its own answer for every path.)
+async fn not_found() -> page::PageError {
+    page::PageError::NotFound
 }
 
 /// Headers on every dashboard response: no framing by other sites, no content sniffing, no

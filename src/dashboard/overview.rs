@@ -22,7 +22,7 @@ use crate::{
 use super::{
     auth::Viewer,
     chart::{self, Column},
-    page::{self, q, Chrome, PageError, Section},
+    page::{self, q, CategoryTitles, Chrome, PageError, Section},
     Dashboard, HealthLine, ListsView,
 };
 
@@ -205,6 +205,7 @@ async fn overview(
         .map(|r| r.queries)
         .sum();
     let lists = services.lists();
+    let titles = CategoryTitles::new(lists.categories.clone());
     let page = OverviewPage {
         periods: Period::ALL
             .iter()
@@ -233,7 +234,7 @@ async fn overview(
                 .filter(|r| r.key != "none")
                 .map(|r| {
                     (
-                        r.key.clone(),
+                        titles.words(&r.key),
                         r.blocks,
                         link(format!(
                             "/queries?blocked=1&category={}&since={since_param}",

@@ -17,6 +17,8 @@ use crate::{
     store::StoreError,
 };
 
+use super::{CategoryLine, GroupVerdict};
+
 /// One link of the main navigation.
 pub(super) struct NavItem {
     pub href: &'static str,
@@ -188,22 +190,29 @@ pub(super) fn render(page: &impl Template) -> Result<Response, PageError> {
 
 /// `Sun 29 Nov 2026, 15:04` in the school's zone.
 pub(super) fn local_time(zone: TimeZone, at: SystemTime) -> String {
-    let secs = zone.local_secs(at);
-    let days = secs.div_euclid(86_400);
+    let rem = zone.local_secs(at).rem_euclid(86_400);
+    format!(
+        "{}, {:02}:{:02}",
+        local_day(zone, at),
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// `Sun 29 Nov 2026` in the school's zone (a day, such as when parents were informed).
+pub(super) fn local_day(zone: TimeZone, at: SystemTime) -> String {
+    let days = zone.local_secs(at).div_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let rem = secs.rem_euclid(86_400);
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     format!(
-        "{} {} {} {}, {:02}:{:02}",
+        "{} {} {} {}",
         DAYS[days.rem_euclid(7) as usize],
         d,
         MONTHS[(m as usize).saturating_sub(1).min(11)],
-        y,
-        rem / 3600,
-        rem % 3600 / 60
+        y
     )
 }
 
@@ -233,6 +242,42 @@ pub(super) fn parse_local_date(zone: TimeZone, date: &str) -> Result<SystemTime,
     );
     let utc = crate::civil::utc_secs(y, m, d, 0, 0, 0).ok_or_else(bad)?;
     Ok(crate::civil::from_unix_secs(zone.utc_of_local(utc)))
+}
+
+/// Category ids in the words of the lists' manifest: `self_harm` is shown as "Self-harm and
+/// suicide". (Filters and links keep the ids.)
+pub(super) struct CategoryTitles(Vec<CategoryLine>);
+
+impl CategoryTitles {
+    /// The titles of the lists in force.
+    pub fn new(categories: Vec<CategoryLine>) -> CategoryTitles {
+        CategoryTitles(categories)
+    }
+
+    /// A category key as the log records it (one id, or several comma separated for a name
+    /// listed in more than one) in titles; an id the lists in force do not name (a category
+    /// since removed) is shown as it is.
+    pub fn words(&self, key: &str) -> String {
+        key.split(',')
+            .map(|id| {
+                let id = id.trim();
+                self.0
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map_or(id, |c| c.title.as_str())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What a group gets for a name, in words, a category by its title ("blocked:
+    /// Self-harm and suicide").
+    pub fn verdict(&self, v: &GroupVerdict) -> String {
+        match &v.category {
+            Some(c) if v.blocked => format!("blocked: {}", self.words(c)),
+            _ => v.summary.clone(),
+        }
+    }
 }
 
 /// What happened to a query, in plain words ("blocked", "answered").
@@ -371,10 +416,31 @@ mod tests {
             local_time(TimeZone::EuropeLondon, at),
             "Wed 1 Jul 2026, 13:00"
         );
+        assert_eq!(local_day(TimeZone::EuropeLondon, at), "Wed 1 Jul 2026");
         assert_eq!(local_clock(TimeZone::Fixed(0), at), "12:00:00");
         let day = parse_local_date(TimeZone::EuropeLondon, "2026-07-01").unwrap();
         assert_eq!(local_date(TimeZone::EuropeLondon, day), "2026-07-01");
         assert!(parse_local_date(TimeZone::EuropeLondon, "1/7/2026").is_err());
+    }
+
+    #[test]
+    fn category_ids_are_shown_as_their_titles() {
+        let titles = CategoryTitles::new(vec![
+            CategoryLine {
+                id: "self_harm".into(),
+                title: "Self-harm and suicide".into(),
+            },
+            CategoryLine {
+                id: "gambling".into(),
+                title: "Gambling".into(),
+            },
+        ]);
+        assert_eq!(titles.words("self_harm"), "Self-harm and suicide");
+        assert_eq!(
+            titles.words("gambling,self_harm"),
+            "Gambling, Self-harm and suicide"
+        );
+        assert_eq!(titles.words("removed_since"), "removed_since");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::{
 
 use super::{
     auth::Viewer,
-    page::{self, Chrome, PageError, Section},
+    page::{self, CategoryTitles, Chrome, PageError, Section},
     trail, Dashboard, GroupVerdict, ListsView,
 };
 
@@ -76,13 +76,7 @@ pub(super) struct ListsWords {
 
 impl ListsWords {
     pub fn new(viewer: &Viewer, lists: &ListsView) -> ListsWords {
-        let title = |id: &str| {
-            lists
-                .categories
-                .iter()
-                .find(|c| c.id == id)
-                .map_or_else(|| id.to_string(), |c| c.title.clone())
-        };
+        let titles = CategoryTitles::new(lists.categories.clone());
         ListsWords {
             built: lists.built.map_or_else(
                 || "not known".into(),
@@ -94,7 +88,7 @@ impl ListsWords {
                 .iter()
                 .map(|s| SourceRow {
                     name: s.name.clone(),
-                    category: title(&s.category),
+                    category: titles.words(&s.category),
                     entries: s.entries,
                     version: s.version.clone(),
                     update: s
@@ -157,6 +151,21 @@ async fn policy(viewer: Viewer, State(dashboard): State<Dashboard>) -> Result<Re
         })
         .await?;
     let services = &dashboard.inner.services;
+    // The whole configuration names devices and their addresses: only for those who see
+    // pupils' records; everyone else gets each group's rules.
+    let policy = if viewer.sees_records() {
+        services.policy_text()
+    } else {
+        services
+            .group_policies()
+            .iter()
+            .map(|p| {
+                let rules: Vec<String> = p.text.lines().map(|l| format!("  {l}")).collect();
+                format!("group `{}`:\n{}\n", p.group, rules.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let page = PolicyPage {
         grants: grants
             .iter()
@@ -170,7 +179,7 @@ async fn policy(viewer: Viewer, State(dashboard): State<Dashboard>) -> Result<Re
             })
             .collect(),
         requests_link: viewer.may(&[Role::Approver, Role::Dsl]),
-        policy: services.policy_text(),
+        policy,
         lists: ListsWords::new(&viewer, &services.lists()),
         changes: entries
             .iter()
@@ -252,6 +261,7 @@ async fn test_name(
     // A name on the illegal-content list is not repeated back, not even to the person who
     // typed it (the page may be printed, shared or left open).
     let illegal = verdicts.iter().any(|v| v.blocked && v.detail.is_empty());
+    let titles = dashboard.category_titles();
     let page = TestPage {
         chrome,
         name: if illegal { String::new() } else { typed },
@@ -259,9 +269,9 @@ async fn test_name(
             .into_iter()
             .map(|v| VerdictRow {
                 detail: v.detail.lines().map(str::to_string).collect(),
+                summary: titles.verdict(&v),
                 group: v.group,
                 blocked: v.blocked,
-                summary: v.summary,
             })
             .collect(),
         message: String::new(),

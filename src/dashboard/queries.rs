@@ -153,6 +153,7 @@ async fn search(
         audit_view(&dashboard, &viewer, format!("searched the log of {about}")).await?;
     }
     let params = f.params();
+    let titles = dashboard.category_titles();
     let mut options = vec![("", "any outcome")];
     options.extend(
         Disposition::ALL
@@ -171,7 +172,7 @@ async fn search(
                 person: r.user.clone().unwrap_or_default(),
                 ip: r.ip.clone(),
                 group: r.group.clone().unwrap_or_default(),
-                line: line(&viewer, r, false),
+                line: line(&viewer, &titles, r, false),
             })
             .collect(),
         next: found
@@ -284,11 +285,12 @@ async fn device(
         format!("opened the timeline of device {label}"),
     )
     .await?;
+    let titles = dashboard.category_titles();
     let lines: Vec<Line> = found
         .rows
         .iter()
         .map(|r| {
-            let mut l = line(&viewer, r, false);
+            let mut l = line(&viewer, &titles, r, false);
             l.time = viewer.zone_time(r.at);
             l
         })

@@ -36,7 +36,7 @@ use super::{
     auth::Viewer,
     breaches::audit_view,
     chart::{self, Column},
-    page::{self, q, Chrome, PageError, Section},
+    page::{self, q, CategoryTitles, Chrome, PageError, Section},
     policy::ListsWords,
     trail, Dashboard, GroupPolicyText, ListsView,
 };
@@ -389,16 +389,7 @@ fn category_titles(lists: &ListsView, key: Option<&str>) -> String {
     let Some(key) = key else {
         return "no category (a school deny entry, or a way round the filter)".into();
     };
-    key.split(',')
-        .map(|id| {
-            lists
-                .categories
-                .iter()
-                .find(|c| c.id == id)
-                .map_or(id, |c| c.title.as_str())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    CategoryTitles::new(lists.categories.clone()).words(key)
 }
 
 fn by_category(lists: &ListsView, counts: &[BreachCount]) -> Vec<CategoryBreaches> {

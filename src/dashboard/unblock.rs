@@ -42,15 +42,18 @@ const PERIODS: [(u64, &str); 6] = [
 const CANNOT: &str = "This site cannot be unblocked.";
 
 pub(super) fn routes() -> Router<Dashboard> {
-    request_routes()
+    Router::new()
+        .route("/request", get(request_form).post(request_submit))
         .route("/requests", get(requests))
         .route("/requests/{id}", post(decide))
         .route("/grants/{id}/revoke", post(revoke))
 }
 
-/// The request form alone (also served on the block page's address).
+/// The request form as the block page's address serves it: always to nobody in particular.
+/// A dashboard session cookie can reach it (cookies do not tell ports apart), but the
+/// dashboard's navigation would lead to block pages there.
 pub(super) fn request_routes() -> Router<Dashboard> {
-    Router::new().route("/request", get(request_form).post(request_submit))
+    Router::new().route("/request", get(block_page_form).post(block_page_submit))
 }
 
 /// Words for a period in minutes.
@@ -98,14 +101,17 @@ struct RequestQuery {
     name: String,
 }
 
-/// The form, with `name` filled in (the block page passes the blocked site).
+/// The form, with `name` filled in (the block page passes the blocked site); drawn with
+/// the signed-in person's header and navigation, if someone is signed in.
 async fn request_form(
+    viewer: Option<Viewer>,
     State(dashboard): State<Dashboard>,
     headers: HeaderMap,
     Query(query): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
     form_page(
         &dashboard,
+        viewer.as_ref(),
         &headers,
         &query.name,
         &[],
@@ -114,50 +120,114 @@ async fn request_form(
     )
 }
 
-fn form_page(
-    dashboard: &Dashboard,
-    headers: &HeaderMap,
-    name: &str,
-    chosen: &[String],
-    error: String,
-    status: StatusCode,
+/// The form on the block page's address.
+async fn block_page_form(
+    State(dashboard): State<Dashboard>,
+    headers: HeaderMap,
+    Query(query): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
-    let inner = &dashboard.inner;
-    let (token, cookie) = inner.auth.anonymous_token(headers);
-    let page = RequestPage {
-        chrome: Chrome::anonymous(
-            &inner.school,
-            "Ask for a site to be unblocked",
-            page::local_time(inner.auth.zone(), dashboard.now()),
-        ),
-        token,
-        name: name.chars().take(253).collect(),
-        groups: inner
-            .services
-            .groups()
-            .into_iter()
-            .map(|g| {
-                let on = chosen.contains(&g);
-                (g, on)
-            })
-            .collect(),
-        periods: period_choices(24 * 60),
-        message: String::new(),
-        error,
-    };
-    let mut response = page::render(&page)?;
-    *response.status_mut() = status;
+    form_page(
+        &dashboard,
+        None,
+        &headers,
+        &query.name,
+        &[],
+        String::new(),
+        StatusCode::OK,
+    )
+}
+
+/// The header for the request pages: the signed-in person's, or nobody's.
+fn request_chrome(dashboard: &Dashboard, viewer: Option<&Viewer>, title: &str) -> Chrome {
+    match viewer {
+        Some(viewer) => Chrome::new(viewer, Section::Requests, title),
+        None => {
+            let inner = &dashboard.inner;
+            Chrome::anonymous(
+                &inner.school,
+                title,
+                page::local_time(inner.auth.zone(), dashboard.now()),
+            )
+        }
+    }
+}
+
+/// Renders a request page; someone not signed in gets the anonymous form's token and its
+/// cookie (the signed-in person's forms carry their session's token instead).
+fn render_request(
+    dashboard: &Dashboard,
+    viewer: Option<&Viewer>,
+    headers: &HeaderMap,
+    page: impl FnOnce(String) -> RequestPage,
+) -> Result<Response, PageError> {
+    if viewer.is_some() {
+        return page::render(&page(String::new()));
+    }
+    let (token, cookie) = dashboard.inner.auth.anonymous_token(headers);
+    let mut response = page::render(&page(token))?;
     response
         .headers_mut()
         .insert(axum::http::header::SET_COOKIE, cookie);
     Ok(response)
 }
 
+fn form_page(
+    dashboard: &Dashboard,
+    viewer: Option<&Viewer>,
+    headers: &HeaderMap,
+    name: &str,
+    chosen: &[String],
+    error: String,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let groups = dashboard
+        .inner
+        .services
+        .groups()
+        .into_iter()
+        .map(|g| {
+            let on = chosen.contains(&g);
+            (g, on)
+        })
+        .collect();
+    let mut response = render_request(dashboard, viewer, headers, |token| RequestPage {
+        chrome: request_chrome(dashboard, viewer, "Ask for a site to be unblocked"),
+        token,
+        name: name.chars().take(253).collect(),
+        groups,
+        periods: period_choices(24 * 60),
+        message: String::new(),
+        error,
+    })?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
 async fn request_submit(
+    viewer: Option<Viewer>,
     State(dashboard): State<Dashboard>,
     ClientAddr(addr): ClientAddr,
     request: Request,
 ) -> Result<Response, PageError> {
+    submit(dashboard, viewer, addr, request).await
+}
+
+async fn block_page_submit(
+    State(dashboard): State<Dashboard>,
+    ClientAddr(addr): ClientAddr,
+    request: Request,
+) -> Result<Response, PageError> {
+    submit(dashboard, None, addr, request).await
+}
+
+/// Checks and records a request sent with the form.
+async fn submit(
+    dashboard: Dashboard,
+    viewer: Option<Viewer>,
+    addr: std::net::IpAddr,
+    request: Request,
+) -> Result<Response, PageError> {
+    let viewer = viewer.as_ref();
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
@@ -173,7 +243,7 @@ async fn request_submit(
     let inner = &dashboard.inner;
     if !inner
         .auth
-        .anonymous_token_ok(&parts.headers, &value("token"))
+        .request_token_ok(viewer, &parts.headers, &value("csrf"), &value("token"))
     {
         return Err(PageError::Csrf);
     }
@@ -186,6 +256,7 @@ async fn request_submit(
     let retry = |error: String| {
         form_page(
             &dashboard,
+            viewer,
             &parts.headers,
             &typed,
             &groups,
@@ -228,13 +299,9 @@ async fn request_submit(
         client: (!addr.is_unspecified()).then_some(addr),
     };
     let id = dashboard.write(move |c| c.request_unblock(&new)).await?;
-    let (token, cookie) = inner.auth.anonymous_token(&parts.headers);
-    let page = RequestPage {
-        chrome: Chrome::anonymous(
-            &inner.school,
-            "Request sent",
-            page::local_time(inner.auth.zone(), dashboard.now()),
-        ),
+    render_request(&dashboard, viewer, &parts.headers, |token| {
+        RequestPage {
+        chrome: request_chrome(&dashboard, viewer, "Request sent"),
         token,
         name,
         groups: Vec::new(),
@@ -244,12 +311,8 @@ async fn request_submit(
              if it is approved, the site works within a minute, for the time they choose."
         ),
         error: String::new(),
-    };
-    let mut response = page::render(&page)?;
-    response
-        .headers_mut()
-        .insert(axum::http::header::SET_COOKIE, cookie);
-    Ok(response)
+    }
+    })
 }
 
 // ---------------------------------------------------------------- the approver's page
@@ -327,6 +390,7 @@ async fn requests(
     let verdicts: Vec<Result<Vec<GroupVerdict>, String>> =
         tokio::task::spawn_blocking(move || names.iter().map(|n| services.test_name(n)).collect())
             .await?;
+    let titles = dashboard.category_titles();
     let page = RequestsPage {
         approver: viewer.may(&[Role::Approver]),
         pending: pending
@@ -334,7 +398,15 @@ async fn requests(
             .zip(verdicts)
             .map(|(q, verdict)| {
                 let (verdicts, verdict_error) = match verdict {
-                    Ok(v) => (v, String::new()),
+                    Ok(v) => (
+                        v.into_iter()
+                            .map(|g| GroupVerdict {
+                                summary: titles.verdict(&g),
+                                ..g
+                            })
+                            .collect(),
+                        String::new(),
+                    ),
                     Err(e) => (Vec::new(), e),
                 };
                 let minutes = q.duration.as_secs() / 60;

@@ -7,12 +7,19 @@ from the pupil's address and writes a setup file (JSON) naming all of it:
 
     python3 tests/e2e/dashboard.py SETUP.json
 
-The setup file has `base` (the dashboard's URL), `dns` ([host, port]), `accounts` (role ->
+The setup file has `base` (the dashboard's URL), `dns` ([host, port]), `block_page` ([host,
+port]: the block page's listener, the address blocked names resolve to), `accounts` (role ->
 {name, password}: dsl, technician, approver, governor), `pupil` ({ip, device, person}) and
-`staff` ({ip}), `blocked_site` (the name the pupil asked for, blocked for pupils and staff),
-`axe` (path of axe.min.js), `screenshots` (a folder), `chromium` and `chromedriver` (paths).
-`E2E_ONLY=name,name` runs only those scenarios (the breach scenario makes the breach the
-keyboard scenario works on).
+`staff` ({ip}), `blocked_site` (the name the pupil asked for, blocked for pupils and staff;
+the upstream answers it with `blocked_site_address`), `visited` (every name the pupil looked
+up), `axe` (path of axe.min.js), `screenshots` (a folder), `chromium` and `chromedriver`
+(paths). `E2E_ONLY=name,name` runs only those scenarios (the breach scenario makes the breach
+the keyboard scenario works on).
+
+The browser runs on 127.0.0.1, which the configuration puts in the staff group: it is the
+staff member's laptop. Chromium cannot be pointed at a DNS server on another port, so it is
+started with a host-resolver rule for each blocked name it opens, mapping the name to the
+address Hedgerow answers the staff address with (the block page's).
 
 Every scenario is a function marked `@scenario`; they run in the order written and share one
 browser. A scenario that fails is reported and the rest still run; the exit status is 1 when
@@ -38,11 +45,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-
-# Sections in the navigation whose pages are being built on other branches: a link to one of
-# these may still answer "Not found". Remove each as its page is merged (the run says so when
-# one of them answers).
-NOT_BUILT_YET: set = set()
+from selenium.webdriver.support.ui import Select
 
 # Sizes every page is photographed at: a school laptop, and a tablet held upright.
 SIZES = [(1366, 768), (768, 1024)]
@@ -50,8 +53,16 @@ SIZES = [(1366, 768), (768, 1024)]
 # The whole run is bounded (a hung browser must not hang CI).
 TIME_LIMIT_SECS = 240
 
+# Pages anyone may open, signed in or not (staff ask for an unblock without an account).
+PUBLIC = {"/request"}
+
+# Every role, in the order their pages are checked.
+ROLES = ("dsl", "technician", "approver", "governor")
+
 # A page the dashboard answers with its own "Not found" page (error.html), checked like the rest.
 ERROR_PAGE = "/breaches/999999"
+# An address nobody links to: the dashboard's "Not found" page too.
+MISTYPED = "/breachs"
 
 # At most this many pages per role (the crawl follows one level of links from the navigation).
 MAX_PAGES = 40
@@ -90,13 +101,22 @@ class Ctx:
             self.axe_source = f.read()
         self.role = None
         self._pages = {}
+        host, port = setup["block_page"]
+        self.block_page_port = port
+        self.block_page_ip = host
         self.breach_path = None
         self.notes = []
 
     # --- navigation -------------------------------------------------------------------
 
     def go(self, path):
-        self.driver.get(self.base + path)
+        """Opens a page of the dashboard by its path, or any page by its full address."""
+        self.driver.get(path if path.startswith("http") else self.base + path)
+
+    def blocked_url(self, name, path="/"):
+        """The address a browser opens for `path` on the site `name` (blocked: the name
+        resolves to the block page's address)."""
+        return f"http://{name}:{self.block_page_port}{path}"
 
     def status(self):
         """The HTTP status of the page shown."""
@@ -207,31 +227,24 @@ class Ctx:
             if shape in seen:
                 continue
             seen.add(shape)
-            if self.visit_for_crawl(role, path):
-                pages.append(Page(path, file_name(path)))
-                later.extend(self.links_here())
+            self.visit_for_crawl(role, path)
+            pages.append(Page(path, file_name(path)))
+            later.extend(self.links_here())
         for path in later:
             shape = shape_of(path)
             if shape in seen or len(pages) >= MAX_PAGES:
                 continue
             seen.add(shape)
-            if self.visit_for_crawl(role, path):
-                pages.append(Page(path, file_name(path)))
+            self.visit_for_crawl(role, path)
+            pages.append(Page(path, file_name(path)))
         self._pages[role] = pages
         print(f"  {role} reaches {len(pages)} page(s): {', '.join(p.path for p in pages)}")
         return pages
 
     def visit_for_crawl(self, role, path):
-        """Opens `path`; False for a section not built yet. Fails on error pages."""
+        """Opens `path`; fails on error pages (a link to "Not found" is always a fault)."""
         self.go(path)
         status = self.status()
-        if status == 404:
-            base_path = "/" + path.lstrip("/").split("/")[0].split("?")[0]
-            check(base_path in NOT_BUILT_YET, f"{role}: the link {path} leads to 'Not found'")
-            print(f"  ({path}: not built on this branch yet; skipped)")
-            return False
-        if urlparse(path).path in NOT_BUILT_YET:
-            print(f"  NOTE: {path} is built now: remove it from NOT_BUILT_YET")
         check(status == 200, f"{role}: the link {path} answers {status}: {self.h1()}: "
                              f"{self.text()[:300]}")
         check(self.signed_in_as() == self.account(role)["name"],
@@ -274,13 +287,33 @@ def file_name(path):
     return name or "overview"
 
 
+def blocked_names(setup):
+    """The blocked names the scenarios open in the browser: the one the staff member asks to
+    have unblocked, and its parent (still blocked afterwards, for the anonymous pages' checks)."""
+    site = setup["blocked_site"]
+    return [site, registrable(site)]
+
+
+def resolver_rules(setup):
+    """Chromium's host-resolver rules: each blocked name the scenarios open, mapped to the
+    address Hedgerow answers the staff address with."""
+    rules = []
+    for name in blocked_names(setup):
+        status, addresses = dig_from(setup, setup["staff"]["ip"], name)
+        check(status == "NOERROR" and addresses == [setup["block_page"][0]],
+              f"Hedgerow does not answer {name} with the block page's address for staff: "
+              f"{status} {addresses}")
+        rules.append(f"MAP {name} {addresses[0]}")
+    return ", ".join(rules)
+
+
 def start_browser(setup):
     opts = Options()
     opts.binary_location = setup["chromium"]
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1366,768", "--force-device-scale-factor=1",
                 "--disable-extensions", "--no-first-run", "--lang=en-GB",
-                "--hide-scrollbars"):
+                "--hide-scrollbars", f"--host-resolver-rules={resolver_rules(setup)}"):
         opts.add_argument(arg)
     service = Service(executable_path=setup["chromedriver"])
     driver = webdriver.Chrome(service=service, options=opts)
@@ -444,6 +477,105 @@ def overview_counts_the_traffic_and_health(ctx):
     check(any(line.startswith("Upstream") for line in health), f"no upstream in {health}")
 
 
+@scenario
+def staff_unblock_approved_for_an_hour(ctx):
+    """A staff member opens a blocked site and sees the block page with its category, asks
+    for a review there, and the approver approves it for staff for one hour: within seconds
+    `dig` from a staff address gets the site's real address while a pupil's still gets the
+    block page; the audit trail shows the request and the approval."""
+    site = ctx.setup["blocked_site"]
+    staff_ip, pupil_ip = ctx.setup["staff"]["ip"], ctx.setup["pupil"]["ip"]
+    real = ctx.setup["blocked_site_address"]
+    ctx.sign_out()
+
+    # The staff member's browser: the name resolves to the block page.
+    ctx.go(ctx.blocked_url(site, "/some/lesson/page"))
+    check(ctx.h1() == "This site is blocked", f"the block page's heading is {ctx.h1()!r}")
+    lead = ctx.driver.find_element(By.CSS_SELECTOR, "main p.lead").text
+    check(site in lead and "Self-harm and suicide" in lead,
+          f"the block page does not name the site and its category in words: {lead!r}")
+    check(ctx.signed_in_as() is None, "the block page shows someone signed in")
+    ctx.click_link("Ask for a review")
+    check(ctx.h1() == "Ask for a site to be unblocked",
+          f"'Ask for a review' opened {ctx.h1()!r} on {ctx.driver.current_url}")
+    check(urlparse(ctx.driver.current_url).hostname == site,
+          f"the request form is not on the block page's address: {ctx.driver.current_url}")
+    typed = ctx.driver.find_element(By.ID, "r-name").get_attribute("value")
+    check(typed == site, f"the form's site is {typed!r}, not {site!r}")
+    for box in ctx.driver.find_elements(By.CSS_SELECTOR, "input[name=group]"):
+        if (box.get_attribute("value") == "staff") != box.is_selected():
+            box.click()
+    choose(ctx, "r-minutes", "1 hour")
+    reason = "Year 10 PSHE lesson on staying safe online uses this site's advice pages."
+    ctx.driver.find_element(By.ID, "r-reason").send_keys(reason)
+    ctx.driver.find_element(By.ID, "r-who").send_keys("Ms Okafor")
+    ctx.click_button("Send the request")
+    check(ctx.h1() == "Request sent", f"sending the request led to {ctx.h1()!r}: "
+                                      f"{ctx.text()[:300]}")
+    number = re.search(r"request number (\d+)", ctx.text())
+    check(number, f"no request number on the page: {ctx.text()[:300]}")
+    number = number.group(1)
+
+    # The approver sees it with what each group gets today, and approves it for staff.
+    ctx.sign_in("approver")
+    check(urlparse(ctx.driver.current_url).path == "/requests",
+          f"the approver starts at {ctx.path()}, not the unblock requests")
+    # The page with a request waiting (later scenarios see it decided): axe and photographs.
+    os.makedirs(ctx.setup["screenshots"], exist_ok=True)
+    problems = axe(ctx, "approver", "/requests")
+    problems += photograph(ctx, ctx.setup["screenshots"], "approver",
+                           Page("/requests", "requests-waiting"))
+    check(not problems, "\n".join(problems))
+    card = ctx.driver.find_element(By.CSS_SELECTOR, f"section[aria-labelledby=req-{number}]")
+    check(site in card.text and "Ms Okafor" in card.text and reason in card.text,
+          f"request {number} does not show the site, who asked and why:\n{card.text}")
+    verdicts = {}
+    for tr in card.find_elements(By.CSS_SELECTOR, "table tbody tr"):
+        cells = tr.find_elements(By.TAG_NAME, "td")
+        verdicts[cells[0].text.strip()] = cells[1].text.strip()
+    check(verdicts == {"pupils": "blocked: Self-harm and suicide",
+                       "staff": "blocked: Self-harm and suicide"},
+          f"request {number} does not say both groups are blocked today, and why in words: "
+          f"{verdicts}")
+    form = card.find_element(By.XPATH, ".//input[@name='action'][@value='approve']/ancestor::form")
+    for box in form.find_elements(By.CSS_SELECTOR, "input[name=group]"):
+        if (box.get_attribute("value") == "staff") != box.is_selected():
+            box.click()
+    choose(ctx, f"m-{number}", "1 hour")
+    ctx.click_button("Approve", within=form)
+    check("Approved" in ctx.text(), f"no confirmation after approving: {ctx.text()[:300]}")
+    grants = [tr.text for tr in ctx.driver.find_elements(By.XPATH,
+              "//h2[.='Unblocked now']/following-sibling::table[1]//tbody/tr")]
+    check(any(site in g and "staff" in g and "alex" in g for g in grants),
+          f"the grant is not under 'Unblocked now': {grants}")
+    check(not any("pupils" in g for g in grants), f"pupils were unblocked too: {grants}")
+
+    # Within seconds a staff device gets the site; a pupil's still gets the block page.
+    wait_for(lambda: dig(ctx, staff_ip, site) == ("NOERROR", [real]),
+             lambda: f"dig from {staff_ip} still gets {dig(ctx, staff_ip, site)} for {site}, "
+                     f"not {real}", timeout=5)
+    pupil = dig(ctx, pupil_ip, site)
+    check(pupil == ("NOERROR", [ctx.block_page_ip]),
+          f"dig from the pupil's {pupil_ip} gets {pupil} for {site}, not the block page")
+
+    # The DSL's audit trail has the request and the approval.
+    ctx.sign_in("dsl")
+    ctx.click_link("Audit trail")
+    trail = [tr.text for tr in ctx.driver.find_elements(By.CSS_SELECTOR, "main table tbody tr")]
+    approver = ctx.account("approver")["name"]
+    for step, who in ((f"unblock request {number} for {site} for staff (1 hour) made by "
+                       "Ms Okafor", "Ms Okafor"),
+                      (f"unblock request {number} for {site} approved for staff until",
+                       approver)):
+        check(any(step in line and who in line for line in trail),
+              f"the audit trail has no line with {step!r} by {who}:\n" + "\n".join(trail[:20]))
+
+
+def choose(ctx, select_id, label):
+    """Chooses the option with `label` in the drop-down list `select_id`."""
+    Select(ctx.driver.find_element(By.ID, select_id)).select_by_visible_text(label)
+
+
 def registrable(name):
     """The site a breach is filed under (the last two labels, as the test names are)."""
     return ".".join(name.rstrip(".").split(".")[-2:])
@@ -475,11 +607,21 @@ def keyboard_only(ctx):
 
     problems = []
     ctx.sign_out()
-    problems += tab_walk(ctx, "sign-in", "/login")
-    for role in ("dsl", "technician"):
+    for page in anonymous_pages(ctx):
+        problems += tab_walk(ctx, "anonymous", page.path)
+    for role in ROLES:
         for page in ctx.pages(role):
             problems += tab_walk(ctx, role, page.path)
     check(not problems, "keyboard problems:\n" + "\n".join(problems))
+
+
+def anonymous_pages(ctx):
+    """The pages shown to someone not signed in: the sign-in page, and a blocked site's
+    block page and request form (the block page's address serves every site's)."""
+    name = registrable(ctx.setup["blocked_site"])
+    return [Page("/login", "login"),
+            Page(ctx.blocked_url(name), "block-page"),
+            Page(ctx.blocked_url(name, f"/request?name={name}"), "request")]
 
 
 MARK_JS = """
@@ -529,17 +671,22 @@ def tab_walk(ctx, who, path):
 
 @scenario
 def axe_on_every_page(ctx):
-    """axe-core finds nothing serious or critical on the sign-in page, every page a DSL or a
-    technician reaches, and the error page."""
+    """axe-core finds nothing serious or critical on the pages shown to someone not signed in
+    (sign-in, block page, request form), every page each role reaches, and the error page."""
     found = []
     ctx.sign_out()
-    found += axe(ctx, "sign-in", "/login")
-    for role in ("dsl", "technician"):
+    for page in anonymous_pages(ctx):
+        found += axe(ctx, "anonymous", page.path)
+    for role in ROLES:
         for page in ctx.pages(role):
             found += axe(ctx, role, page.path)
     ctx.sign_in("dsl")
     found += axe(ctx, "dsl", ERROR_PAGE)
     check(not found, "axe-core found serious or critical problems:\n" + "\n".join(found))
+    # A mistyped address gets the same page, not an empty one.
+    ctx.go(MISTYPED)
+    check(ctx.status() == 404 and ctx.h1() == "Not found",
+          f"{MISTYPED} answers {ctx.status()} {ctx.h1()!r}, not the 'Not found' page")
 
 
 AXE_RUN_JS = """
@@ -577,8 +724,9 @@ def screenshots_of_every_page(ctx):
     os.makedirs(folder, exist_ok=True)
     problems = []
     ctx.sign_out()
-    problems += photograph(ctx, folder, "signin", Page("/login", "login"))
-    for role in ("dsl", "technician"):
+    for page in anonymous_pages(ctx):
+        problems += photograph(ctx, folder, "anonymous", page)
+    for role in ROLES:
         for page in ctx.pages(role):
             problems += photograph(ctx, folder, role, page)
     ctx.sign_in("dsl")
@@ -629,35 +777,57 @@ def technician_sees_no_pupil(ctx):
     check(not leaks, "a technician sees a pupil's records:\n" + "\n".join(leaks))
 
 
-# Scenarios to come once their pages are merged: write each as a function like those above,
-# marked @scenario, here (they run in the order written, after the ones above). The setup
-# already has an `approver` and a `governor` account, the staff address and `dig()`:
-#
-# @scenario
-# def staff_unblock_approved_for_an_hour(ctx):
-#     """A staff member asks for an unblock on the block page; the approver grants it to
-#     staff for one hour; the staff address resolves the site within seconds, the pupil's
-#     is still blocked."""
-#     site = ctx.setup["blocked_site"]
-#     ...  # the block page's form, then ctx.sign_in("approver") and the request's page
-#     wait_for(lambda: dig(ctx, ctx.setup["staff"]["ip"], site)[0] == "NOERROR", "...")
-#     check(dig(ctx, ctx.setup["pupil"]["ip"], site)[0] == "NXDOMAIN", "...")
-#
-# @scenario
-# def governor_sees_no_device(ctx):
-#     """No page a governor reaches names a device, person or address."""
-#     ...  # as technician_sees_no_pupil, with ctx.pages("governor"); add "governor" to the
-#     # role loops of keyboard_only, axe_on_every_page and screenshots_of_every_page too.
+@scenario
+def governor_sees_no_device(ctx):
+    """No page a governor reaches from her navigation (the reports, the annual pack) names a
+    device, a person, an address or a site anyone visited; the DSL's pages, typed in, are
+    refused."""
+    pupil = ctx.setup["pupil"]
+    secrets = [pupil["device"], pupil["person"], pupil["ip"], ctx.setup["staff"]["ip"]]
+    secrets += sites_visited(ctx)
+    dsl_pages = [p.path for p in ctx.pages("dsl")]
+    own = [p.path for p in ctx.pages("governor")]
+    check(any(urlparse(p).path == "/reports/annual" for p in own),
+          f"the governor does not reach the annual pack: {own}")
+    leaks = []
+    for path in own:
+        ctx.go(path)
+        html = ctx.driver.page_source
+        leaks += [f"{path} shows {s!r}" for s in secrets if s in html]
+    for path in dsl_pages:
+        if path in own:
+            continue
+        ctx.go(path)
+        html = ctx.driver.page_source
+        if ctx.status() != 403 and ctx.path() not in own and urlparse(path).path not in PUBLIC:
+            leaks.append(f"{path} (typed in) is shown: {ctx.path()} {ctx.h1()!r}")
+        leaks += [f"{path} (typed in) shows {s!r}" for s in secrets if s in html]
+    check(not leaks, "a governor sees personal records:\n" + "\n".join(leaks))
+
+
+def sites_visited(ctx):
+    """Every name the pupil and the staff asked for, and the sites they belong to."""
+    names = set()
+    for name in ctx.setup["visited"]:
+        names.add(name)
+        names.add(registrable(name))
+    return sorted(names)
 
 
 def dig(ctx, source_ip, name):
     """`dig` from `source_ip` to Hedgerow; returns (status, addresses)."""
-    host, port = ctx.setup["dns"]
+    return dig_from(ctx.setup, source_ip, name)
+
+
+def dig_from(setup, source_ip, name):
+    """`dig` from `source_ip` to the Hedgerow of `setup`; returns (status, addresses)."""
+    host, port = setup["dns"]
     out = subprocess.run(
         ["dig", "-b", source_ip, f"@{host}", "-p", str(port), "+time=3", "+tries=1", name],
         capture_output=True, text=True, timeout=10).stdout
     status = re.search(r"status: (\w+)", out)
-    addresses = re.findall(r"\sIN\s+A\s+(\S+)", out)
+    # Answer lines only ("name. TTL IN A address"); the question line starts with ';'.
+    addresses = re.findall(r"^[^;\s]\S*\s+\d+\s+IN\s+A\s+(\S+)$", out, re.M)
     return (status.group(1) if status else "no answer", addresses)
 
 

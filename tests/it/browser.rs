@@ -1,9 +1,10 @@
-//! The dashboard in a real browser: the real `hedgerow serve` (DNS and HTTP on loopback, a
-//! small compiled list, the store on), a real upstream, accounts made with `hedgerow user add`,
-//! a person's session with `hedgerow sessions import`, a blocked query sent by `dig` from the
-//! pupil's address; then `tests/e2e/dashboard.py` drives headless Chromium through selenium
-//! (the scenarios are listed there) and this test fails when it does. Screenshots of every
-//! page go to `target/screenshots/`.
+//! The dashboard in a real browser: the real `hedgerow serve` (DNS, HTTP and the block page on
+//! loopback, a small compiled list, the store on), a real upstream, accounts made with
+//! `hedgerow user add`, a person's session with `hedgerow sessions import`, a blocked query
+//! sent by `dig` from the pupil's address; then `tests/e2e/dashboard.py` drives headless
+//! Chromium through selenium (the scenarios are listed there, among them an unblock asked for
+//! on the block page, approved, and checked with `dig`) and this test fails when it does.
+//! Screenshots of every page go to `target/screenshots/`.
 //!
 //! Needs `chromium`, `chromium-driver`, Python's selenium and axe-core (`.ci/run` installs
 //! them): without them the test says so and skips, except under `CI=true`, where it fails.
@@ -28,11 +29,17 @@ use crate::common::{
 const PASSWORD: &str = "correct horse battery staple 42";
 const PUPIL_IP: &str = "127.0.0.21";
 const STAFF_IP: &str = "127.0.0.22";
+/// Where the browser runs: a staff laptop too (the block page names the category for the
+/// group of the address that asks for it).
+const BROWSER_IP: &str = "127.0.0.1";
 const PUPIL_DEVICE: &str = "pupil-laptop-7";
 const PUPIL_PERSON: &str = "jsmith";
-/// Listed in the test's high-severity category, and answered by the upstream (so a later
-/// scenario can see an unblock work).
+/// Listed in the test's high-severity category, and answered by the upstream with
+/// [`BLOCKED_ADDRESS`] (so a scenario can see an unblock work).
 const BLOCKED: &str = "www.harmful.test";
+const BLOCKED_ADDRESS: &str = "192.0.2.80";
+/// What the pupil looks up that is not blocked.
+const FINE: &str = "www.example.test";
 /// The longest the browser scenarios may take before the run is stopped.
 const BROWSER_LIMIT: Duration = Duration::from_secs(300);
 
@@ -41,6 +48,7 @@ struct Serve {
     child: Child,
     dns: SocketAddr,
     http: SocketAddr,
+    block_page: SocketAddr,
 }
 
 impl Drop for Serve {
@@ -50,8 +58,8 @@ impl Drop for Serve {
     }
 }
 
-/// Starts `hedgerow serve --config CONFIG` and reads the DNS and HTTP addresses it bound
-/// from its log.
+/// Starts `hedgerow serve --config CONFIG` and reads the DNS, HTTP and block page addresses
+/// it bound from its log.
 fn serve(config: &Path) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
         .args(["serve", "--config"])
@@ -74,6 +82,7 @@ fn serve(config: &Path) -> Serve {
         child,
         dns: "0.0.0.0:0".parse().unwrap(),
         http: "0.0.0.0:0".parse().unwrap(),
+        block_page: "0.0.0.0:0".parse().unwrap(),
     };
     let addr_in = |line: &str| -> SocketAddr {
         let addr = line.rsplit("addr=").next().unwrap_or_default();
@@ -81,19 +90,23 @@ fn serve(config: &Path) -> Serve {
         addr.parse()
             .unwrap_or_else(|e| panic!("no address in {line:?}: {e}"))
     };
-    let (mut dns, mut http) = (None, None);
+    let (mut dns, mut http, mut page) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dns.is_none() || http.is_none() {
+    while dns.is_none() || http.is_none() || page.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) if line.contains("DNS listening") => dns = Some(addr_in(&line)),
             Ok(line) if line.contains("HTTP listening") => http = Some(addr_in(&line)),
+            Ok(line) if line.contains("block page listening") => page = Some(addr_in(&line)),
             Ok(_) => {}
-            Err(_) => panic!("hedgerow did not log its DNS and HTTP addresses within 30 s"),
+            Err(_) => {
+                panic!("hedgerow did not log its DNS, HTTP and block page addresses within 30 s")
+            }
         }
     }
     serve.dns = dns.unwrap();
     serve.http = http.unwrap();
+    serve.block_page = page.unwrap();
     serve
 }
 
@@ -141,8 +154,10 @@ fn dig(server: SocketAddr, from: &str, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The configuration: pupils and staff on their own loopback addresses, both blocking the
-/// test's high-severity category; the pupil's device named; the store on.
+/// The configuration: pupils and staff on their own loopback addresses (the browser's is a
+/// staff one too), both blocking the test's high-severity category and answering a blocked
+/// name with the block page's address; the block page on a free loopback port; the pupil's
+/// device named; the store on.
 fn config(dir: &Path, upstream: SocketAddr) -> String {
     format!(
         r#"[server]
@@ -163,16 +178,19 @@ batch_interval_ms = 50
 
 [dashboard]
 school_name = "Oakfield Primary"
+block_page = "{BROWSER_IP}:0"
 
 [[group]]
 name = "pupils"
 networks = ["{PUPIL_IP}/32"]
 block_categories = ["self_harm"]
+block_answer = "{BROWSER_IP}"
 
 [[group]]
 name = "staff"
-networks = ["{STAFF_IP}/32"]
+networks = ["{STAFF_IP}/32", "{BROWSER_IP}/32"]
 block_categories = ["self_harm"]
+block_answer = "{BROWSER_IP}"
 
 [[device]]
 name = "{PUPIL_DEVICE}"
@@ -193,7 +211,7 @@ fn lists(dir: &Path) {
         lists.join("lists.toml"),
         r#"[[category]]
 id = "self_harm"
-title = "Self-harm"
+title = "Self-harm and suicide"
 uk_definition = "Promotes or displays deliberate self-harm"
 severity = "high"
 
@@ -262,7 +280,7 @@ async fn dashboard_in_a_real_browser() {
         vec![Record::from_rdata(
             Name::from_ascii(format!("{BLOCKED}.")).unwrap(),
             300,
-            RData::A(A::new(192, 0, 2, 80)),
+            RData::A(A(BLOCKED_ADDRESS.parse().unwrap())),
         )],
     );
     let upstream = Upstream::with_zone(zone).await;
@@ -278,7 +296,7 @@ fn browse(upstream: SocketAddr, chromium: &Path, chromedriver: &Path) {
     lists(dir.path());
     let config = dir.path().join("hedgerow.toml");
     std::fs::write(&config, self::config(dir.path(), upstream)).unwrap();
-    // One account per role (the approver's and governor's are for the scenarios to come).
+    // One account per role.
     let accounts = [
         ("dana", "dsl"),
         ("tom", "technician"),
@@ -308,15 +326,21 @@ fn browse(upstream: SocketAddr, chromium: &Path, chromedriver: &Path) {
     );
 
     let server = serve(&config);
-    // The pupil looks up an ordinary site, then the listed one: blocked, and a breach.
-    let fine = dig(server.dns, PUPIL_IP, "www.example.test");
+    // The pupil looks up an ordinary site, then the listed one: the block page's address, and
+    // a breach.
+    let fine = dig(server.dns, PUPIL_IP, FINE);
     assert!(
         fine.contains("status: NOERROR") && fine.contains("192.0.2.10"),
         "{fine}"
     );
     let blocked = dig(server.dns, PUPIL_IP, BLOCKED);
-    assert!(blocked.contains("status: NXDOMAIN"), "{blocked}");
-    let staff = dig(server.dns, STAFF_IP, "www.example.test");
+    assert!(
+        blocked.contains("status: NOERROR")
+            && blocked.contains(&format!("\t{}", server.block_page.ip()))
+            && !blocked.contains(BLOCKED_ADDRESS),
+        "{blocked}"
+    );
+    let staff = dig(server.dns, STAFF_IP, FINE);
     assert!(staff.contains("status: NOERROR"), "{staff}");
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -340,7 +364,10 @@ fn browse(upstream: SocketAddr, chromium: &Path, chromedriver: &Path) {
         "accounts": accounts,
         "pupil": {"ip": PUPIL_IP, "device": PUPIL_DEVICE, "person": PUPIL_PERSON},
         "staff": {"ip": STAFF_IP},
+        "block_page": [server.block_page.ip().to_string(), server.block_page.port()],
         "blocked_site": BLOCKED,
+        "blocked_site_address": BLOCKED_ADDRESS,
+        "visited": [FINE, BLOCKED],
         "axe": tools::axe_core_path(),
         "screenshots": shots,
         "chromium": chromium,

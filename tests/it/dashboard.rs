@@ -101,17 +101,20 @@ impl Services for FixedResolver {
         }
     }
     fn policy_text(&self) -> String {
-        "group `pupils`: blocks pornography".into()
+        format!(
+            "group `pupils`: clients in {PUPIL_IP}/32\n  blocks pornography\n\n\
+             device `{PUPIL_DEVICE}` (address {PUPIL_IP}) is always in group `pupils`\n"
+        )
     }
     fn group_policies(&self) -> Vec<GroupPolicyText> {
         vec![
             GroupPolicyText {
                 group: "pupils".into(),
-                text: "group `pupils`: blocks pornography".into(),
+                text: "blocks pornography".into(),
             },
             GroupPolicyText {
                 group: "staff".into(),
-                text: "group `staff`: blocks no list categories".into(),
+                text: "blocks no list categories".into(),
             },
         ]
     }
@@ -131,6 +134,7 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: on the child-abuse (IWF) list".into(),
+                        category: None,
                         detail: String::new(),
                     }
                 } else if group == "pupils" && name == "games.example" {
@@ -139,6 +143,7 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: games".into(),
+                        category: Some("games".into()),
                     }
                 } else if group == "pupils" && name.ends_with("bad.example") {
                     GroupVerdict {
@@ -148,12 +153,14 @@ impl Services for FixedResolver {
                         group,
                         blocked: true,
                         summary: "blocked: self-harm".into(),
+                        category: Some("self-harm".into()),
                     }
                 } else {
                     GroupVerdict {
                         group,
                         blocked: false,
                         summary: "allowed".into(),
+                        category: None,
                         detail: "no rule matches".into(),
                     }
                 }
@@ -552,7 +559,7 @@ async fn a_breach_is_worked_from_new_to_closed_and_every_step_is_audited() {
     for text in [
         "Spoke with the pupil at break.",
         "Head of year",
-        "on 2026-09-01 by Mrs Patel",
+        "on Tue 1 Sep 2026 by Mrs Patel",
         "Support plan agreed with parents.",
         "closed",
     ] {
@@ -585,6 +592,63 @@ async fn a_breach_is_worked_from_new_to_closed_and_every_step_is_audited() {
     assert!(audit
         .iter()
         .any(|e| e.kind == AuditKind::Login && e.actor == "dana"));
+}
+
+#[tokio::test]
+async fn categories_are_shown_by_their_titles_and_filtered_by_their_ids() {
+    let site = Site::loopback("dash-titles");
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    for path in [
+        "/",
+        "/breaches",
+        "/breaches/1",
+        "/queries",
+        "/devices/device%3Apupil-laptop-7",
+    ] {
+        let page = dsl.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(
+            page.body.contains("Self-harm and suicide"),
+            "{path} names the category by its title: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains(">self-harm<") && !page.body.contains(": self-harm<"),
+            "{path} shows the category's id as text"
+        );
+    }
+    // And what each group gets for a requested name, on the approver's page.
+    let mut staff = site.browser();
+    let token = field(&staff.get("/request").await.body, "token");
+    let sent = post_request(
+        &mut staff,
+        vec![
+            ("token", token),
+            ("name", "www.bad.example".into()),
+            ("group", "pupils".into()),
+            ("minutes", "60".into()),
+            ("reason", "Anti-bullying lesson".into()),
+            ("who", "Mr Jones".into()),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let requests = dsl.get("/requests").await;
+    assert!(
+        requests.body.contains("blocked: Self-harm and suicide"),
+        "{}",
+        requests.body
+    );
+    // Links and filters keep the id.
+    let overview = dsl.get("/").await;
+    assert!(
+        overview.body.contains("category=self-harm"),
+        "{}",
+        overview.body
+    );
+    let filtered = dsl.get("/breaches?category=self-harm").await;
+    assert!(filtered.body.contains("/breaches/1"), "{}", filtered.body);
 }
 
 #[tokio::test]
@@ -911,6 +975,108 @@ async fn the_block_page_explains_and_offers_a_review_except_for_the_illegal_tier
     );
 }
 
+#[tokio::test]
+async fn the_request_form_keeps_a_signed_in_persons_header_and_works_without_an_account() {
+    let site = Site::loopback("dash-request-signed-in");
+    // Signed in: the person's own header and navigation, and their session's token.
+    let mut head = site.browser();
+    head.sign_in("alex").await;
+    let shown = head.get("/request?name=games.example").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.body.contains("Signed in as alex"), "{}", shown.body);
+    assert!(shown.body.contains("href=\"/requests\""), "the navigation");
+    assert!(!shown.body.contains("name=\"token\""), "no anonymous token");
+    let csrf = field(&shown.body, "csrf");
+    assert!(!csrf.is_empty());
+    let ask = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("name", "games.example".to_string()),
+            ("group", "staff".to_string()),
+            ("minutes", "60".to_string()),
+            ("reason", "Year 9 history lesson".to_string()),
+            ("who", "Ms Alexander".to_string()),
+        ]
+    };
+    let sent = post_request(&mut head, ask(&csrf)).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(sent.body.contains("request number 1"), "{}", sent.body);
+    assert!(sent.body.contains("Signed in as alex"));
+    // Another session's token, or none, is refused.
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let other = dsl.csrf("/requests").await;
+    assert_eq!(
+        post_request(&mut head, ask(&other)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_request(&mut head, ask("")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Signed out, the same address is the anonymous form.
+    let mut staff = site.browser();
+    let shown = staff.get("/request").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains("Signed in as"));
+    assert!(!field(&shown.body, "token").is_empty());
+    // The block page's address always shows the anonymous form, even to a browser holding a
+    // dashboard session (cookies do not tell ports apart): its navigation would lead to
+    // block pages there.
+    let mut same_browser = Browser {
+        router: site.block_page.clone(),
+        cookies: head.cookies.clone(),
+    };
+    let shown = same_browser.get("/request?name=games.example").await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains("Signed in as"), "{}", shown.body);
+    assert!(!field(&shown.body, "token").is_empty());
+    assert_eq!(
+        site.store
+            .reader()
+            .unblock_requests(None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_address_gets_the_dashboards_not_found_page() {
+    let site = Site::loopback("dash-not-found");
+    let mut dana = site.browser();
+    dana.sign_in("dana").await;
+    for path in ["/breachs", "/reports/weekley", "/nothing/here?x=1"] {
+        let page = dana.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            page.body.contains("<h1>Not found</h1>") && page.body.contains("no such page"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    // With the same headers as every other page.
+    let request = Request::builder()
+        .uri("/breachs")
+        .body(Body::empty())
+        .unwrap();
+    let response = site.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response
+        .headers()
+        .contains_key(header::CONTENT_SECURITY_POLICY));
+    // The block page's address keeps its own answer for every path.
+    let mut pupil = Browser {
+        router: site.block_page.clone(),
+        cookies: HashMap::new(),
+    };
+    let page = pupil
+        .send_to("GET", "/breachs", None, Some("games.example"))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("This site is blocked"), "{}", page.body);
+}
+
 async fn post_request(b: &mut Browser, pairs: Vec<(&'static str, String)>) -> Page {
     let body = pairs
         .iter()
@@ -954,7 +1120,7 @@ async fn policy_and_test_a_name_by_role() {
         let page = b.get("/policy").await;
         assert_eq!(page.status, StatusCode::OK, "{name}: {}", page.body);
         for text in [
-            "group `pupils`: blocks pornography",
+            "blocks pornography",
             "https://lists.example/self-harm.txt",
             "Self-harm and suicide",
             "0123456789ab",
@@ -964,6 +1130,19 @@ async fn policy_and_test_a_name_by_role() {
             "check out",
         ] {
             assert!(page.body.contains(text), "{name}: /policy shows {text}");
+        }
+        // The whole configuration names devices and addresses: only for the DSL; the others
+        // get each group's rules.
+        for p in [PUPIL_DEVICE, PUPIL_IP] {
+            assert_eq!(
+                page.body.contains(p),
+                name == "dana",
+                "{name}: /policy shows {p}: {}",
+                page.body
+            );
+        }
+        if name != "dana" {
+            assert!(page.body.contains("group `pupils`:\n  blocks pornography"));
         }
         // The whole trail is only for those who may open it.
         assert_eq!(
@@ -975,7 +1154,11 @@ async fn policy_and_test_a_name_by_role() {
         assert_eq!(page.status, StatusCode::OK, "{name}");
         let rows: Vec<&str> = page.body.split("<th scope=\"row\">").skip(1).collect();
         assert_eq!(rows.len(), 2, "a row per group: {}", page.body);
-        assert!(rows[0].starts_with("pupils") && rows[0].contains("blocked: self-harm"));
+        assert!(
+            rows[0].starts_with("pupils") && rows[0].contains("blocked: Self-harm and suicide"),
+            "the category by its title: {}",
+            rows[0]
+        );
         assert!(rows[0].contains("list entry `bad.example`"));
         assert!(rows[1].starts_with("staff") && rows[1].contains("allowed"));
         if name != "dana" {
@@ -1101,7 +1284,7 @@ async fn reports_by_role_and_the_governors_pack_names_nobody() {
     }
     // Aggregates: the policy per group, the lists, September's traffic, the breach.
     for text in [
-        "group `staff`: blocks no list categories",
+        "<h3>Group staff</h3>\n<pre class=\"policy\">blocks no list categories</pre>",
         "https://lists.example/self-harm.txt",
         "<svg",
         "<th scope=\"row\">Sep</th><td class=\"num\">4</td><td class=\"num\">2</td>",
