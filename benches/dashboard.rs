@@ -73,6 +73,7 @@ impl Services for Fixed {
         Ok(vec![GroupVerdict {
             group: "pupils".into(),
             blocked: false,
+            category: None,
             summary: "allowed".into(),
             detail: name.into(),
         }])
