@@ -122,6 +122,9 @@ struct OverviewPage {
     circumvention: u64,
     circumvention_devices: u64,
     circumvention_href: String,
+    /// The period's queries and blocked queries in the log (for those who may see them).
+    queries_href: String,
+    blocked_href: String,
     health: Vec<HealthLine>,
     lists: ListsView,
     lists_built: String,
@@ -287,6 +290,8 @@ async fn overview(
             .collect(),
         circumvention: figures.circumvention.attempts,
         circumvention_devices: figures.circumvention.devices,
+        queries_href: link(format!("/queries?since={since_param}")),
+        blocked_href: link(format!("/queries?blocked=1&since={since_param}")),
         circumvention_href: link(format!(
             "/queries?blocked=1&category=circumvention&since={since_param}"
         )),
