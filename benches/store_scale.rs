@@ -6,7 +6,8 @@
 //! Not a criterion bench (generating the database takes minutes): run by hand,
 //! `STORE_ROWS=100000000 cargo bench --bench store_scale` (default 10 million). The database is
 //! kept under `target/store-scale/` and reused when it already has the rows asked for, so the
-//! reads can be re-timed without generating again. Prints the file size, bytes per query,
+//! reads can be re-timed without generating again. `STORE_DIR=folder` uses another folder
+//! (a database generated elsewhere): one that has any rows is only read, never replaced. Prints the file size, bytes per query,
 //! the ingest rate and the process's peak memory (VmHWM).
 
 use std::{
@@ -105,16 +106,24 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/store-scale")
-        .join(rows.to_string());
+    // `STORE_DIR` points at another folder (a database generated elsewhere).
+    let dir = std::env::var_os("STORE_DIR").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/store-scale")
+                .join(rows.to_string())
+        },
+        std::path::PathBuf::from,
+    );
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
     let clock = Clock::from_fn(move || end);
     let existing = store::open_offline(&dir, clock.clone())
         .ok()
         .and_then(|(r, _)| r.query_count().ok())
         .unwrap_or(0);
-    if existing < rows {
+    // A folder named by `STORE_DIR` is never emptied: only an empty one is filled.
+    let given = std::env::var_os("STORE_DIR").is_some();
+    if existing < rows && !(given && existing > 0) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench folder");
         // Retention is judged by the clock (the month's end): keep the whole month.
