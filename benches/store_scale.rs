@@ -1,14 +1,16 @@
 //! The store at a year's scale: 100 million stored queries (a large school's month at about
 //! 40 queries a second), then the reads the dashboard makes on it — a device's timeline, a
-//! breach page with the history around it, the 7-day category chart and the 7-day top blocked
-//! names — each timed cold-ish (first call) and warm (median of 5).
+//! breach page with the history around it, the 7-day category chart, the 7-day top blocked
+//! names, the 30-day overview and high-severity devices and a year's breach counts — each
+//! timed cold-ish (first call) and warm (median of 5).
 //!
 //! Not a criterion bench (generating the database takes minutes): run by hand,
 //! `STORE_ROWS=100000000 cargo bench --bench store_scale` (default 10 million). The database is
 //! kept under `target/store-scale/` and reused when it already has the rows asked for, so the
 //! reads can be re-timed without generating again. `STORE_DIR=folder` uses another folder
-//! (a database generated elsewhere): one that has any rows is only read, never replaced. Prints the file size, bytes per query,
-//! the ingest rate and the process's peak memory (VmHWM).
+//! (a database generated elsewhere): one that has any rows is only read, never replaced.
+//! Prints the file size, bytes per query, the ingest rate and the process's peak memory
+//! (VmHWM).
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -229,6 +231,35 @@ fn main() {
     time("7-day top 20 blocked names", &mut || {
         reader
             .top_blocked(week_start, week_end, 20)
+            .map_or(0, |c| c.len())
+    });
+    let month_end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
+    let month_start = month_end - Duration::from_secs(30 * 86_400);
+    time("30-day overview (one read)", &mut || {
+        reader
+            .overview(month_start, month_end, Duration::from_secs(86_400))
+            .map_or(0, |o| o.series.len())
+    });
+    time("30-day high-severity devices (whole days)", &mut || {
+        reader
+            .high_severity_devices(month_start, month_end, 10)
+            .map_or(0, |d| d.len())
+    });
+    time("7-day high-severity devices, half-day ends", &mut || {
+        reader
+            .high_severity_devices(
+                week_start - Duration::from_secs(12 * 3600),
+                week_end + Duration::from_secs(12 * 3600),
+                10,
+            )
+            .map_or(0, |d| d.len())
+    });
+    time("a year's breach counts (annual pack)", &mut || {
+        reader
+            .breach_counts(
+                UNIX_EPOCH + Duration::from_secs(T0 - 243 * 86_400),
+                month_end,
+            )
             .map_or(0, |c| c.len())
     });
     time("breaches, newest page (50)", &mut || {
