@@ -1,7 +1,8 @@
 //! Every dashboard page's server time and transfer size on the store benchmark's database
 //! (`benches/store_scale.rs` builds it: run that first with the same `STORE_ROWS`).
 //!
-//! `STORE_ROWS=100000000 cargo bench --bench dashboard` (default 10 million). The pages are
+//! `STORE_ROWS=100000000 cargo bench --bench dashboard` (default 10 million); `STORE_DIR=folder`
+//! reads the database in another folder instead (it is migrated first, like any start). The pages are
 //! driven through the dashboard's router in process (no socket: the time is the server's),
 //! signed in as a DSL who also approves and runs the technical side, so every page answers.
 //! Each page: the first request (cold-ish) and the median of 5 more, with the body's size.
@@ -137,9 +138,15 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/store-scale")
-        .join(rows.to_string());
+    // `STORE_DIR` points at another folder (a database generated elsewhere).
+    let dir = std::env::var_os("STORE_DIR").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/store-scale")
+                .join(rows.to_string())
+        },
+        std::path::PathBuf::from,
+    );
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
     let clock = Clock::from_fn(move || end);
     let Ok((reader, commands)) = store::open_offline(&dir, clock.clone()) else {

@@ -1,13 +1,16 @@
 //! The store at a year's scale: 100 million stored queries (a large school's month at about
 //! 40 queries a second), then the reads the dashboard makes on it — a device's timeline, a
-//! breach page with the history around it, the 7-day category chart and the 7-day top blocked
-//! names — each timed cold-ish (first call) and warm (median of 5).
+//! breach page with the history around it, the 7-day category chart, the 7-day top blocked
+//! names, the 30-day overview and high-severity devices and a year's breach counts — each
+//! timed cold-ish (first call) and warm (median of 5).
 //!
 //! Not a criterion bench (generating the database takes minutes): run by hand,
 //! `STORE_ROWS=100000000 cargo bench --bench store_scale` (default 10 million). The database is
 //! kept under `target/store-scale/` and reused when it already has the rows asked for, so the
-//! reads can be re-timed without generating again. Prints the file size, bytes per query,
-//! the ingest rate and the process's peak memory (VmHWM).
+//! reads can be re-timed without generating again. `STORE_DIR=folder` uses another folder
+//! (a database generated elsewhere): one that has any rows is only read, never replaced.
+//! Prints the file size, bytes per query, the ingest rate and the process's peak memory
+//! (VmHWM).
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -105,16 +108,24 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/store-scale")
-        .join(rows.to_string());
+    // `STORE_DIR` points at another folder (a database generated elsewhere).
+    let dir = std::env::var_os("STORE_DIR").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/store-scale")
+                .join(rows.to_string())
+        },
+        std::path::PathBuf::from,
+    );
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
     let clock = Clock::from_fn(move || end);
     let existing = store::open_offline(&dir, clock.clone())
         .ok()
         .and_then(|(r, _)| r.query_count().ok())
         .unwrap_or(0);
-    if existing < rows {
+    // A folder named by `STORE_DIR` is never emptied: only an empty one is filled.
+    let given = std::env::var_os("STORE_DIR").is_some();
+    if existing < rows && !(given && existing > 0) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench folder");
         // Retention is judged by the clock (the month's end): keep the whole month.
@@ -220,6 +231,35 @@ fn main() {
     time("7-day top 20 blocked names", &mut || {
         reader
             .top_blocked(week_start, week_end, 20)
+            .map_or(0, |c| c.len())
+    });
+    let month_end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
+    let month_start = month_end - Duration::from_secs(30 * 86_400);
+    time("30-day overview (one read)", &mut || {
+        reader
+            .overview(month_start, month_end, Duration::from_secs(86_400))
+            .map_or(0, |o| o.series.len())
+    });
+    time("30-day high-severity devices (whole days)", &mut || {
+        reader
+            .high_severity_devices(month_start, month_end, 10)
+            .map_or(0, |d| d.len())
+    });
+    time("7-day high-severity devices, half-day ends", &mut || {
+        reader
+            .high_severity_devices(
+                week_start - Duration::from_secs(12 * 3600),
+                week_end + Duration::from_secs(12 * 3600),
+                10,
+            )
+            .map_or(0, |d| d.len())
+    });
+    time("a year's breach counts (annual pack)", &mut || {
+        reader
+            .breach_counts(
+                UNIX_EPOCH + Duration::from_secs(T0 - 243 * 86_400),
+                month_end,
+            )
             .map_or(0, |c| c.len())
     });
     time("breaches, newest page (50)", &mut || {

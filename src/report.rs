@@ -36,8 +36,10 @@ use crate::{
 
 /// How many devices the "most serious attempts" table lists.
 pub const TOP_DEVICES: u32 = 10;
-/// At most this many breaches per breach table (a week with more needs the dashboard).
-pub const MAX_BREACHES: u32 = 500;
+/// At most this many breaches per breach table: the newest of the week, the longest open. A
+/// week with more says how many in all and points to the dashboard's Breaches page (at a
+/// large school's worst, millions: a table of every one is neither readable nor mailable).
+pub const MAX_BREACHES: u32 = 100;
 /// The scheduled report is written on Monday at this minute of the day, school time.
 pub const SCHEDULED_MINUTE: i64 = 7 * 60;
 /// Lists built longer than this before the end of the week are pointed out.
@@ -225,10 +227,15 @@ pub struct WeeklyReport {
     pub by_group: Vec<CountRow>,
     /// The devices with the most high-severity attempts, most first.
     pub top_devices: Vec<DeviceAttempts>,
-    /// Breaches first seen in the week, oldest first.
+    /// Breaches first seen in the week, newest first, at most [`MAX_BREACHES`].
     pub new_breaches: Vec<BreachSummary>,
-    /// Breaches first seen by the end of the week whose case is not closed (as of `made`).
+    /// How many breaches were first seen in the week in all.
+    pub new_total: u64,
+    /// Breaches first seen by the end of the week whose case is not closed (as of `made`),
+    /// oldest first, at most [`MAX_BREACHES`].
     pub open_breaches: Vec<BreachSummary>,
+    /// How many such breaches there are in all.
+    pub open_total: u64,
     /// Attempts to get round the filter.
     pub circumvention: CircumventionSummary,
     /// The lists in force, or why that is not known.
@@ -284,6 +291,7 @@ impl WeeklyReport {
         let mut by_category = reader.counts(from, until, CountBy::Category)?;
         by_category.retain(|r| r.blocks > 0);
         by_category.sort_by(|a, b| b.blocks.cmp(&a.blocks).then_with(|| a.key.cmp(&b.key)));
+        let breaches = reader.breach_totals(from, until)?;
         Ok(WeeklyReport {
             week,
             zone,
@@ -296,7 +304,9 @@ impl WeeklyReport {
             by_group: reader.counts(from, until, CountBy::Group)?,
             top_devices: reader.high_severity_devices(from, until, TOP_DEVICES)?,
             new_breaches: reader.breaches_opened(from, until, MAX_BREACHES)?,
+            new_total: breaches.opened,
             open_breaches: reader.open_breaches(until, MAX_BREACHES)?,
+            open_total: breaches.open,
             circumvention: reader.circumvention(from, until, TOP_DEVICES)?,
             lists,
             titles,
@@ -422,11 +432,7 @@ impl WeeklyReport {
             "td",
             &["Of which blocked", &self.blocked.to_string()],
         );
-        row(
-            &mut h,
-            "td",
-            &["New breaches", &self.new_breaches.len().to_string()],
-        );
+        row(&mut h, "td", &["New breaches", &self.new_total.to_string()]);
         row(
             &mut h,
             "td",
@@ -485,6 +491,12 @@ impl WeeklyReport {
         );
 
         h.push_str("<h2>New breaches this week</h2>\n");
+        shown_of(
+            &mut h,
+            self.new_breaches.len(),
+            self.new_total,
+            "most recent",
+        );
         self.breach_table(
             &mut h,
             &self.new_breaches,
@@ -495,6 +507,12 @@ impl WeeklyReport {
         h.push_str(
             "<h2>Breaches still open</h2>\n<p>Cases not yet closed, as of when this report \
              was made.</p>\n",
+        );
+        shown_of(
+            &mut h,
+            self.open_breaches.len(),
+            self.open_total,
+            "longest open",
         );
         self.breach_table(&mut h, &self.open_breaches, true, "No open cases.");
 
@@ -589,6 +607,29 @@ impl WeeklyReport {
             ("queries", self.queries.to_string()),
             ("blocked", self.blocked.to_string()),
         ]);
+        for (name, listed, total, which) in [
+            (
+                "new_breaches",
+                self.new_breaches.len(),
+                self.new_total,
+                "most recent",
+            ),
+            (
+                "open_breaches",
+                self.open_breaches.len(),
+                self.open_total,
+                "longest open",
+            ),
+        ] {
+            put(&[
+                ("section", "totals".into()),
+                ("name", name.into()),
+                (
+                    "note",
+                    format!("{total} in all; {listed} listed, the {which}"),
+                ),
+            ]);
+        }
         for r in &self.by_category {
             put(&[
                 ("section", "blocks_by_category".into()),
@@ -670,7 +711,8 @@ impl WeeklyReport {
 }
 
 /// The CSV's columns. `section` says which table a row belongs to: `report` (the week; its
-/// `first_attempt` and `last_attempt` are the week's bounds), `totals`,
+/// `first_attempt` and `last_attempt` are the week's bounds), `totals` (the look-ups, then
+/// how many new and open breaches there are in all, in `note`),
 /// `blocks_by_category`, `blocks_by_group`, `high_severity_devices`, `new_breaches`,
 /// `open_breaches`, `circumvention` (the count), `circumvention_devices` and `lists` (its
 /// `first_attempt` is the build time); `note` explains a row in words. Columns a section does
@@ -737,6 +779,17 @@ fn row(h: &mut String, cell: &str, cells: &[&str]) {
         let _ = write!(h, "<{cell}>{}</{cell}>", esc(c));
     }
     h.push_str("</tr>\n");
+}
+
+/// "The 100 most recent of 2,345" above a breach table that does not list them all.
+fn shown_of(h: &mut String, listed: usize, total: u64, which: &str) {
+    if (listed as u64) < total {
+        let _ = writeln!(
+            h,
+            "<p>{total} in all: the {listed} {which} are listed here. The dashboard's Breaches \
+             page lists every one.</p>"
+        );
+    }
 }
 
 fn device_table(h: &mut String, list: &[DeviceAttempts], empty: &str) {

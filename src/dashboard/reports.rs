@@ -201,7 +201,17 @@ struct WeeklyPage {
     top_devices: Vec<DeviceRow>,
     top_limit: u32,
     new_breaches: Vec<BreachRow>,
+    /// How many new breaches in all (the table lists the newest).
+    new_total: u64,
+    /// Whether there are more than the table lists.
+    new_more: bool,
+    /// The Breaches page for the week (every breach, newest first, paged).
+    new_href: String,
     open_breaches: Vec<BreachRow>,
+    /// How many open cases in all (the table lists the longest open).
+    open_total: u64,
+    /// Whether there are more than the table lists.
+    open_more: bool,
     circumvention: u64,
     circumvention_devices: u64,
     circumvention_top: Vec<DeviceRow>,
@@ -261,7 +271,16 @@ async fn weekly(
         top_devices: device_rows(&report.top_devices),
         top_limit: crate::report::TOP_DEVICES,
         new_breaches: breach_rows(&viewer, &report, &report.new_breaches),
+        new_total: report.new_total,
+        new_more: report.new_total > report.new_breaches.len() as u64,
+        new_href: format!(
+            "/breaches?since={}&until={}",
+            page::local_date(zone, report.from),
+            page::local_date(zone, last_day)
+        ),
         open_breaches: breach_rows(&viewer, &report, &report.open_breaches),
+        open_total: report.open_total,
+        open_more: report.open_total > report.open_breaches.len() as u64,
         circumvention: report.circumvention.attempts,
         circumvention_devices: report.circumvention.devices,
         circumvention_top: device_rows(&report.circumvention.top),

@@ -497,18 +497,44 @@ impl Commands {
                 let batch = read::minutes(&tx, &source, from, last_minute, true)?;
                 let Some(&last) = batch.last() else { break };
                 for m in batch {
+                    let (lo, hi) = (read::minute_start(m), cut.min(read::minute_start(m + 1)));
+                    // The per-device daily counts lose what is erased (and only that: what
+                    // is kept as evidence still counts).
+                    tx.prepare_cached(
+                        "UPDATE device_daily SET high = high - x.erased_high,
+                           circumvention = circumvention - x.erased_circumvention
+                         FROM (SELECT ((q.k >> 8) + 1577836800000) / 86400000 AS day,
+                                      i.device AS device,
+                                      SUM(s.severity = 'high') AS erased_high,
+                                      SUM(s.reason = 'circumvention') AS erased_circumvention
+                               FROM queries q JOIN shapes s ON s.id = q.shape
+                               JOIN idents i ON i.id = q.ident
+                               WHERE q.k >= ?1 AND q.k < ?2
+                                 AND q.ident IN (SELECT id FROM temp.erase_idents)
+                                 AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = q.k)
+                                 AND s.severity IS NOT NULL
+                                 AND (s.severity = 'high' OR s.reason = 'circumvention')
+                               GROUP BY 1, 2) AS x
+                         WHERE device_daily.day = x.day AND device_daily.device = x.device",
+                    )?
+                    .execute(params![lo, hi])?;
                     queries += tx
                         .prepare_cached(
                             "DELETE FROM queries WHERE k >= ?1 AND k < ?2
                              AND ident IN (SELECT id FROM temp.erase_idents)
                              AND NOT EXISTS (SELECT 1 FROM breach_queries b WHERE b.k = queries.k)",
                         )?
-                        .execute(params![
-                            read::minute_start(m),
-                            cut.min(read::minute_start(m + 1))
-                        ])? as u64;
+                        .execute(params![lo, hi])? as u64;
                 }
                 from = last + 1;
+            }
+            let cut_day = super::key_millis(cut).div_euclid(super::DAY_MS);
+            for device in &devices {
+                tx.execute(
+                    "DELETE FROM device_daily WHERE day <= ?2 AND device = ?1
+                     AND high <= 0 AND circumvention <= 0",
+                    params![device, cut_day],
+                )?;
             }
         }
         tx.execute(
@@ -568,6 +594,8 @@ impl Commands {
                     "DELETE FROM device_minutes WHERE device = ?1 AND minute < ?2",
                     params![device, cut_minute],
                 )?;
+                // Nothing of the device is left to count.
+                tx.execute("DELETE FROM device_daily WHERE device = ?1", [device])?;
                 tx.execute(
                     "DELETE FROM devices WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM device_minutes WHERE device = ?1)",
                     [device],

@@ -268,8 +268,90 @@ CREATE TABLE IF NOT EXISTS check_items (
 ) WITHOUT ROWID;
 ";
 
+/// Day-level aggregates, so a dashboard page over a week, a month or a year reads a few
+/// thousand rows instead of every minute's rollups or every blocked row (at 100 million
+/// queries a month, the overview's device and circumvention figures scanned every blocked
+/// row of the period with four joins). Days are whole UTC days (`unix ms / 86,400,000`).
+///
+/// - `rollups_daily`: the per-minute `rollups` summed by day (same key, same horizon).
+/// - `device_daily`: per device and day (of the query's key), its blocked attempts with severity
+///   high, and its attempts to get round the filter that carry a severity — the conditions
+///   `Reader::high_severity_devices` and `Reader::circumvention` count. Only rows with one of
+///   them are kept.
+/// - `breach_daily`: breaches by the day of their first attempt, category (0: none), worst
+///   severity and case status now. The writer keeps it for what it changes (opened, severity
+///   worsened, first attempt moved earlier); the two triggers keep it for what commands change
+///   (a case's status, an erasure), whoever writes them.
+/// - `breaches_status_first`: a breach list by status and first attempt (the newest of a
+///   week, the open ones) and the partial days at the ends of a period, without reading the
+///   other breaches.
+///
+/// Filled from the tables already there; written to be run again safely (`IF NOT EXISTS`,
+/// each back-fill replaces the table's contents with the aggregate of its source). `CROSS
+/// JOIN` keeps SQLite walking the small `blocked` table and looking its rows up, instead of
+/// scanning every query for the few blocked ones (4 times slower, measured at 1 million).
+const V8: &str = "
+CREATE TABLE IF NOT EXISTS rollups_daily (
+    day INTEGER NOT NULL,
+    grp INTEGER NOT NULL,
+    category INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    queries INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY (day, grp, category, disposition)
+) WITHOUT ROWID;
+DELETE FROM rollups_daily;
+INSERT INTO rollups_daily (day, grp, category, disposition, queries, blocks)
+    SELECT minute / 1440, grp, category, disposition, SUM(queries), SUM(blocks)
+    FROM rollups GROUP BY 1, 2, 3, 4;
+CREATE TABLE IF NOT EXISTS device_daily (
+    day INTEGER NOT NULL,
+    device INTEGER NOT NULL,
+    high INTEGER NOT NULL,
+    circumvention INTEGER NOT NULL,
+    PRIMARY KEY (day, device)
+) WITHOUT ROWID;
+DELETE FROM device_daily;
+INSERT INTO device_daily (day, device, high, circumvention)
+    SELECT ((b.k >> 8) + 1577836800000) / 86400000, i.device,
+           SUM(s.severity = 'high'), SUM(s.reason = 'circumvention')
+    FROM blocked b CROSS JOIN queries q ON q.k = b.k JOIN shapes s ON s.id = q.shape
+    JOIN idents i ON i.id = q.ident
+    WHERE s.severity IS NOT NULL AND (s.severity = 'high' OR s.reason = 'circumvention')
+    GROUP BY 1, 2;
+CREATE TABLE IF NOT EXISTS breach_daily (
+    day INTEGER NOT NULL,
+    category INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    breaches INTEGER NOT NULL,
+    PRIMARY KEY (day, category, severity, status)
+) WITHOUT ROWID;
+DELETE FROM breach_daily;
+INSERT INTO breach_daily (day, category, severity, status, breaches)
+    SELECT first / 86400000, COALESCE(category, 0), severity, status, COUNT(*)
+    FROM breaches GROUP BY 1, 2, 3, 4;
+CREATE INDEX IF NOT EXISTS breaches_status_first ON breaches (status, first);
+CREATE TRIGGER IF NOT EXISTS breach_daily_status AFTER UPDATE OF status ON breaches
+WHEN OLD.status IS NOT NEW.status
+BEGIN
+    UPDATE breach_daily SET breaches = breaches - 1
+    WHERE day = OLD.first / 86400000 AND category = COALESCE(OLD.category, 0)
+      AND severity = OLD.severity AND status = OLD.status;
+    INSERT INTO breach_daily (day, category, severity, status, breaches)
+    VALUES (NEW.first / 86400000, COALESCE(NEW.category, 0), NEW.severity, NEW.status, 1)
+    ON CONFLICT (day, category, severity, status) DO UPDATE SET breaches = breaches + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS breach_daily_delete AFTER DELETE ON breaches
+BEGIN
+    UPDATE breach_daily SET breaches = breaches - 1
+    WHERE day = OLD.first / 86400000 AND category = COALESCE(OLD.category, 0)
+      AND severity = OLD.severity AND status = OLD.status;
+END;
+";
+
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build writes.
 pub const CURRENT: u32 = STEPS.len() as u32;

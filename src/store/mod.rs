@@ -35,6 +35,7 @@ mod audit;
 mod checks;
 pub mod cli;
 mod commands;
+mod daily;
 mod journal;
 mod metrics;
 pub mod migrate;
@@ -60,9 +61,11 @@ pub use commands::{
     CaseChange, Commands, EraseReport, EraseTarget, ExportFilter, ExportFormat, LeaseRecord,
     SessionRecord,
 };
+pub use daily::Overview;
 pub use read::{
-    BreachCount, BreachDetail, BreachFilter, BreachHistory, BreachSummary, CircumventionSummary,
-    CountBy, CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow, Reader,
+    BreachCount, BreachDetail, BreachFilter, BreachHistory, BreachSummary, BreachTotals,
+    CircumventionSummary, CountBy, CountRow, DeviceAttempts, QueryFilter, QueryPage, QueryRow,
+    Reader,
 };
 pub use users::{LoginOutcome, UserRecord};
 
@@ -480,6 +483,15 @@ pub(crate) fn reason_of(label: &str) -> Option<BlockReason> {
 
 pub(crate) fn transport_of(label: &str) -> Option<Transport> {
     Transport::ALL.into_iter().find(|d| d.label() == label)
+}
+
+/// The error for a label the database holds but this build does not know.
+pub(crate) fn bad_label(what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{v}` in the database").into(),
+    )
 }
 
 pub(crate) fn severity_of(label: &str) -> Option<Severity> {

@@ -18,8 +18,9 @@ use crate::{
 };
 
 use super::{
-    audit, disposition_of, key_base, key_millis, open_read, reason_of, severity_of, transport_of,
-    AuditEntry, AuditKind, CaseStatus, ChainReport, StoreError, DAY_MS,
+    audit, bad_label, daily, disposition_of, key_base, key_millis, open_read, reason_of,
+    severity_of, transport_of, AuditEntry, AuditKind, CaseStatus, ChainReport, Overview,
+    StoreError, DAY_MS,
 };
 
 /// One logged query, as a person sees it.
@@ -220,6 +221,15 @@ pub struct CircumventionSummary {
     pub top: Vec<DeviceAttempts>,
 }
 
+/// How many breaches a week's lists hold in all (see [`Reader::breach_totals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BreachTotals {
+    /// First seen in the period.
+    pub opened: u64,
+    /// Not closed, first seen before the period's end.
+    pub open: u64,
+}
+
 /// Breaches of a period counted by category, severity and case status (see
 /// [`Reader::breach_counts`]): no device, person or site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,14 +273,6 @@ LEFT JOIN rules r ON r.id = s.rule";
 /// `SELECT … FROM queries q JOIN …` (callers add `WHERE`).
 pub(crate) fn row_select() -> String {
     format!("{ROW_COLUMNS} FROM queries q {ROW_JOINS}")
-}
-
-fn bad_label(what: &str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} `{v}` in the database").into(),
-    )
 }
 
 fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
@@ -496,39 +498,6 @@ pub(crate) fn select_queries(
     Ok(out)
 }
 
-/// Blocked (kept) queries over `[since, until)` meeting `condition` (on `s`, the shape),
-/// counted by device, most first.
-fn blocked_by_device(
-    conn: &Connection,
-    condition: &'static str,
-    since: SystemTime,
-    until: SystemTime,
-    limit: u32,
-) -> Result<Vec<DeviceAttempts>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT d.label, d.key, COUNT(*) AS c FROM blocked b
-         JOIN queries q ON q.k = b.k JOIN shapes s ON s.id = q.shape
-         JOIN idents id ON id.id = q.ident JOIN devices d ON d.id = id.device
-         WHERE b.k >= ?1 AND b.k < ?2 AND {condition}
-         GROUP BY d.id ORDER BY c DESC, d.label, d.key LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(
-        rusqlite::params![
-            key_base(unix_millis(since)),
-            key_base(unix_millis(until)),
-            limit
-        ],
-        |r| {
-            Ok(DeviceAttempts {
-                device: r.get(0)?,
-                device_key: r.get(1)?,
-                attempts: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 const BREACH_SELECT: &str = "
 SELECT b.id, d.label, u.name, g.name, b.domain, c.name, b.severity, b.first, b.last, b.count,
        b.status, b.notes, b.escalated_to, b.parents_informed, b.parents_informed_on,
@@ -745,41 +714,28 @@ impl Reader {
         }))
     }
 
-    /// Query and block counts over `[since, until)` from the per-minute rollups.
+    /// Query and block counts over `[since, until)` (whole minutes), most queries first:
+    /// whole UTC days from the daily rollups, the partial days at either end from the
+    /// per-minute rollups (the same result as summing every minute).
     pub fn counts(
         &self,
         since: SystemTime,
         until: SystemTime,
         by: CountBy,
     ) -> Result<Vec<CountRow>, StoreError> {
-        let conn = self.connection()?;
-        let key = match by {
-            CountBy::Category => "COALESCE(c.name, 'none')",
-            CountBy::Group => "COALESCE(g.name, 'none')",
-            CountBy::Disposition => "r.disposition",
-        };
-        let sql = format!(
-            "SELECT {key} AS k, SUM(r.queries), SUM(r.blocks) FROM rollups r
-             LEFT JOIN groups g ON g.id = r.grp
-             LEFT JOIN categories c ON c.id = r.category
-             WHERE r.minute >= ?1 AND r.minute < ?2
-             GROUP BY k ORDER BY SUM(r.queries) DESC, k"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(
-            [
-                unix_millis(since).div_euclid(60_000),
-                unix_millis(until).div_euclid(60_000),
-            ],
-            |r| {
-                Ok(CountRow {
-                    key: r.get(0)?,
-                    queries: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    blocks: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        daily::counts(&self.connection()?, since, until, by)
+    }
+
+    /// The overview's counts by category, group and disposition and its series, as
+    /// [`Reader::counts`] (three times) and [`Reader::series`] give them, from one read of the
+    /// rollups instead of four.
+    pub fn overview(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+        step: Duration,
+    ) -> Result<Overview, StoreError> {
+        daily::overview(&self.connection()?, since, until, step)
     }
 
     /// The most blocked names over `[since, until)`, most first.
@@ -831,178 +787,147 @@ impl Reader {
     }
 
     /// The devices with the most high-severity blocked attempts over `[since, until)`, most
-    /// first. Reads the small `blocked` table's stretch for the period, not every query.
+    /// first. Whole UTC days come from the per-device daily counts; only the blocked rows of
+    /// the partial days at either end are read, so the cost grows with those: a caller that
+    /// must stay fast over any period (the overview) asks for whole days.
     pub fn high_severity_devices(
         &self,
         since: SystemTime,
         until: SystemTime,
         limit: u32,
     ) -> Result<Vec<DeviceAttempts>, StoreError> {
-        let conn = self.connection()?;
-        blocked_by_device(&conn, "s.severity = 'high'", since, until, limit)
+        daily::device_attempts(
+            &self.connection()?,
+            daily::Attempts::High,
+            since,
+            until,
+            Some(limit),
+        )
     }
 
     /// Attempts to get round the filter (iCloud Private Relay and the like) over
     /// `[since, until)`, with the devices that made the most, at most `limit`. Only the
     /// answers with a severity count: the checks browsers and operating systems make on their
     /// own many times a day (Firefox's canary, resolver discovery) are nobody's attempt.
+    /// Read as [`Reader::high_severity_devices`] is (whole days from the daily counts, the
+    /// partial days from the rows), in one pass.
     pub fn circumvention(
         &self,
         since: SystemTime,
         until: SystemTime,
         limit: u32,
     ) -> Result<CircumventionSummary, StoreError> {
-        let conn = self.connection()?;
-        const CONDITION: &str = "s.reason = 'circumvention' AND s.severity IS NOT NULL";
-        let (attempts, devices): (i64, i64) = conn.query_row(
-            &format!(
-                "SELECT COUNT(*), COUNT(DISTINCT id.device) FROM blocked b
-                 JOIN queries q ON q.k = b.k JOIN shapes s ON s.id = q.shape
-                 JOIN idents id ON id.id = q.ident
-                 WHERE b.k >= ?1 AND b.k < ?2 AND {CONDITION}"
-            ),
-            [key_base(unix_millis(since)), key_base(unix_millis(until))],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+        let mut all = daily::device_attempts(
+            &self.connection()?,
+            daily::Attempts::Circumvention,
+            since,
+            until,
+            None,
         )?;
+        let attempts = all.iter().map(|d| d.attempts).sum();
+        let devices = all.len() as u64;
+        all.truncate(limit as usize);
         Ok(CircumventionSummary {
-            attempts: u64::try_from(attempts).unwrap_or(0),
-            devices: u64::try_from(devices).unwrap_or(0),
-            top: blocked_by_device(&conn, CONDITION, since, until, limit)?,
+            attempts,
+            devices,
+            top: all,
         })
     }
 
-    /// Breaches whose first attempt falls in `[since, until)`, oldest first, at most `limit`.
+    /// Breaches whose first attempt falls in `[since, until)`, newest first, at most `limit`:
+    /// a short walk of the (status, first) index per status, never the period's other
+    /// breaches.
     pub fn breaches_opened(
         &self,
         since: SystemTime,
         until: SystemTime,
         limit: u32,
     ) -> Result<Vec<BreachSummary>, StoreError> {
+        let (ids, args) = daily::breach_ids(CaseStatus::ALL.into_iter(), since, until, limit, true);
         let conn = self.connection()?;
-        // `last >= since` follows from `first >= since` and lets the `last` index narrow it.
         let mut stmt = conn.prepare(&format!(
-            "{BREACH_SELECT} WHERE b.last >= ?1 AND b.first >= ?1 AND b.first < ?2
-             ORDER BY b.first, b.id LIMIT ?3"
+            "{BREACH_SELECT} WHERE b.id IN ({ids}) ORDER BY b.first DESC, b.id DESC LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(
-            rusqlite::params![unix_millis(since), unix_millis(until), limit],
-            breach_row,
-        )?;
+        let rows = stmt.query_map(params_from_iter(args), breach_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Breaches whose case is not closed and whose first attempt was before `until`, oldest
-    /// first, at most `limit`.
+    /// first, at most `limit` (read as [`Reader::breaches_opened`] is).
     pub fn open_breaches(
         &self,
         until: SystemTime,
         limit: u32,
     ) -> Result<Vec<BreachSummary>, StoreError> {
+        let open = CaseStatus::ALL
+            .into_iter()
+            .filter(|s| *s != CaseStatus::Closed);
+        let (ids, args) = daily::breach_ids(open, SystemTime::UNIX_EPOCH, until, limit, false);
         let conn = self.connection()?;
         let mut stmt = conn.prepare(&format!(
-            "{BREACH_SELECT} WHERE b.status <> 'closed' AND b.first < ?1
-             ORDER BY b.first, b.id LIMIT ?2"
+            "{BREACH_SELECT} WHERE b.id IN ({ids}) ORDER BY b.first, b.id LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(rusqlite::params![unix_millis(until), limit], breach_row)?;
+        let rows = stmt.query_map(params_from_iter(args), breach_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Queries and blocks per `step` (a whole number of minutes) over `[since, until)`, from
-    /// the per-minute rollups, oldest first; steps with no queries are absent.
+    /// How many breaches [`Reader::breaches_opened`] and [`Reader::open_breaches`] would list
+    /// without a limit: those first seen in `[since, until)`, and those not closed first seen
+    /// before `until`. From the daily breach counts (and the partial days' breaches).
+    pub fn breach_totals(
+        &self,
+        since: SystemTime,
+        until: SystemTime,
+    ) -> Result<BreachTotals, StoreError> {
+        let conn = self.connection()?;
+        let sum = |rows: Vec<BreachCount>, open_only: bool| -> u64 {
+            rows.iter()
+                .filter(|c| !open_only || c.status != CaseStatus::Closed)
+                .map(|c| c.breaches)
+                .sum()
+        };
+        Ok(BreachTotals {
+            opened: sum(daily::breach_counts(&conn, since, until)?, false),
+            open: sum(
+                daily::breach_counts(&conn, SystemTime::UNIX_EPOCH, until)?,
+                true,
+            ),
+        })
+    }
+
+    /// Queries and blocks per `step` (a whole number of minutes) over `[since, until)`, oldest
+    /// first; steps with no queries are absent. A step of whole days reads the daily rollups
+    /// and the per-minute ones of the partial days at either end; a shorter step reads every
+    /// minute of the period (meant for a day or two).
     pub fn series(
         &self,
         since: SystemTime,
         until: SystemTime,
         step: Duration,
     ) -> Result<Vec<(SystemTime, u64, u64)>, StoreError> {
-        let step_min = i64::try_from(step.as_secs() / 60)
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let conn = self.connection()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT (minute / ?3) * ?3 AS b, SUM(queries), SUM(blocks) FROM rollups
-             WHERE minute >= ?1 AND minute < ?2 GROUP BY b ORDER BY b",
-        )?;
-        let rows = stmt.query_map(
-            rusqlite::params![
-                unix_millis(since).div_euclid(60_000),
-                unix_millis(until).div_euclid(60_000),
-                step_min
-            ],
-            |r| {
-                Ok((
-                    from_unix_millis(r.get::<_, i64>(0)?.saturating_mul(60_000)),
-                    u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                ))
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        daily::series(&self.connection()?, since, until, step)
     }
 
     /// Breaches whose first attempt falls in `[since, until)`, counted by category, severity
     /// and case status as it is now; most first. Aggregates only (no device, person or site):
-    /// the governors' annual pack. Reads the `last` index from `since` on, as
-    /// [`Reader::breaches_opened`] does, never the query log.
+    /// the governors' annual pack. Whole UTC days from the daily breach counts, the partial
+    /// days at either end from the breaches (through their (status, first) index).
     pub fn breach_counts(
         &self,
         since: SystemTime,
         until: SystemTime,
     ) -> Result<Vec<BreachCount>, StoreError> {
-        let conn = self.connection()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT c.name, b.severity, b.status, COUNT(*) AS n FROM breaches b
-             LEFT JOIN categories c ON c.id = b.category
-             WHERE b.last >= ?1 AND b.first >= ?1 AND b.first < ?2
-             GROUP BY b.category, b.severity, b.status
-             ORDER BY n DESC, c.name, b.severity, b.status",
-        )?;
-        let rows = stmt.query_map(
-            rusqlite::params![unix_millis(since), unix_millis(until)],
-            |r| {
-                let severity: String = r.get(1)?;
-                let status: String = r.get(2)?;
-                Ok(BreachCount {
-                    category: r.get(0)?,
-                    severity: severity_of(&severity)
-                        .ok_or_else(|| bad_label("severity", &severity))?,
-                    status: CaseStatus::parse(&status)
-                        .ok_or_else(|| bad_label("status", &status))?,
-                    breaches: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        daily::breach_counts(&self.connection()?, since, until)
     }
 
-    /// Breaches not yet closed, by status and age at `now`: `(status, under a day, one to
-    /// seven days, over seven days)`, in status order.
-    pub fn open_breach_ages(
+    /// Breaches not yet closed, by status and the UTC calendar day of their first attempt
+    /// relative to `now`'s: `(status, opened today, opened in the 7 days before, earlier)`,
+    /// in status order. Whole days, so it reads only the daily breach counts.
+    pub fn open_breach_days(
         &self,
         now: SystemTime,
     ) -> Result<Vec<(CaseStatus, u64, u64, u64)>, StoreError> {
-        let now = unix_millis(now);
-        let conn = self.connection()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT status, SUM(first >= ?1), SUM(first < ?1 AND first >= ?2), SUM(first < ?2)
-             FROM breaches WHERE status <> 'closed' GROUP BY status",
-        )?;
-        let mut out = stmt
-            .query_map(rusqlite::params![now - DAY_MS, now - 7 * DAY_MS], |r| {
-                let status: String = r.get(0)?;
-                let n = |i: usize| -> rusqlite::Result<u64> {
-                    Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
-                };
-                Ok((
-                    CaseStatus::parse(&status).ok_or_else(|| bad_label("status", &status))?,
-                    n(1)?,
-                    n(2)?,
-                    n(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by_key(|(s, ..)| CaseStatus::ALL.iter().position(|a| a == s));
-        Ok(out)
+        daily::open_breach_days(&self.connection()?, now)
     }
 
     /// Audit records, newest first, with ids below `before`.

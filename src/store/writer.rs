@@ -1,6 +1,7 @@
 //! The one writer thread: batches query events into transactions, resolves each query's
 //! device and user at the time it arrived, opens and extends breaches, keeps per-minute
-//! rollups, replays the journal and enforces retention.
+//! rollups and the day-level aggregates (`migrate::V8`), replays the journal and enforces
+//! retention.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,12 +19,12 @@ mod intern;
 use crate::{
     clock::{unix_millis, Clock},
     config::StoreConfig,
-    event::{Disposition, EventName, QueryEvent},
+    event::{BlockReason, Disposition, EventName, QueryEvent, Severity},
 };
 
 use super::{
-    journal, key_base, key_millis, must_keep, registrable_domain, BreachNotice, Control, Shared,
-    StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, must_keep, registrable_domain, BreachNotice, CaseStatus,
+    Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -413,6 +414,8 @@ impl Writer {
             out: BatchOut::default(),
             rollups: HashMap::new(),
             blocked_days: HashMap::new(),
+            device_days: HashMap::new(),
+            breach_days: HashMap::new(),
             new_device_minutes: Vec::new(),
             new_name_minutes: Vec::new(),
         };
@@ -488,6 +491,17 @@ impl Writer {
             "DELETE FROM blocked_daily WHERE day < ?1",
             [rollup_cut.div_euclid(1440)],
         )?;
+        // The day-level aggregates go with what they summarise: the daily rollups with the
+        // rollups, the per-device counts with the blocked rows. Breaches are never pruned,
+        // so neither are their daily counts.
+        self.conn.execute(
+            "DELETE FROM rollups_daily WHERE day < ?1",
+            [rollup_cut.div_euclid(1440)],
+        )?;
+        self.conn.execute(
+            "DELETE FROM device_daily WHERE day < ?1",
+            [key_millis(blocked_cut).div_euclid(DAY_MS)],
+        )?;
         // Nothing older than the blocked retention is left to find through these.
         let minute_cut = super::read::minute_of(blocked_cut);
         self.conn
@@ -508,6 +522,12 @@ struct Batch<'a, 'c> {
     rollups: HashMap<RollupKey, (i64, i64)>,
     /// Blocked queries per (UTC day, name) in this batch, added to `blocked_daily` at its end.
     blocked_days: HashMap<(i64, i64), i64>,
+    /// High-severity and circumvention attempts per (UTC day, device) in this batch, added to
+    /// `device_daily` at its end.
+    device_days: HashMap<(i64, i64), (i64, i64)>,
+    /// Changes to the breach counts per (UTC day of the first attempt, category or 0, worst
+    /// severity, status) in this batch, added to `breach_daily` at its end.
+    breach_days: HashMap<(i64, i64, Severity, CaseStatus), i64>,
     /// Presence pairs first seen in this batch, inserted sorted at its end: in key order
     /// the B-tree inserts touch neighbouring pages instead of random ones.
     new_device_minutes: Vec<(i64, i64)>,
@@ -592,10 +612,17 @@ impl Batch<'_, '_> {
             self.tx
                 .prepare_cached("INSERT INTO blocked (k) VALUES (?1)")?
                 .execute([k])?;
-            *self
-                .blocked_days
-                .entry((key_millis(k).div_euclid(DAY_MS), name))
-                .or_default() += 1;
+            let day = key_millis(k).div_euclid(DAY_MS);
+            *self.blocked_days.entry((day, name)).or_default() += 1;
+            // What `Reader::high_severity_devices` and `Reader::circumvention` count.
+            let high = e.severity == Some(Severity::High);
+            let circumvention =
+                e.reason == Some(BlockReason::Circumvention) && e.severity.is_some();
+            if high || circumvention {
+                let c = self.device_days.entry((day, identity.device)).or_default();
+                c.0 += i64::from(high);
+                c.1 += i64::from(circumvention);
+            }
         }
         if let (true, Some(severity)) = (blocked, e.severity) {
             let domain = match &e.name {
@@ -661,8 +688,48 @@ impl Batch<'_, '_> {
              ON CONFLICT (minute, grp, category, disposition) DO UPDATE SET
                queries = queries + excluded.queries, blocks = blocks + excluded.blocks",
         )?;
+        // The day's totals from the batch's minutes: no work per event beyond the minute's.
+        let mut days: HashMap<(i64, i64, i64, &'static str), (i64, i64)> = HashMap::new();
         for (k, (q, b)) in self.rollups.drain() {
             stmt.execute(params![k.minute, k.group, k.category, k.disposition, q, b])?;
+            let d = days
+                .entry((
+                    k.minute.div_euclid(1440),
+                    k.group,
+                    k.category,
+                    k.disposition,
+                ))
+                .or_default();
+            d.0 += q;
+            d.1 += b;
+        }
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO rollups_daily (day, grp, category, disposition, queries, blocks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (day, grp, category, disposition) DO UPDATE SET
+               queries = queries + excluded.queries, blocks = blocks + excluded.blocks",
+        )?;
+        for ((day, group, category, disposition), (q, b)) in days {
+            stmt.execute(params![day, group, category, disposition, q, b])?;
+        }
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO device_daily (day, device, high, circumvention) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (day, device) DO UPDATE SET high = high + excluded.high,
+               circumvention = circumvention + excluded.circumvention",
+        )?;
+        for ((day, device), (high, circumvention)) in self.device_days.drain() {
+            stmt.execute(params![day, device, high, circumvention])?;
+        }
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO breach_daily (day, category, severity, status, breaches)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (day, category, severity, status) DO UPDATE SET
+               breaches = breaches + excluded.breaches",
+        )?;
+        for ((day, category, severity, status), n) in self.breach_days.drain() {
+            if n != 0 {
+                stmt.execute(params![day, category, severity.label(), status.label(), n])?;
+            }
         }
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO blocked_daily (day, name, count) VALUES (?1, ?2, ?3)

@@ -808,6 +808,18 @@ async fn the_overview_shows_the_period_and_links_figures_to_records() {
     let page = dsl.get("/?period=7d").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("<svg"), "a chart");
+    // The lists count the whole UTC days the period touches, and say so; open cases are
+    // aged by the day they began.
+    assert!(
+        page.body
+            .contains("2026-08-25 to 2026-09-01 (whole days, UTC)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(
+        "<th scope=\"row\"><a href=\"/breaches?status=new\">new</a></th><td class=\"num\">1</td>"
+    ));
+    assert!(page.body.contains("Opened today"));
     assert!(page.body.contains("category=self-harm"), "{}", page.body);
     assert!(page.body.contains("/devices/device%3Apupil-laptop-7"));
     // The CSV export has the rows and is audited.
@@ -818,6 +830,44 @@ async fn the_overview_shows_the_period_and_links_figures_to_records() {
     assert!(audit
         .iter()
         .any(|e| e.kind == AuditKind::Export && e.actor == "dana"));
+}
+
+/// A week with more breaches than the report lists: the newest are listed, the page says
+/// how many there are in all and links to the week on the Breaches page.
+#[tokio::test]
+async fn the_weekly_page_lists_the_newest_breaches_and_links_to_the_rest() {
+    let site = Site::loopback("dash-weekly-many");
+    let sink = site.store.sink();
+    for i in 0..105 {
+        sink.record(event(10_000 + i * 1_000, &format!("bad{i}.example"), true));
+    }
+    site.store.flush().unwrap();
+    let mut dsl = site.browser();
+    dsl.sign_in("dana").await;
+    let weekly = dsl.get("/reports/weekly?week=2026-W36").await;
+    assert_eq!(weekly.status, StatusCode::OK, "{}", weekly.body);
+    // The site's own breach and these 105.
+    for text in [
+        "<td class=\"num\">106</td>",
+        "106 in all: the 100 most recent are listed here.",
+        "href=\"/breaches?since=2026-08-31&#38;until=2026-09-06\"",
+        "106 in all: the 100 longest open are listed here.",
+        "href=\"/breaches/106\"",
+    ] {
+        assert!(
+            weekly.body.contains(text),
+            "weekly shows {text}: {}",
+            weekly.body
+        );
+    }
+    assert_eq!(
+        weekly.body.matches("<td><a href=\"/breaches/").count(),
+        200,
+        "100 new, 100 open"
+    );
+    let week = dsl.get("/breaches?since=2026-08-31&until=2026-09-06").await;
+    assert_eq!(week.status, StatusCode::OK);
+    assert!(week.body.contains("href=\"/breaches/106\""));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod binary;
 mod browser;
 mod checks;
 mod common;
+mod daily;
 mod dashboard;
 mod grants;
 mod guard;

@@ -413,7 +413,14 @@ fn the_weekly_report_says_what_the_rows_say() {
         .iter()
         .filter(|b| b.0 >= from && b.0 < until)
         .collect();
+    let max = report::MAX_BREACHES as usize;
+    assert!(
+        new.len() <= max,
+        "every new breach is listed: {}",
+        new.len()
+    );
     assert_eq!(r.new_breaches.len(), new.len());
+    assert_eq!(r.new_total, new.len() as u64);
     assert_eq!(
         r.new_breaches.iter().map(|b| b.count).sum::<u64>(),
         new.iter().map(|b| b.2).sum::<u64>()
@@ -429,8 +436,23 @@ fn the_weekly_report_says_what_the_rows_say() {
         "edges"
     );
     let open = expected.iter().filter(|b| b.0 < until).count() - 1;
-    assert_eq!(r.open_breaches.len(), open, "one closed");
+    assert_eq!(r.open_total, open as u64, "one closed");
+    assert!(open > max, "more open cases than are listed: {open}");
+    assert_eq!(r.open_breaches.len(), max, "the longest open");
     assert!(r.open_breaches.iter().all(|b| b.id != closed));
+    assert!(r.open_breaches.windows(2).all(|w| w[0].first <= w[1].first));
+    let mut oldest: Vec<SystemTime> = expected
+        .iter()
+        .filter(|b| b.0 < until)
+        .map(|b| b.0)
+        .collect();
+    oldest.sort();
+    // The closed one is the first breach stored, the oldest.
+    assert_eq!(
+        r.open_breaches.iter().map(|b| b.first).collect::<Vec<_>>(),
+        oldest[1..=max],
+        "the longest open"
+    );
     assert!(r.lists.is_err(), "no lists here: said so, not guessed");
 
     // HTML: self-contained, printable, plain.
@@ -462,7 +484,7 @@ fn the_weekly_report_says_what_the_rows_say() {
     assert_eq!(totals[col("queries")], r.queries.to_string());
     assert_eq!(totals[col("blocked")], r.blocked.to_string());
     assert_eq!(section("new_breaches").count(), new.len());
-    assert_eq!(section("open_breaches").count(), open);
+    assert_eq!(section("open_breaches").count(), max);
     assert_eq!(section("blocks_by_category").count(), by_category.len());
     let porn = section("blocks_by_category")
         .find(|row| row[col("name")] == "pornography")
@@ -471,6 +493,76 @@ fn the_weekly_report_says_what_the_rows_say() {
     assert_eq!(
         section("circumvention").next().unwrap()[col("attempts")],
         relay.len().to_string()
+    );
+    store.close().unwrap();
+}
+
+/// A week with more breaches than a report lists: the newest of the week and the longest
+/// open are listed, every figure says how many there are in all, and the CSV says it too.
+#[test]
+fn the_weekly_report_lists_at_most_the_newest_breaches_and_says_how_many() {
+    let dir = TempDir::new("report-weekly-many");
+    let made = utc(2026, 11, 4, 12, 0);
+    let clock = Clock::from_fn(move || made);
+    let store = Store::open(
+        &StoreConfig::default(),
+        dir.path(),
+        clock,
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let sink = store.sink();
+    let many = report::MAX_BREACHES as usize + 7;
+    // Week 2026-W44 (Monday 26 October, GMT): one breach a site, a minute apart.
+    let start = utc(2026, 10, 26, 9, 0);
+    for i in 0..many {
+        let ev = Ev {
+            at: start + Duration::from_secs(60 * i as u64),
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)),
+            group: Some("pupils"),
+            kind: Kind::Porn,
+        };
+        let mut event = ev.event();
+        event.name = EventName::Clear(format!("www.site{i}.example"));
+        sink.record(event);
+    }
+    store.flush().unwrap();
+    let week = IsoWeek::parse("2026-W44").unwrap();
+    let r = WeeklyReport::assemble(
+        &store.reader(),
+        week,
+        TimeZone::EuropeLondon,
+        &dir.path().join("no-lists"),
+        made,
+    )
+    .unwrap();
+    let max = report::MAX_BREACHES as usize;
+    assert_eq!((r.new_total, r.open_total), (many as u64, many as u64));
+    assert_eq!((r.new_breaches.len(), r.open_breaches.len()), (max, max));
+    let newest = start + Duration::from_secs(60 * (many as u64 - 1));
+    assert_eq!(r.new_breaches[0].first, newest, "the newest first");
+    assert!(r.new_breaches.windows(2).all(|w| w[0].first > w[1].first));
+    assert_eq!(r.open_breaches[0].first, start, "the longest open first");
+    let html = r.render(ReportFormat::Html);
+    assert!(
+        html.contains(&format!("<td>New breaches</td><td>{many}</td>")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("{many} in all: the {max} most recent are listed")));
+    assert!(html.contains(&format!("{many} in all: the {max} longest open are listed")));
+    let rows = parse_csv(&r.render(ReportFormat::Csv));
+    let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let total = rows
+        .iter()
+        .find(|row| row[0] == "totals" && row[col("name")] == "new_breaches")
+        .unwrap();
+    assert_eq!(
+        total[col("note")],
+        format!("{many} in all; {max} listed, the most recent")
+    );
+    assert_eq!(
+        rows.iter().filter(|row| row[0] == "new_breaches").count(),
+        max
     );
     store.close().unwrap();
 }

@@ -10,7 +10,7 @@ use crate::{
 };
 
 use super::{Batch, Identity};
-use crate::store::{severity_of, BreachNotice, StoreError};
+use crate::store::{severity_of, BreachNotice, CaseStatus, StoreError, DAY_MS};
 
 impl Batch<'_, '_> {
     #[allow(clippy::too_many_arguments)]
@@ -26,22 +26,32 @@ impl Batch<'_, '_> {
         domain: &str,
     ) -> Result<(), StoreError> {
         let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
-        let open: Option<(i64, i64, i64, String)> = self
+        let open: Option<(i64, i64, String, String, Option<i64>)> = self
             .tx
             .prepare_cached(
-                "SELECT id, first, last, severity FROM breaches
+                "SELECT id, first, severity, status, category FROM breaches
                  WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
                    AND status <> 'closed'
                  ORDER BY last DESC LIMIT 1",
             )?
             .query_row(
                 params![identity.device, domain, t - window, t + window],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         let (id, new) = match open {
-            Some((id, _, _, old)) => {
+            Some((id, first, old, status, old_category)) => {
                 let worst = severity_of(&old).map_or(severity, |o| o.min(severity));
+                // The daily breach counts follow a breach whose worst severity or first
+                // day changes (a late event from the journal can move its start).
+                if let (Some(old), Some(status)) = (severity_of(&old), CaseStatus::parse(&status)) {
+                    let (was, is) = (first.div_euclid(DAY_MS), first.min(t).div_euclid(DAY_MS));
+                    if was != is || old != worst {
+                        let c = old_category.unwrap_or(0);
+                        *self.breach_days.entry((was, c, old, status)).or_default() -= 1;
+                        *self.breach_days.entry((is, c, worst, status)).or_default() += 1;
+                    }
+                }
                 self.tx
                     .prepare_cached(
                         "UPDATE breaches SET first = MIN(first, ?2), last = MAX(last, ?2),
@@ -66,6 +76,15 @@ impl Batch<'_, '_> {
                         t
                     ])?;
                 let id = self.tx.last_insert_rowid();
+                *self
+                    .breach_days
+                    .entry((
+                        t.div_euclid(DAY_MS),
+                        category.unwrap_or(0),
+                        severity,
+                        CaseStatus::New,
+                    ))
+                    .or_default() += 1;
                 self.tx
                     .prepare_cached(
                         "INSERT INTO breach_events (breach, at, actor, change) VALUES (?1, ?2, 'hedgerow', 'opened')",
