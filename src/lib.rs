@@ -77,6 +77,8 @@ pub mod config;
 pub mod dashboard;
 pub mod describe;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod identity;
 pub mod lists;

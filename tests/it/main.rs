@@ -8,6 +8,7 @@ mod browser;
 mod checks;
 mod common;
 mod dashboard;
+mod fuzz_corpus;
 mod grants;
 mod guard;
 mod hardening;
