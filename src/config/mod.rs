@@ -466,6 +466,72 @@ mod tests {
         assert!(err.contains("listne"), "{err}");
     }
 
+    /// Found by the `config` fuzz target: these checks named line 0 ("not known"), and a
+    /// blocked-retention of zero was blamed on `retention_allowed_days`.
+    #[test]
+    fn every_invalid_value_names_its_line_and_key() {
+        let cases = [
+            ("[server]\nlisten = []\n", 2, "server.listen"),
+            (
+                "[upstream]\n\nattempt_timeout_ms = 0\n",
+                3,
+                "upstream.attempt_timeout_ms",
+            ),
+            ("[upstream]\ndeadline_ms = 0\n", 2, "upstream.deadline_ms"),
+            ("[cache]\nmin_ttl = 90000\n", 2, "cache.min_ttl"),
+            ("[cache]\nmax_ttl = 0\nmin_ttl = 0\n", 0, ""),
+            ("[cache]\nmin_ttl = 5\nmax_ttl = 1\n", 2, "cache.min_ttl"),
+            ("[cache]\nmax_ttl = 1\n\nmin_ttl = 5\n", 4, "cache.min_ttl"),
+            (
+                "[cache]\nmax_entry_bytes = 300000000\n",
+                2,
+                "cache.max_entry_bytes",
+            ),
+            ("[cache]\n\n\nmax_bytes = 1000\n", 4, "cache.max_bytes"),
+            (
+                "[lists]\nshrink_threshold = 1.5\n",
+                2,
+                "lists.shrink_threshold",
+            ),
+            (
+                "[store]\nretention_blocked_days = 0\n",
+                2,
+                "store.retention_blocked_days",
+            ),
+            (
+                "[store]\n\nrollup_retention_days = 0\n",
+                3,
+                "store.rollup_retention_days",
+            ),
+            (
+                "[store]\nbreach_window_secs = 0\n",
+                2,
+                "store.breach_window_secs",
+            ),
+            (
+                "[store]\nbatch_interval_ms = 1\n",
+                2,
+                "store.batch_interval_ms",
+            ),
+            (
+                "[store]\nchannel_capacity = 1\n",
+                2,
+                "store.channel_capacity",
+            ),
+        ];
+        for (text, line, key) in cases {
+            match Config::from_toml_str(text, "school.toml") {
+                Err(ConfigError::Invalid {
+                    line: l, key: k, ..
+                }) => {
+                    assert_eq!((l, k.as_str()), (line, key), "{text}")
+                }
+                Ok(_) => assert_eq!(line, 0, "{text} was accepted"),
+                Err(other) => assert_eq!(line, 0, "{text}: {other}"),
+            }
+        }
+    }
+
     #[test]
     fn bad_cidr_names_line() {
         let err = Config::from_toml_str(

@@ -62,7 +62,7 @@ struct RawDevice {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawServer {
-    listen: Vec<SocketAddr>,
+    listen: Spanned<Vec<SocketAddr>>,
     http: Option<SocketAddr>,
     data_dir: PathBuf,
     tcp_idle_timeout_secs: u64,
@@ -77,7 +77,7 @@ struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         Self {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            listen: Spanned::new(0..0, vec![SocketAddr::from(([127, 0, 0, 1], 5353))]),
             http: None,
             data_dir: PathBuf::from("hedgerow-data"),
             tcp_idle_timeout_secs: 10,
@@ -95,8 +95,8 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawUpstream {
     servers: Vec<Spanned<String>>,
-    attempt_timeout_ms: u64,
-    deadline_ms: u64,
+    attempt_timeout_ms: Spanned<u64>,
+    deadline_ms: Spanned<u64>,
     tls_ca: Option<Spanned<PathBuf>>,
 }
 
@@ -105,8 +105,8 @@ impl Default for RawUpstream {
         Self {
             servers: Vec::new(),
             tls_ca: None,
-            attempt_timeout_ms: 1000,
-            deadline_ms: 2000,
+            attempt_timeout_ms: Spanned::new(0..0, 1000),
+            deadline_ms: Spanned::new(0..0, 2000),
         }
     }
 }
@@ -127,8 +127,8 @@ struct RawCache {
     size: usize,
     max_bytes: Spanned<u64>,
     max_entry_bytes: Spanned<u64>,
-    min_ttl: u32,
-    max_ttl: u32,
+    min_ttl: Spanned<u32>,
+    max_ttl: Spanned<u32>,
     negative_max_ttl: u32,
     serve_stale: bool,
     stale_max_age_secs: u64,
@@ -141,8 +141,8 @@ impl Default for RawCache {
             size: 100_000,
             max_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_BYTES),
             max_entry_bytes: Spanned::new(0..0, DEFAULT_CACHE_MAX_ENTRY_BYTES),
-            min_ttl: 0,
-            max_ttl: 86_400,
+            min_ttl: Spanned::new(0..0, 0),
+            max_ttl: Spanned::new(0..0, 86_400),
             negative_max_ttl: 3_600,
             serve_stale: true,
             stale_max_age_secs: 86_400,
@@ -179,7 +179,7 @@ struct RawLists {
     illegal_list: Option<PathBuf>,
     illegal_key_file: Option<PathBuf>,
     illegal_proxy: Option<std::net::IpAddr>,
-    shrink_threshold: f64,
+    shrink_threshold: Spanned<f64>,
 }
 
 impl Default for RawLists {
@@ -192,7 +192,7 @@ impl Default for RawLists {
             illegal_list: None,
             illegal_key_file: None,
             illegal_proxy: None,
-            shrink_threshold: 0.5,
+            shrink_threshold: Spanned::new(0..0, 0.5),
         }
     }
 }
@@ -233,9 +233,28 @@ struct RawSchedule {
     allow_categories: Vec<String>,
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset)
+/// The span and key of `first` if it was written in the file, else of `second`: for a check
+/// between two values, one of which may be a default (which has no place in the file).
+fn written<T>(
+    first: &Spanned<T>,
+    first_key: &'static str,
+    second: &Spanned<T>,
+    second_key: &'static str,
+) -> (std::ops::Range<usize>, &'static str) {
+    if first.span() == (0..0) {
+        (second.span(), second_key)
+    } else {
+        (first.span(), first_key)
+    }
+}
+
+/// 1-based line where `span` starts; 0 for the empty span at 0, which marks a default value
+/// (never written, so nowhere in the file; no value can start at offset 0, a key comes first).
+fn line_of(text: &str, span: &std::ops::Range<usize>) -> usize {
+    if *span == (0..0) {
+        return 0;
+    }
+    text.get(..span.start)
         .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
 }
 
@@ -245,15 +264,15 @@ impl RawConfig {
         let invalid =
             |span: std::ops::Range<usize>, key: &str, reason: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line: line_of(text, span.start),
+                line: line_of(text, &span),
                 key: key.to_string(),
                 reason,
             };
 
         let s = self.server;
-        if s.listen.is_empty() {
+        if s.listen.get_ref().is_empty() {
             return Err(invalid(
-                0..0,
+                s.listen.span(),
                 "server.listen",
                 "at least one address is needed".into(),
             ));
@@ -265,7 +284,7 @@ impl RawConfig {
             .map_err(|reason| invalid(s.timezone.span(), "server.timezone", reason))?;
         let server = ServerConfig {
             timezone,
-            listen: s.listen,
+            listen: s.listen.into_inner(),
             http: s.http,
             data_dir: s.data_dir,
             tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
@@ -283,12 +302,20 @@ impl RawConfig {
                 .map_err(|reason| invalid(spanned.span(), "upstream.servers", reason))?;
             servers.push(parsed);
         }
-        if self.upstream.attempt_timeout_ms == 0 || self.upstream.deadline_ms == 0 {
-            return Err(invalid(
-                0..0,
-                "upstream.deadline_ms",
-                "timeouts must be above zero".into(),
-            ));
+        for (timeout, key) in [
+            (
+                &self.upstream.attempt_timeout_ms,
+                "upstream.attempt_timeout_ms",
+            ),
+            (&self.upstream.deadline_ms, "upstream.deadline_ms"),
+        ] {
+            if *timeout.get_ref() == 0 {
+                return Err(invalid(
+                    timeout.span(),
+                    key,
+                    "timeouts must be above zero".into(),
+                ));
+            }
         }
         let tls_roots = match &self.upstream.tls_ca {
             Some(path) => Some(
@@ -299,17 +326,20 @@ impl RawConfig {
         };
         let upstream = UpstreamSettings {
             servers,
-            attempt_timeout: Duration::from_millis(self.upstream.attempt_timeout_ms),
-            deadline: Duration::from_millis(self.upstream.deadline_ms),
+            attempt_timeout: Duration::from_millis(*self.upstream.attempt_timeout_ms.get_ref()),
+            deadline: Duration::from_millis(*self.upstream.deadline_ms.get_ref()),
             tls_roots,
         };
 
         let c = self.cache;
-        if c.min_ttl > c.max_ttl {
+        let (min_ttl, max_ttl) = (*c.min_ttl.get_ref(), *c.max_ttl.get_ref());
+        if min_ttl > max_ttl {
+            // Blame the one that was written (a default has no place in the file).
+            let (span, key) = written(&c.min_ttl, "cache.min_ttl", &c.max_ttl, "cache.max_ttl");
             return Err(invalid(
-                0..0,
-                "cache.min_ttl",
-                format!("min_ttl ({}) is above max_ttl ({})", c.min_ttl, c.max_ttl),
+                span,
+                key,
+                format!("min_ttl ({min_ttl}) is above max_ttl ({max_ttl})"),
             ));
         }
         let (max_bytes, max_entry_bytes) = (*c.max_bytes.get_ref(), *c.max_entry_bytes.get_ref());
@@ -321,9 +351,15 @@ impl RawConfig {
             ));
         }
         if max_entry_bytes > max_bytes {
-            return Err(invalid(
-                c.max_entry_bytes.span(),
+            let (span, key) = written(
+                &c.max_entry_bytes,
                 "cache.max_entry_bytes",
+                &c.max_bytes,
+                "cache.max_bytes",
+            );
+            return Err(invalid(
+                span,
+                key,
                 format!("{max_entry_bytes} is above max_bytes ({max_bytes})"),
             ));
         }
@@ -332,8 +368,8 @@ impl RawConfig {
             size: c.size,
             max_bytes: to_usize(max_bytes),
             max_entry_bytes: to_usize(max_entry_bytes),
-            min_ttl: c.min_ttl,
-            max_ttl: c.max_ttl,
+            min_ttl,
+            max_ttl,
             negative_max_ttl: c.negative_max_ttl,
             serve_stale: c.serve_stale,
             stale_max_age: Duration::from_secs(c.stale_max_age_secs),
@@ -357,9 +393,9 @@ impl RawConfig {
         };
 
         let l = self.lists;
-        if !(0.0..=1.0).contains(&l.shrink_threshold) {
+        if !(0.0..=1.0).contains(l.shrink_threshold.get_ref()) {
             return Err(invalid(
-                0..0,
+                l.shrink_threshold.span(),
                 "lists.shrink_threshold",
                 "must be between 0.0 and 1.0".into(),
             ));
@@ -378,7 +414,7 @@ impl RawConfig {
             compile_if_missing: l.compile_if_missing,
             illegal_proxy: l.illegal_proxy,
             illegal_list: l.illegal_list,
-            shrink_threshold: l.shrink_threshold,
+            shrink_threshold: *l.shrink_threshold.get_ref(),
         };
 
         let mut names = HashSet::new();
@@ -537,7 +573,7 @@ impl RawConfig {
         let store = self
             .store
             .validate()
-            .map_err(|(key, reason)| invalid(0..0, key, reason))?;
+            .map_err(|(span, key, reason)| invalid(span, key, reason))?;
         Ok(Config {
             dashboard,
             identity,

@@ -6,35 +6,39 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use serde::Deserialize;
+use toml::Spanned;
 
-/// `[store]` exactly as written.
+/// `[store]` exactly as written. The checked values keep their place in the file, so an
+/// error names its line.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     enabled: bool,
     log_allowed: bool,
     no_allowed_log_groups: Vec<String>,
-    retention_allowed_days: u32,
-    retention_blocked_days: u32,
-    rollup_retention_days: u32,
-    breach_window_secs: u64,
-    batch_interval_ms: u64,
-    channel_capacity: usize,
+    retention_allowed_days: Spanned<u32>,
+    retention_blocked_days: Spanned<u32>,
+    rollup_retention_days: Spanned<u32>,
+    breach_window_secs: Spanned<u64>,
+    batch_interval_ms: Spanned<u64>,
+    channel_capacity: Spanned<usize>,
 }
 
 impl Default for RawStore {
     fn default() -> RawStore {
         let d = StoreConfig::default();
+        // Defaults are valid, so their (unknown) place is never reported.
+        let default = |v| Spanned::new(0..0, v);
         RawStore {
             enabled: d.enabled,
             log_allowed: d.log_allowed,
             no_allowed_log_groups: Vec::new(),
-            retention_allowed_days: d.retention_allowed_days,
-            retention_blocked_days: d.retention_blocked_days,
-            rollup_retention_days: d.rollup_retention_days,
-            breach_window_secs: d.breach_window.as_secs(),
-            batch_interval_ms: 200,
-            channel_capacity: d.channel_capacity,
+            retention_allowed_days: default(d.retention_allowed_days),
+            retention_blocked_days: default(d.retention_blocked_days),
+            rollup_retention_days: default(d.rollup_retention_days),
+            breach_window_secs: Spanned::new(0..0, d.breach_window.as_secs()),
+            batch_interval_ms: Spanned::new(0..0, 200),
+            channel_capacity: Spanned::new(0..0, d.channel_capacity),
         }
     }
 }
@@ -80,35 +84,39 @@ impl Default for StoreConfig {
     }
 }
 
+/// Why `[store]` is refused: where in the file, the key, and the reason.
+pub(super) type StoreError = (std::ops::Range<usize>, &'static str, String);
+
 impl RawStore {
-    /// Checks the values; `Err((key, reason))` names the offending key.
-    pub(super) fn validate(self) -> Result<StoreConfig, (&'static str, String)> {
-        if self.retention_allowed_days == 0 || self.retention_blocked_days == 0 {
-            return Err((
-                "store.retention_allowed_days",
-                "retention must be at least one day".into(),
-            ));
+    /// Checks the values; the error names the offending key and its place in the file.
+    pub(super) fn validate(self) -> Result<StoreConfig, StoreError> {
+        let retention = "retention must be at least one day";
+        for (value, key) in [
+            (&self.retention_allowed_days, "store.retention_allowed_days"),
+            (&self.retention_blocked_days, "store.retention_blocked_days"),
+            (&self.rollup_retention_days, "store.rollup_retention_days"),
+        ] {
+            if *value.get_ref() == 0 {
+                return Err((value.span(), key, retention.into()));
+            }
         }
-        if self.rollup_retention_days == 0 {
+        if *self.breach_window_secs.get_ref() == 0 {
             return Err((
-                "store.rollup_retention_days",
-                "retention must be at least one day".into(),
-            ));
-        }
-        if self.breach_window_secs == 0 {
-            return Err((
+                self.breach_window_secs.span(),
                 "store.breach_window_secs",
                 "the breach window must be at least one second".into(),
             ));
         }
-        if !(10..=5_000).contains(&self.batch_interval_ms) {
+        if !(10..=5_000).contains(self.batch_interval_ms.get_ref()) {
             return Err((
+                self.batch_interval_ms.span(),
                 "store.batch_interval_ms",
                 "use a value between 10 and 5000 (a kill -9 loses at most this much)".into(),
             ));
         }
-        if self.channel_capacity < 16 {
+        if *self.channel_capacity.get_ref() < 16 {
             return Err((
+                self.channel_capacity.span(),
                 "store.channel_capacity",
                 "use at least 16 (default 65536)".into(),
             ));
@@ -117,12 +125,12 @@ impl RawStore {
             enabled: self.enabled,
             log_allowed: self.log_allowed,
             no_allowed_log_groups: self.no_allowed_log_groups.into_iter().collect(),
-            retention_allowed_days: self.retention_allowed_days,
-            retention_blocked_days: self.retention_blocked_days,
-            rollup_retention_days: self.rollup_retention_days,
-            breach_window: Duration::from_secs(self.breach_window_secs),
-            batch_interval: Duration::from_millis(self.batch_interval_ms),
-            channel_capacity: self.channel_capacity,
+            retention_allowed_days: self.retention_allowed_days.into_inner(),
+            retention_blocked_days: self.retention_blocked_days.into_inner(),
+            rollup_retention_days: self.rollup_retention_days.into_inner(),
+            breach_window: Duration::from_secs(self.breach_window_secs.into_inner()),
+            batch_interval: Duration::from_millis(self.batch_interval_ms.into_inner()),
+            channel_capacity: self.channel_capacity.into_inner(),
         })
     }
 }

@@ -76,6 +76,8 @@ pub(crate) mod testing {
     }
 }
 pub use tcp::MAX_QUERY as MAX_TCP_QUERY;
+/// For the fuzz target that reads datagrams as the UDP listener does.
+pub(crate) use udp::form_error_reply;
 pub use udp::{query_from_wire, write_answer};
 
 /// hickory's request handler, bridging into the pipeline in force.

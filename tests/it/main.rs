@@ -9,6 +9,7 @@ mod checks;
 mod common;
 mod daily;
 mod dashboard;
+mod fuzz_corpus;
 mod grants;
 mod guard;
 mod hardening;
