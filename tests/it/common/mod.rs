@@ -7,3 +7,4 @@ pub mod rng;
 pub mod shared_data;
 pub mod tempdir;
 pub mod tools;
+pub mod webhook;
