@@ -38,6 +38,15 @@ use drain::Drain;
 /// Our EDNS UDP payload size (DNS flag day 2020); larger answers are truncated (TC).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// The kernel receive buffer asked for on each UDP socket. Linux's default (208 KiB) holds
+/// about 200 small queries: at 10,000 queries a second, 20 ms without the CPU (another
+/// process's turn, a reload, a page fault) and the kernel drops every further query until the
+/// loop reads again — the soak (`benches/soak.sh`) lost 4–8 % of its queries so, and its
+/// in-group probe saw timeouts. 4 MiB holds several thousand, about half a second at that
+/// rate, and a query answered late beats one the device must time out and resend. The kernel
+/// caps it at `net.core.rmem_max` (raise that sysctl for the full size).
+pub const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -227,6 +236,26 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
+/// Asks for [`UDP_RECEIVE_BUFFER`]; the kernel may grant less (`net.core.rmem_max`), which is
+/// logged with the hint, not an error: the socket works with any buffer.
+fn grow_receive_buffer(socket: &UdpSocket, addr: SocketAddr) {
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::warn!(%addr, %error, "cannot set the UDP receive buffer");
+        return;
+    }
+    // Linux reports twice the size it set.
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < UDP_RECEIVE_BUFFER {
+        tracing::info!(
+            %addr,
+            granted,
+            wanted = UDP_RECEIVE_BUFFER,
+            "UDP receive buffer smaller than wanted: raise the sysctl net.core.rmem_max"
+        );
+    }
+}
+
 /// Sockets bound for DNS: one UDP socket and one TCP listener per address.
 pub struct Sockets {
     udp: Vec<UdpSocket>,
@@ -252,6 +281,7 @@ impl Sockets {
                     })?;
                 // TCP on the same port as UDP, also when the UDP port was picked by the OS.
                 let bound = u.local_addr().unwrap_or(addr);
+                grow_receive_buffer(&u, bound);
                 match TcpListener::bind(bound).await {
                     Ok(t) => {
                         udp.push(u);
@@ -270,6 +300,15 @@ impl Sockets {
             }
         }
         Ok(Sockets { udp, tcp })
+    }
+
+    /// The kernel receive buffer of each UDP socket, in bytes, as the kernel reports it
+    /// (Linux reports twice what was set, for its bookkeeping).
+    pub fn udp_receive_buffers(&self) -> Vec<usize> {
+        self.udp
+            .iter()
+            .map(|s| socket2::SockRef::from(s).recv_buffer_size().unwrap_or(0))
+            .collect()
     }
 
     /// The bound addresses (UDP and TCP share each port).
