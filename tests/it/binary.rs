@@ -28,10 +28,10 @@ impl Running {
     /// Waits until a log line contains `needle`.
     fn wait_for_log(&self, needle: &str) -> String {
         loop {
-            match self.log.recv_timeout(Duration::from_secs(10)) {
+            match self.log.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => continue,
-                Err(_) => panic!("no log line containing {needle:?} within 10 s"),
+                Err(_) => panic!("no log line containing {needle:?} within 30 s"),
             }
         }
     }
