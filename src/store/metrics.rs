@@ -22,6 +22,9 @@ pub(crate) struct StoreMetrics {
     pub replayed: IntCounter,
     /// Bytes of the database and its WAL.
     pub database_bytes: IntGauge,
+    /// What SQLite has allocated, process-wide: separates the page caches' growth (bounded
+    /// by `cache_size`) from the rest of the process's memory in a soak.
+    pub sqlite_memory: IntGauge,
 }
 
 impl StoreMetrics {
@@ -61,6 +64,11 @@ impl StoreMetrics {
             "store_database_bytes",
             "Size of the store's database and its write-ahead log",
         )?;
+        let sqlite_memory = IntGauge::new(
+            "store_sqlite_memory_bytes",
+            "Heap memory SQLite holds for all the store's connections (page caches fill up to \
+             their configured size, then stay there)",
+        )?;
         registry.register(Box::new(rows_written.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
         registry.register(Box::new(channel_depth.clone()))?;
@@ -69,6 +77,7 @@ impl StoreMetrics {
         registry.register(Box::new(journal_bytes.clone()))?;
         registry.register(Box::new(replayed.clone()))?;
         registry.register(Box::new(database_bytes.clone()))?;
+        registry.register(Box::new(sqlite_memory.clone()))?;
         Ok(StoreMetrics {
             rows_written,
             batch_seconds,
@@ -78,6 +87,7 @@ impl StoreMetrics {
             journal_bytes,
             replayed,
             database_bytes,
+            sqlite_memory,
         })
     }
 }

@@ -293,6 +293,10 @@ impl Writer {
             .and_then(|p| std::fs::metadata(format!("{p}-wal")).ok())
             .map_or(0, |m| m.len() as i64);
         self.shared.metrics.database_bytes.set(size + wal);
+        // SAFETY: sqlite3_memory_used only reads SQLite's own counter (thread-safe, no
+        // arguments, no pointers).
+        let sqlite_memory = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+        self.shared.metrics.sqlite_memory.set(sqlite_memory);
     }
 
     /// Writes one batch in one transaction; when the database refuses, the events that must
