@@ -208,8 +208,11 @@ fn watcher_reports_changes_rotation_and_a_missing_file_once() {
         "a missing file must be reported once"
     );
 
-    // Back, with a bad line: the good lease is reported and the bad line named.
-    std::fs::write(&path, format!("{b3}junk\n")).unwrap();
+    // Back, with a bad line: the good lease is reported and the bad line named. Written
+    // whole (a rename), so no poll sees it half-written: an empty file would read as every
+    // lease ended, and that is not what this step is about.
+    std::fs::write(&tmp, format!("{b3}junk\n")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     let mut saw_bad = false;
     let mut saw_change = false;
     while !(saw_bad && saw_change) {
