@@ -134,19 +134,27 @@ fn main() {
     for size in sizes.split(',') {
         let art = artifact(&dir.join(format!("list-{size}.txt")));
         let lists = Blocklists::open(&art, None).expect("open");
+        if let Some((anchors, bytes)) = lists.prefilter_size() {
+            eprintln!(
+                "scale/{size}: {} names, prefilter {anchors} anchors, {bytes} bytes ({:.2} bytes/name)",
+                lists.meta().names,
+                bytes as f64 / lists.meta().names as f64
+            );
+        }
         let sets = query_sets(&dir, size);
         let mut g = c.benchmark_group(format!("scale/{size}"));
         g.throughput(Throughput::Elements(SET as u64));
         for (set, names) in &sets {
             // Same answers with and without the prefilter, and how often it lets a name by.
-            let mut hits = 0;
+            let (mut hits, mut walked) = (0, 0);
             for n in names {
                 let filtered = lists.lookup(n, u32::MAX).map(|h| h.depth);
                 assert_eq!(filtered, walk_deepest(&lists, n), "{n}");
                 hits += usize::from(filtered.is_some());
+                walked += usize::from(lists.may_be_listed(n));
             }
             eprintln!(
-                "scale/{size}/{set}: {} names, {hits} listed",
+                "scale/{size}/{set}: {} names, {hits} listed, {walked} past the prefilter",
                 names.len()
             );
             g.bench_function(format!("{set}/lookup"), |b| {
