@@ -11,8 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::clock::{unix_millis, Clock};
 
 use super::{
-    audit, bump_cache_generation, ip_text, key_base, open_read, open_write, read, AuditKind,
-    CaseStatus, QueryFilter, QueryRow, StoreError,
+    audit, bump_cache_generation, ip_text, key_base, open_read, open_write,
+    presence::{self, Of, Source},
+    read, AuditKind, CaseStatus, QueryFilter, QueryRow, StoreError,
 };
 
 /// A DHCP lease: which device held an address, and when.
@@ -487,14 +488,15 @@ impl Commands {
         // index exists, see `migrate::V1`). Evidence of an open case stays.
         let mut queries = 0u64;
         if !idents.is_empty() {
-            let source = (
-                "SELECT minute FROM device_minutes WHERE device IN (SELECT device FROM idents WHERE id IN (SELECT id FROM temp.erase_idents))",
-                Vec::new(),
-            );
+            let source = Source {
+                of: Of::Device,
+                ids: "SELECT device FROM idents WHERE id IN (SELECT id FROM temp.erase_idents)",
+                args: Vec::new(),
+            };
             let last_minute = read::minute_of(cut.saturating_sub(1));
             let mut from = i64::MIN;
             loop {
-                let batch = read::minutes(&tx, &source, from, last_minute, true)?;
+                let batch = presence::minutes(&tx, &source, from, last_minute, true)?;
                 let Some(&last) = batch.last() else { break };
                 for m in batch {
                     let (lo, hi) = (read::minute_start(m), cut.min(read::minute_start(m + 1)));
@@ -545,12 +547,22 @@ impl Commands {
         // The person's own identifiers go too, once nothing can refer to them: an ident
         // whose device was active after the cut, or that holds kept evidence, stays.
         let cut_minute = read::minute_of(cut);
-        tx.execute(
-            "DELETE FROM idents WHERE id IN (SELECT id FROM temp.erase_idents)
-             AND NOT EXISTS (SELECT 1 FROM device_minutes m WHERE m.device = idents.device AND m.minute >= ?1)
-             AND NOT EXISTS (SELECT 1 FROM breach_queries bq JOIN queries q ON q.k = bq.k WHERE q.ident = idents.id)",
-            [cut_minute],
-        )?;
+        let erase_idents: Vec<(i64, i64)> = tx
+            .prepare(
+                "SELECT id, device FROM idents WHERE id IN (SELECT id FROM temp.erase_idents)",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (ident, device) in erase_idents {
+            if presence::device_seen_since(&tx, device, cut_minute)? {
+                continue;
+            }
+            tx.execute(
+                "DELETE FROM idents WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM breach_queries bq JOIN queries q ON q.k = bq.k WHERE q.ident = idents.id)",
+                [ident],
+            )?;
+        }
         match target {
             EraseTarget::User(u) => {
                 tx.execute(
@@ -590,16 +602,12 @@ impl Commands {
                 |r| r.get(0),
             )?;
             if !used {
-                tx.execute(
-                    "DELETE FROM device_minutes WHERE device = ?1 AND minute < ?2",
-                    params![device, cut_minute],
-                )?;
+                presence::forget_device(&tx, *device, cut_minute)?;
                 // Nothing of the device is left to count.
                 tx.execute("DELETE FROM device_daily WHERE device = ?1", [device])?;
-                tx.execute(
-                    "DELETE FROM devices WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM device_minutes WHERE device = ?1)",
-                    [device],
-                )?;
+                if !presence::device_listed(&tx, *device)? {
+                    tx.execute("DELETE FROM devices WHERE id = ?1", [device])?;
+                }
             }
         }
         // The writer's cached ids may point at what was just deleted.

@@ -13,7 +13,7 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rusqlite::{Connection, OptionalExtension};
@@ -112,9 +112,61 @@ impl Entry {
     }
 }
 
+/// Bytes the DNS path's appends gather before a `write` (about 250 entries).
+const BUFFER_BYTES: usize = 64 * 1024;
+/// The oldest buffered entry is written after this long at most, by the next append or by
+/// the writer thread (it checks at least every batch interval), so a `kill -9` loses at
+/// most this much more than the events still queued.
+const BUFFER_AGE: Duration = Duration::from_millis(100);
+
 struct Inner {
     file: Option<File>,
     next_seq: u64,
+    /// Serialized entries not yet written, in sequence order. Everything that writes to the
+    /// file writes these first, so the file stays in sequence order: the replay skips what
+    /// is at or below the last sequence it stored, and an entry written after a higher one
+    /// would be skipped, lost.
+    buffer: Vec<u8>,
+    buffered_since: Option<Instant>,
+    /// Set when the writer has stopped: nothing will write the buffer later, so appends
+    /// write at once.
+    unbuffered: bool,
+}
+
+impl Inner {
+    /// Writes `buffer` to the active file (opened on first use).
+    fn write_out(&mut self, path: &Path) -> Result<(), StoreError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::io(path, e))?;
+            self.file = Some(file);
+        }
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(&self.buffer)
+                .map_err(|e| StoreError::io(path, e))?;
+        }
+        self.buffer.clear();
+        self.buffered_since = None;
+        Ok(())
+    }
+
+    fn serialize(&mut self, path: &Path, e: &QueryEvent) -> Result<(), StoreError> {
+        let entry = Entry::from_event(self.next_seq, e);
+        serde_json::to_writer(&mut self.buffer, &entry)
+            .map_err(|e| StoreError::io(path, std::io::Error::other(e)))?;
+        self.buffer.push(b'\n');
+        self.next_seq += 1;
+        self.buffered_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
 }
 
 /// The journal files and the next sequence number.
@@ -153,42 +205,69 @@ impl Journal {
             inner: Mutex::new(Inner {
                 file: None,
                 next_seq: max + 1,
+                buffer: Vec::new(),
+                buffered_since: None,
+                unbuffered: false,
             }),
         })
     }
 
-    /// Appends events; `sync` makes them durable before returning (the writer's path).
-    pub fn append(&self, events: &[QueryEvent], sync: bool) -> Result<u64, StoreError> {
+    /// Appends events and writes them with anything buffered; `sync` makes them durable
+    /// before returning (the writer's path).
+    pub fn append(&self, events: &[QueryEvent], sync: bool) -> Result<(), StoreError> {
         // A poisoned lock only means another appender panicked mid-write; the file is still
         // line-oriented and a torn line is skipped on replay.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut buf = Vec::with_capacity(events.len() * 200);
         for e in events {
-            let entry = Entry::from_event(inner.next_seq, e);
-            inner.next_seq += 1;
-            serde_json::to_writer(&mut buf, &entry)
-                .map_err(|e| StoreError::io(&self.active, std::io::Error::other(e)))?;
-            buf.push(b'\n');
+            inner.serialize(&self.active, e)?;
         }
-        if inner.file.is_none() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&self.active)
-                .map_err(|e| StoreError::io(&self.active, e))?;
-            inner.file = Some(file);
-        }
-        if let Some(file) = inner.file.as_mut() {
-            file.write_all(&buf)
-                .map_err(|e| StoreError::io(&self.active, e))?;
-            if sync {
+        inner.write_out(&self.active)?;
+        if sync {
+            if let Some(file) = inner.file.as_ref() {
                 file.sync_data()
                     .map_err(|e| StoreError::io(&self.active, e))?;
             }
         }
-        Ok(buf.len() as u64)
+        Ok(())
+    }
+
+    /// Appends one event from the DNS path, buffered: one `write` per [`BUFFER_BYTES`] or
+    /// [`BUFFER_AGE`], not per event (a `write` per blocked query cost the DNS thread more
+    /// than the query itself under overload). Returns whether the buffer was written.
+    pub fn append_buffered(&self, event: &QueryEvent) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.serialize(&self.active, event)?;
+        let due = inner.unbuffered
+            || inner.buffer.len() >= BUFFER_BYTES
+            || inner
+                .buffered_since
+                .is_some_and(|t| t.elapsed() >= BUFFER_AGE);
+        if due {
+            inner.write_out(&self.active)?;
+        }
+        Ok(due)
+    }
+
+    /// Writes what is buffered if its oldest entry is [`BUFFER_AGE`] old, or at once when
+    /// `now`.
+    pub fn write_buffered(&self, now: bool) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if now
+            || inner
+                .buffered_since
+                .is_some_and(|t| t.elapsed() >= BUFFER_AGE)
+        {
+            inner.write_out(&self.active)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and makes every later append write at once (the writer is
+    /// stopping: nobody would write the buffer later).
+    pub fn unbuffer(&self) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.unbuffered = true;
+        inner.write_out(&self.active)
     }
 
     /// Whether anything waits to be replayed.
@@ -212,6 +291,7 @@ impl Journal {
     pub fn take_for_replay(&self) -> Result<(Vec<Entry>, usize), StoreError> {
         if !self.replaying.exists() {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.write_out(&self.active)?;
             if self.active.exists() {
                 inner.file = None;
                 std::fs::rename(&self.active, &self.replaying)
@@ -253,6 +333,15 @@ fn read_entries(path: &Path) -> Result<(Vec<Entry>, usize), StoreError> {
     Ok((out, bad))
 }
 
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = inner.write_out(&self.active) {
+            tracing::error!(%error, "store: cannot write the journal's last entries; they are LOST");
+        }
+    }
+}
+
 impl Shared {
     /// Journals events that must not be lost, counting them; a failure here is the one way a
     /// blocked event can be lost, so it is logged as an error naming the file.
@@ -261,16 +350,35 @@ impl Shared {
             return;
         }
         match self.journal.append(events, sync) {
-            Ok(_) => {
+            Ok(()) => {
                 self.metrics.journalled.inc_by(events.len() as u64);
-                self.metrics
-                    .journal_bytes
-                    .set(i64::try_from(self.journal.bytes()).unwrap_or(i64::MAX));
+                self.update_journal_bytes();
             }
             Err(error) => {
                 tracing::error!(%error, lost = events.len(), "store: cannot journal blocked queries; they are LOST");
             }
         }
+    }
+
+    /// Journals one event from the DNS path (buffered; see [`Journal::append_buffered`]).
+    pub(crate) fn journal_event(&self, event: &QueryEvent) {
+        match self.journal.append_buffered(event) {
+            Ok(written) => {
+                self.metrics.journalled.inc();
+                if written {
+                    self.update_journal_bytes();
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "store: cannot journal blocked queries; they are LOST");
+            }
+        }
+    }
+
+    pub(crate) fn update_journal_bytes(&self) {
+        self.metrics
+            .journal_bytes
+            .set(i64::try_from(self.journal.bytes()).unwrap_or(i64::MAX));
     }
 }
 
@@ -341,6 +449,41 @@ mod tests {
         let j = Journal::open(&dir, 10).unwrap();
         j.append(&[event(EventName::Withheld)], false).unwrap();
         assert_eq!(j.take_for_replay().unwrap().0[0].seq, 11);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn buffered_entries_reach_the_file_in_sequence_order() {
+        let dir = std::env::temp_dir().join(format!("hedgerow-journal-buf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let j = Journal::open(&dir, 0).unwrap();
+        let e = event(EventName::Clear("a.example".into()));
+        assert!(!j.append_buffered(&e).unwrap(), "a single entry waits");
+        assert!(!j.append_buffered(&e).unwrap());
+        assert!(!j.pending(), "nothing written yet");
+        // A direct append writes the buffer first: the file stays in sequence order.
+        j.append(std::slice::from_ref(&e), false).unwrap();
+        assert!(!j.append_buffered(&e).unwrap());
+        std::thread::sleep(BUFFER_AGE);
+        j.write_buffered(false).unwrap();
+        assert!(j.append_buffered(&e).is_ok());
+        // Taking the file for replay writes what is buffered first.
+        let (entries, bad) = j.take_for_replay().unwrap();
+        assert_eq!(bad, 0);
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        j.replayed().unwrap();
+        // Once unbuffered (the writer stopped), each append is written at once.
+        j.unbuffer().unwrap();
+        assert!(j.append_buffered(&e).unwrap());
+        assert!(j.pending());
+        // Dropping the journal writes a buffer nobody wrote.
+        let j = Journal::open(&dir, 0).unwrap();
+        assert!(!j.append_buffered(&e).unwrap());
+        drop(j);
+        let j = Journal::open(&dir, 0).unwrap();
+        assert_eq!(j.take_for_replay().unwrap().0.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,7 @@ use super::StoreError;
 ///   device's timeline or a name search reads those minutes' stretch of `queries`, newest
 ///   first, stopping when the page is full.
 ///   Their minutes count from [`super::KEY_EPOCH_MS`] (three bytes until 2035).
+///   (Replaced by hour and day tables in v9: `store::presence`.)
 /// - `blocked (k)`: blocked queries by time, a few percent of rows, in their own clustered
 ///   table instead of an index over every row.
 const V1: &str = "
@@ -350,8 +351,57 @@ BEGIN
 END;
 ";
 
+/// v9: presence by hour (a mask of minutes) keyed time first, and by day keyed id first,
+/// instead of per-minute tables keyed id first, whose inserts landed on random pages (see
+/// `store::presence`). Safe to run twice (tests step back and run it again).
+const V9: &str = "
+CREATE TABLE IF NOT EXISTS device_minutes (
+    device INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (device, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS name_minutes (
+    name INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (name, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_hours (
+    hour INTEGER NOT NULL,
+    device INTEGER NOT NULL,
+    minutes INTEGER NOT NULL,
+    PRIMARY KEY (hour, device)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS name_hours (
+    hour INTEGER NOT NULL,
+    name INTEGER NOT NULL,
+    minutes INTEGER NOT NULL,
+    PRIMARY KEY (hour, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_days (
+    device INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    PRIMARY KEY (device, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS name_days (
+    name INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    PRIMARY KEY (name, day)
+) WITHOUT ROWID;
+-- A (device, minute) pair is unique, so the sum of its hour's bits is their OR.
+INSERT INTO device_hours (hour, device, minutes)
+    SELECT minute / 60, device, SUM(1 << (minute % 60)) FROM device_minutes WHERE true GROUP BY 1, 2
+    ON CONFLICT (hour, device) DO UPDATE SET minutes = minutes | excluded.minutes;
+INSERT INTO name_hours (hour, name, minutes)
+    SELECT minute / 60, name, SUM(1 << (minute % 60)) FROM name_minutes WHERE true GROUP BY 1, 2
+    ON CONFLICT (hour, name) DO UPDATE SET minutes = minutes | excluded.minutes;
+INSERT OR IGNORE INTO device_days (device, day) SELECT DISTINCT device, minute / 1440 FROM device_minutes;
+INSERT OR IGNORE INTO name_days (name, day) SELECT DISTINCT name, minute / 1440 FROM name_minutes;
+DROP TABLE device_minutes;
+DROP TABLE name_minutes;
+";
+
 /// Every step, in order; step `i` takes the database from version `i` to `i + 1`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this build writes.
 pub const CURRENT: u32 = STEPS.len() as u32;

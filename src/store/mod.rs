@@ -8,8 +8,8 @@
 //! - **One writer thread** owns the connection that writes query events. The DNS path hands
 //!   events over through [`QuerySink::record`], a non-blocking send into one of two bounded
 //!   queues: blocked (and breach-bearing) events, which are never dropped — when their queue is
-//!   full or the writer is gone they are appended to the journal file (a short mutex and one
-//!   `write`, only on that overload path) — and allowed events, which are shed and counted.
+//!   full or the writer is gone they are appended to the journal file (a short mutex; a
+//!   `write` per 64 KiB or 100 ms, only on that overload path) — and allowed events, which are shed and counted.
 //!   Nothing on the DNS path ever waits for SQLite.
 //! - The writer batches: one transaction per 16,384 rows or per `batch_interval` (default
 //!   200 ms), prepared statements reused. A `kill -9` loses the events still queued or in the
@@ -39,6 +39,7 @@ mod daily;
 mod journal;
 mod metrics;
 pub mod migrate;
+mod presence;
 mod read;
 mod sink;
 mod unblock;

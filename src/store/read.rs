@@ -18,8 +18,9 @@ use crate::{
 };
 
 use super::{
-    audit, bad_label, daily, disposition_of, key_base, key_millis, open_read, reason_of,
-    severity_of, transport_of, AuditEntry, AuditKind, CaseStatus, ChainReport, Overview,
+    audit, bad_label, daily, disposition_of, key_base, key_millis, open_read,
+    presence::{self, Of, Source},
+    reason_of, severity_of, transport_of, AuditEntry, AuditKind, CaseStatus, ChainReport, Overview,
     StoreError, DAY_MS,
 };
 
@@ -357,31 +358,37 @@ fn row_conditions(filter: &QueryFilter) -> (Vec<&'static str>, Vec<Value>) {
     (clauses, args)
 }
 
-/// The minutes in which the filter's device, user or name was seen (the most selective one
-/// present), as a query selecting `minute`, with its arguments.
+/// Whose presence narrows a search for the filter's device, user or name (the most selective
+/// one present).
 pub(crate) fn minute_source(
     device: Option<&str>,
     user: Option<&str>,
     name: Option<&str>,
-) -> Option<(&'static str, Vec<Value>)> {
+) -> Option<Source> {
     if let Some(device) = device {
-        return Some((
-            "SELECT minute FROM device_minutes WHERE device IN (SELECT id FROM devices WHERE label = ? OR key = ?)",
-            vec![Value::Text(device.into()), Value::Text(device.into())],
-        ));
+        return Some(Source {
+            of: Of::Device,
+            ids: "SELECT id FROM devices WHERE label = ? OR key = ?",
+            args: vec![Value::Text(device.into()), Value::Text(device.into())],
+        });
     }
     if let Some(user) = user {
-        return Some((
-            "SELECT minute FROM device_minutes WHERE device IN (SELECT device FROM idents WHERE user = (SELECT id FROM users WHERE name = ?))",
-            vec![Value::Text(user.into())],
-        ));
+        return Some(Source {
+            of: Of::Device,
+            ids: "SELECT device FROM idents WHERE user = (SELECT id FROM users WHERE name = ?)",
+            args: vec![Value::Text(user.into())],
+        });
     }
     name.map(|name| {
         let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-        (
-            "SELECT minute FROM name_minutes WHERE name IN (SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\')",
-            vec![Value::Text(name.clone()), Value::Text(format!("%.{}", like_escape(&name)))],
-        )
+        Source {
+            of: Of::Name,
+            ids: "SELECT id FROM names WHERE name = ? OR name LIKE ? ESCAPE '\\'",
+            args: vec![
+                Value::Text(name.clone()),
+                Value::Text(format!("%.{}", like_escape(&name))),
+            ],
+        }
     })
 }
 
@@ -396,32 +403,11 @@ pub(crate) fn minute_start(minute: i64) -> i64 {
     minute.saturating_mul(60_000).max(0) << 8
 }
 
-/// Up to 256 minutes from `source` within `[lo, hi]`, in the given direction.
-pub(crate) fn minutes(
-    conn: &Connection,
-    source: &(&'static str, Vec<Value>),
-    lo: i64,
-    hi: i64,
-    ascending: bool,
-) -> Result<Vec<i64>, StoreError> {
-    let sql = format!(
-        "SELECT DISTINCT minute FROM ({}) WHERE minute >= ? AND minute <= ? ORDER BY minute {} LIMIT 256",
-        source.0,
-        if ascending { "ASC" } else { "DESC" }
-    );
-    let mut args = source.1.clone();
-    args.push(Value::Integer(lo));
-    args.push(Value::Integer(hi));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Rows matching `filter`, keys strictly before `before` (newest first) or strictly after
 /// `after` (oldest first), at most `limit`.
 ///
 /// With a device, user or name in the filter, only the minutes in which it was seen are read
-/// (see `migrate::V1`); otherwise the key range is read in order.
+/// (see `presence`); otherwise the key range is read in order.
 pub(crate) fn select_queries(
     conn: &Connection,
     filter: &QueryFilter,
@@ -476,7 +462,7 @@ pub(crate) fn select_queries(
     let (mut mlo, mut mhi) = (minute_of(lo), minute_of(hi.saturating_sub(1)));
     let mut out = Vec::new();
     while mlo <= mhi {
-        let batch = minutes(conn, &source, mlo, mhi, ascending)?;
+        let batch = presence::minutes(conn, &source, mlo, mhi, ascending)?;
         let Some(&last) = batch.last() else { break };
         for m in batch {
             let klo = lo.max(minute_start(m));

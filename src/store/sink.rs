@@ -40,10 +40,11 @@ impl QuerySink for StoreSink {
         if must_keep(&event) {
             match self.blocked.try_send(event) {
                 Ok(()) => self.queued(),
-                // Never dropped: the journal file takes it (one buffered append; this path
-                // only runs when the writer is far behind or gone).
-                Err(mpsc::TrySendError::Full(event))
-                | Err(mpsc::TrySendError::Disconnected(event)) => {
+                // Never dropped: the journal file takes it. This path only runs when the
+                // writer is far behind (buffered: the writer thread writes the buffer within
+                // a batch interval even if no append follows) or gone (written at once).
+                Err(mpsc::TrySendError::Full(event)) => self.shared.journal_event(&event),
+                Err(mpsc::TrySendError::Disconnected(event)) => {
                     self.shared.journal_events(&[event], false);
                 }
             }

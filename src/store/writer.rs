@@ -4,7 +4,7 @@
 //! retention.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::IpAddr,
     sync::{atomic::Ordering, mpsc, Arc},
     time::{Duration, Instant},
@@ -23,8 +23,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, must_keep, registrable_domain, BreachNotice, CaseStatus,
-    Control, Shared, StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, must_keep, presence, registrable_domain, BreachNotice,
+    CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -75,9 +75,8 @@ struct Caches {
     identity: HashMap<IpAddr, Identity>,
     /// (device, ip, user) → ident id.
     idents: HashMap<(i64, i64, i64), i64>,
-    /// (device, minute) and (name, minute) pairs already recorded.
-    device_minutes: HashSet<(i64, i64)>,
-    name_minutes: HashSet<(i64, i64)>,
+    /// Device and name sightings already recorded.
+    seen: presence::Seen,
 }
 
 impl Caches {
@@ -94,12 +93,8 @@ impl Caches {
         if self.idents.len() > CACHE_MAX {
             self.idents.clear();
         }
-        // The seen-minute sets only spare repeated INSERT OR IGNOREs; clearing is harmless.
-        if self.device_minutes.len() > CACHE_MAX {
-            self.device_minutes.clear();
-        }
-        if self.name_minutes.len() > CACHE_MAX {
-            self.name_minutes.clear();
+        if self.seen.len() > CACHE_MAX {
+            self.seen.clear();
         }
     }
 }
@@ -137,6 +132,8 @@ pub(crate) struct Writer {
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
     last_size: Option<Instant>,
+    /// The day before which presence days were last pruned (a scan, so once a day).
+    presence_pruned_day: i64,
     db_failing: bool,
 }
 
@@ -155,7 +152,7 @@ impl Writer {
         shared: Arc<Shared>,
         queues: Queues,
     ) -> Writer {
-        // A larger page cache keeps the interning tables' and the minute tables' hot pages
+        // A larger page cache keeps the interning tables' and the presence tables' hot pages
         // in memory (the default is 2 MB).
         if let Err(error) = conn.pragma_update(None, "cache_size", -65_536) {
             tracing::warn!(%error, "store: cannot enlarge the page cache");
@@ -175,6 +172,7 @@ impl Writer {
             last_replay_try: None,
             last_retention: None,
             last_size: None,
+            presence_pruned_day: i64::MIN,
             db_failing: false,
         }
     }
@@ -195,6 +193,9 @@ impl Writer {
                 }
             }
             let got = self.drain(&mut batch);
+            if let Err(error) = self.shared.journal.write_buffered(closing) {
+                tracing::error!(%error, "store: cannot write the journal");
+            }
             let now = Instant::now();
             if batch.len() >= BATCH_ROWS
                 || (!batch.is_empty() && (now >= deadline || !acks.is_empty() || closing))
@@ -218,6 +219,13 @@ impl Writer {
                 }
                 std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
             }
+        }
+        // From here the sink finds the queues gone and journals at once; what it buffered
+        // before is written now.
+        let Writer { queues, shared, .. } = self;
+        drop(queues);
+        if let Err(error) = shared.journal.unbuffer() {
+            tracing::error!(%error, "store: cannot write the journal's last entries");
         }
         tracing::debug!("store: writer stopped");
     }
@@ -416,15 +424,14 @@ impl Writer {
             blocked_days: HashMap::new(),
             device_days: HashMap::new(),
             breach_days: HashMap::new(),
-            new_device_minutes: Vec::new(),
-            new_name_minutes: Vec::new(),
+            presence: presence::Pending::default(),
         };
         let result = (|| -> Result<(), StoreError> {
             for e in events {
                 ctx.event(e)?;
             }
             ctx.flush_rollups()?;
-            ctx.flush_presence()?;
+            ctx.presence.flush(ctx.tx)?;
             if let Some(seq) = replayed_up_to {
                 ctx.tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -504,10 +511,9 @@ impl Writer {
         )?;
         // Nothing older than the blocked retention is left to find through these.
         let minute_cut = super::read::minute_of(blocked_cut);
-        self.conn
-            .execute("DELETE FROM device_minutes WHERE minute < ?1", [minute_cut])?;
-        self.conn
-            .execute("DELETE FROM name_minutes WHERE minute < ?1", [minute_cut])?;
+        let day_cut = minute_cut.div_euclid(1440);
+        presence::prune(&self.conn, minute_cut, day_cut > self.presence_pruned_day)?;
+        self.presence_pruned_day = day_cut;
         Ok(())
     }
 }
@@ -528,10 +534,8 @@ struct Batch<'a, 'c> {
     /// Changes to the breach counts per (UTC day of the first attempt, category or 0, worst
     /// severity, status) in this batch, added to `breach_daily` at its end.
     breach_days: HashMap<(i64, i64, Severity, CaseStatus), i64>,
-    /// Presence pairs first seen in this batch, inserted sorted at its end: in key order
-    /// the B-tree inserts touch neighbouring pages instead of random ones.
-    new_device_minutes: Vec<(i64, i64)>,
-    new_name_minutes: Vec<(i64, i64)>,
+    /// Devices and names first seen in a minute in this batch, written at its end.
+    presence: presence::Pending,
 }
 
 impl Batch<'_, '_> {
@@ -601,12 +605,10 @@ impl Batch<'_, '_> {
         // From the key, not the event's time: a key bumped past a minute's end is found in
         // the minute it is stored in.
         let minute = super::read::minute_of(k);
-        if self.caches.device_minutes.insert((identity.device, minute)) {
-            self.new_device_minutes.push((identity.device, minute));
-        }
-        if self.caches.name_minutes.insert((name, minute)) {
-            self.new_name_minutes.push((name, minute));
-        }
+        let seen = &mut self.caches.seen;
+        self.presence
+            .note(seen, presence::Of::Device, identity.device, minute);
+        self.presence.note(seen, presence::Of::Name, name, minute);
         self.out.rows += 1;
         if blocked {
             self.tx
@@ -659,26 +661,6 @@ impl Batch<'_, '_> {
         };
         *self.last_key = (*self.last_key).max(k);
         Ok(k)
-    }
-
-    fn flush_presence(&mut self) -> Result<(), StoreError> {
-        for (pairs, sql) in [
-            (
-                &mut self.new_device_minutes,
-                "INSERT OR IGNORE INTO device_minutes (device, minute) VALUES (?1, ?2)",
-            ),
-            (
-                &mut self.new_name_minutes,
-                "INSERT OR IGNORE INTO name_minutes (name, minute) VALUES (?1, ?2)",
-            ),
-        ] {
-            pairs.sort_unstable();
-            let mut stmt = self.tx.prepare_cached(sql)?;
-            for (a, b) in pairs.drain(..) {
-                stmt.execute(params![a, b])?;
-            }
-        }
-        Ok(())
     }
 
     fn flush_rollups(&mut self) -> Result<(), StoreError> {

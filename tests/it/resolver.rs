@@ -309,6 +309,71 @@ async fn upstream_down_gives_servfail_within_the_deadline() {
     );
 }
 
+/// A UDP relay in front of `to` that drops the first datagram of every question it sees (a
+/// busy upstream's lost packets) and passes the others; returns its address and the count of
+/// datagrams dropped.
+async fn lossy_relay(to: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::{atomic::AtomicU64, Arc};
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else {
+                return;
+            };
+            let packet = buf[..n].to_vec();
+            let Ok(message) = Message::from_vec(&packet) else {
+                continue;
+            };
+            let question = message
+                .queries
+                .first()
+                .map(|q| (q.name().to_string(), q.query_type()));
+            if seen.insert(question) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let front = front.clone();
+            tokio::spawn(async move {
+                let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                back.send_to(&packet, to).await.unwrap();
+                let mut reply = vec![0u8; 4096];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(2), back.recv(&mut reply)).await
+                {
+                    let _ = front.send_to(&reply[..n], client).await;
+                }
+            });
+        }
+    });
+    (addr, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upstream_datagram_is_sent_again_within_the_deadline() {
+    let up = Upstream::start().await;
+    let (relay, dropped) = lossy_relay(up.addr).await;
+    let config = format!("{LOCAL}[upstream]\nattempt_timeout_ms = 300\ndeadline_ms = 1500\n");
+    let (app, _) = start_hedgerow(&config, relay).await;
+    let dns = app.dns_addrs()[0];
+    let m = ask(dns, "www.example.test.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), [Ipv4Addr::new(192, 0, 2, 10)]);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the first datagram was lost"
+    );
+    crate::common::dns::assert_metric(
+        &app,
+        "hedgerow_upstream_responses_total{outcome=\"timeout\"",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_gets_a_stale_answer_when_enabled() {
     let up = Upstream::start().await;
