@@ -9,10 +9,9 @@
 //!
 //! Each `list-N.txt` is compiled once into `list-N.compiled/` beside it (delete the folder, or
 //! set `SCALE_RECOMPILE=1`, after changing the compiler). Per size and query set it times
-//! [`Blocklists::lookup`] (what policy calls) against the bare transducer walk — the same
-//! today; kept apart so that anything put in front of the walk (a prefilter was tried, see
-//! benches/README.md) is measured against it and checked to give the same answers. Without
-//! `SCALE_LISTS` it does nothing.
+//! [`Blocklists::lookup`] (what policy calls) against the bare transducer walk, and prints how
+//! many names of each set the prefilter lets through to the walk. Without `SCALE_LISTS` it
+//! does nothing.
 
 #[path = "../tests/it/common/shared_data.rs"]
 mod shared_data;
@@ -114,7 +113,7 @@ fn query_sets(dir: &Path, size: &str) -> Vec<(&'static str, Vec<String>)> {
     sets
 }
 
-/// The deepest hit of the bare walk.
+/// The deepest hit of the bare walk (the lookup without any prefilter).
 fn walk_deepest(lists: &Blocklists, name: &str) -> Option<u8> {
     let mut best = None;
     lists.walk(name, |h| best = Some(h.depth));
@@ -135,18 +134,29 @@ fn main() {
     for size in sizes.split(',') {
         let art = artifact(&dir.join(format!("list-{size}.txt")));
         let lists = Blocklists::open(&art, None).expect("open");
+        if let Some((anchors, bytes)) = lists.prefilter_size() {
+            eprintln!(
+                "scale/{size}: {} names, prefilter {anchors} anchors, {bytes} bytes ({:.2} bytes/name)",
+                lists.meta().names,
+                bytes as f64 / lists.meta().names as f64
+            );
+        }
         let sets = query_sets(&dir, size);
         let mut g = c.benchmark_group(format!("scale/{size}"));
         g.throughput(Throughput::Elements(SET as u64));
         for (set, names) in &sets {
-            // The lookup gives the walk's answers.
-            let mut hits = 0;
+            // Same answers with and without the prefilter, and how often it lets a name by.
+            let (mut hits, mut walked) = (0, 0);
             for n in names {
                 let filtered = lists.lookup(n, u32::MAX).map(|h| h.depth);
                 assert_eq!(filtered, walk_deepest(&lists, n), "{n}");
                 hits += usize::from(filtered.is_some());
+                walked += usize::from(lists.may_be_listed(n));
             }
-            eprintln!("scale/{size}/{set}: {} names, {hits} listed", names.len());
+            eprintln!(
+                "scale/{size}/{set}: {} names, {hits} listed, {walked} past the prefilter",
+                names.len()
+            );
             g.bench_function(format!("{set}/lookup"), |b| {
                 b.iter(|| {
                     names

@@ -23,7 +23,9 @@ use hickory_proto::{
 use crate::{
     config::{Config, ConfigError},
     lists::{
-        artifact::{FileSum, Meta, ALLOW_FST, CATEGORIES_FST, ILLEGAL_BIN, META_TOML},
+        artifact::{
+            FileSum, Meta, ALLOW_FST, CATEGORIES_FST, ILLEGAL_BIN, META_TOML, PREFILTER_BIN,
+        },
         parse::{normalize_name, parse_reader, Format, LineClass},
         Blocklists, CompileOptions, IllegalSource, Manifest,
     },
@@ -233,7 +235,13 @@ pub struct ArtifactFixture {
 
 /// The files an input's first byte picks from (`meta.toml` is written as given; the others get
 /// a matching checksum and size in `meta.toml`, so only the loader's own checks stand).
-const ARTIFACT_FILES: [&str; 4] = [CATEGORIES_FST, ALLOW_FST, ILLEGAL_BIN, META_TOML];
+const ARTIFACT_FILES: [&str; 5] = [
+    CATEGORIES_FST,
+    ALLOW_FST,
+    ILLEGAL_BIN,
+    META_TOML,
+    PREFILTER_BIN,
+];
 
 /// A fixed key, so the compiled illegal-content file (and a corpus made from it) is the same
 /// on every run.
@@ -384,6 +392,14 @@ fn probe(lists: &Blocklists) {
     let _ = lists.meta().category_counts().count();
     for name in PROBES {
         for mask in [all, u32::MAX, 1] {
+            // The prefilter never hides what the walk finds.
+            let mut walked = None;
+            lists.walk(name, |hit| {
+                if hit.bits & mask != 0 {
+                    walked = Some(hit.depth);
+                }
+            });
+            assert_eq!(lists.lookup(name, mask).map(|h| h.depth), walked, "{name}");
             if let Some(hit) = lists.lookup(name, mask) {
                 let _ = lists.matched_key(name, hit.depth);
             }

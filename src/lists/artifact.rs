@@ -4,6 +4,8 @@
 //! compiled/
 //!   categories.fst   label-reversed name → u64 (low 32 bits subtree categories, high 32 exact)
 //!   allow.fst        same keys, value = category bits an `@@` exception exempts
+//!   prefilter.bin    filter over the last two/three labels of categories.fst's keys (lookups
+//!                    skip the walk for names it rules out; absent in older artifacts)
 //!   illegal.bin      keyed hashes only (present when an illegal-content list is configured)
 //!   meta.toml        format version, build time, checksums, counts, category table
 //! ```
@@ -33,6 +35,9 @@ pub const CATEGORIES_FST: &str = "categories.fst";
 pub const ALLOW_FST: &str = "allow.fst";
 /// The illegal-content tier.
 pub const ILLEGAL_BIN: &str = "illegal.bin";
+/// The prefilter over the category transducer's keys (see [`crate::lists::prefilter`]);
+/// absent in artifacts compiled before it existed, which open and walk for every name.
+pub const PREFILTER_BIN: &str = "prefilter.bin";
 /// The metadata file.
 pub const META_TOML: &str = "meta.toml";
 

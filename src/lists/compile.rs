@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::artifact::{
     self, group, CategoryMeta, IllegalMeta, Meta, SourceMeta, Staging, ALLOW_FST, CATEGORIES_FST,
-    ILLEGAL_BIN, META_TOML,
+    ILLEGAL_BIN, META_TOML, PREFILTER_BIN,
 };
 use super::digest::HashingReader;
 use super::error::ListError;
@@ -22,6 +22,7 @@ use super::illegal::{import_illegal, IllegalKey, IllegalStats};
 use super::keys::{KeySet, MergeStats};
 use super::manifest::Manifest;
 use super::parse::{parse_reader, LineClass};
+use super::prefilter::PrefilterBuilder;
 
 /// How many problem lines each category's report quotes.
 const QUOTED_ISSUES: usize = 5;
@@ -291,20 +292,28 @@ pub fn compile_with(
     let mut staging = Staging::begin(&opts.out_dir)?;
     let mut stats = MergeStats::default();
     let fst_path = staging.path(CATEGORIES_FST);
+    let mut prefilter = PrefilterBuilder::new();
     staging.write_file(CATEGORIES_FST, |w| {
         blocks
-            .build_into(&mut *w, &mut stats)
+            .build_into(&mut *w, &mut stats, |key| prefilter.add_key(key))
             .map(drop)
             .map_err(|e| ListError::Fst {
                 path: fst_path,
                 source: e,
             })
     })?;
+    let prefilter = prefilter.finish();
+    let prefilter_path = staging.path(PREFILTER_BIN);
+    staging.write_file(PREFILTER_BIN, |w| {
+        w.write_all(&prefilter)
+            .map_err(|e| ListError::io(&prefilter_path, e))
+    })?;
+    drop(prefilter);
     let mut allow_stats = MergeStats::default();
     let allow_path = staging.path(ALLOW_FST);
     staging.write_file(ALLOW_FST, |w| {
         allow
-            .build_into(&mut *w, &mut allow_stats)
+            .build_into(&mut *w, &mut allow_stats, |_| {})
             .map(drop)
             .map_err(|e| ListError::Fst {
                 path: allow_path,

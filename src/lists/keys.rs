@@ -193,9 +193,18 @@ impl KeySet {
     }
 
     /// Builds an `fst::Map` into `w`.
-    pub fn build_into<W: io::Write>(self, w: W, stats: &mut MergeStats) -> Result<W, fst::Error> {
+    /// As [`KeySet::build_memory`], streaming to `w`; `on_key` sees each key written.
+    pub fn build_into<W: io::Write>(
+        self,
+        w: W,
+        stats: &mut MergeStats,
+        mut on_key: impl FnMut(&[u8]),
+    ) -> Result<W, fst::Error> {
         let mut builder = fst::MapBuilder::new(w)?;
-        self.build(stats, |k, v| builder.insert(k, v))?;
+        self.build(stats, |k, v| {
+            on_key(k);
+            builder.insert(k, v)
+        })?;
         builder.into_inner()
     }
 }

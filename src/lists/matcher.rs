@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use fst::raw::Output;
 use memmap2::Mmap;
 
-use super::artifact::{self, CategoryMeta, Meta, ALLOW_FST, CATEGORIES_FST, ILLEGAL_BIN};
+use super::artifact::{
+    self, CategoryMeta, Meta, ALLOW_FST, CATEGORIES_FST, ILLEGAL_BIN, PREFILTER_BIN,
+};
 use super::error::ListError;
 use super::illegal::{IllegalHit, IllegalKey, IllegalSet};
 use super::keys::{KeySet, MergeStats};
 use super::manifest::{Severity, MAX_CATEGORIES};
 use super::parse::{normalize_name, EntryKind};
+use super::prefilter::{Prefilter, PrefilterBuilder};
 
 /// One listed suffix of a query name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -235,11 +238,13 @@ fn private_map(path: &Path) -> std::io::Result<Mmap> {
 }
 
 /// Checks a transducer as a whole: its own checksum, a full walk (which must not panic) that
-/// finds `names` keys, and values naming only `known` category bits.
+/// finds `names` keys, values naming only `known` category bits, and every key covered by
+/// `prefilter` (so the prefilter can never hide a listed name).
 fn check_structure<D: AsRef<[u8]>>(
     map: &SuffixMap<D>,
     names: u64,
     known: u32,
+    prefilter: Option<&Prefilter<Backing>>,
 ) -> Result<(), String> {
     use fst::Streamer;
     map.map
@@ -248,14 +253,23 @@ fn check_structure<D: AsRef<[u8]>>(
         .map_err(|e| format!("fst checksum: {e}"))?;
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut stream = map.map.stream();
-        let (mut keys, mut stray) = (0u64, 0u32);
-        while let Some((_, v)) = stream.next() {
+        let (mut keys, mut stray, mut uncovered) = (0u64, 0u32, 0u64);
+        while let Some((k, v)) = stream.next() {
             keys += 1;
             stray |= (v as u32 | (v >> 32) as u32) & !known;
+            if prefilter.is_some_and(|p| !p.covers_key(k)) {
+                uncovered += 1;
+            }
         }
-        (keys, stray)
+        (keys, stray, uncovered)
     }));
-    let (keys, stray) = walk.map_err(|_| "walking the transducer failed (damaged)".to_string())?;
+    let (keys, stray, uncovered) =
+        walk.map_err(|_| "walking the transducer failed (damaged)".to_string())?;
+    if uncovered != 0 {
+        return Err(format!(
+            "{PREFILTER_BIN} does not cover {uncovered} listed names: recompile the lists"
+        ));
+    }
     if keys != names {
         return Err(format!("{keys} names, meta.toml says {names}"));
     }
@@ -287,7 +301,7 @@ impl CategoryInfo {
     }
 }
 
-/// Bytes behind a transducer: a read-only mapping or an owned buffer.
+/// Bytes behind a transducer or the prefilter: a read-only mapping or an owned buffer.
 enum Backing {
     Mmap(Mmap),
     Owned(Vec<u8>),
@@ -306,6 +320,9 @@ impl AsRef<[u8]> for Backing {
 /// a new one and swaps it in.
 pub struct Blocklists {
     blocks: SuffixMap<Backing>,
+    /// In front of `blocks`: names it rules out are never walked. `None` for an artifact
+    /// compiled before the prefilter existed.
+    prefilter: Option<Prefilter<Backing>>,
     allow: SuffixMap<Backing>,
     illegal: Option<IllegalSet>,
     categories: Vec<CategoryInfo>,
@@ -319,6 +336,7 @@ impl fmt::Debug for Blocklists {
             .field("dir", &self.dir)
             .field("names", &self.blocks.len())
             .field("allow_names", &self.allow.len())
+            .field("prefilter", &self.prefilter.is_some())
             .field("categories", &self.categories.len())
             .field("illegal_tier", &self.illegal.is_some())
             .finish()
@@ -368,8 +386,19 @@ impl Blocklists {
             illegal: None,
             forced: false,
         };
+        let prefilter = {
+            use fst::Streamer;
+            let mut builder = PrefilterBuilder::new();
+            let mut keys = blocks.map.stream();
+            while let Some((key, _)) = keys.next() {
+                builder.add_key(key);
+            }
+            Prefilter::from_bytes(Backing::Owned(builder.finish()))
+                .unwrap_or_else(|_| unreachable!("the builder writes a valid prefilter"))
+        };
         Blocklists {
             blocks: SuffixMap::new(into_owned(blocks.map)),
+            prefilter: Some(prefilter),
             allow: SuffixMap::new(into_owned(allow.map)),
             illegal: None,
             categories,
@@ -431,6 +460,14 @@ impl Blocklists {
         };
         let blocks = open_fst(CATEGORIES_FST)?;
         let allow = open_fst(ALLOW_FST)?;
+        let prefilter = match meta.files.contains_key(PREFILTER_BIN) {
+            true => Some(
+                Prefilter::from_bytes(Backing::Mmap(load(PREFILTER_BIN)?))
+                    .map_err(|reason| ListError::corrupt(dir.join(PREFILTER_BIN), reason))?,
+            ),
+            // Compiled before the prefilter existed: every lookup walks, as it did then.
+            false => None,
+        };
         // The checksums say the files are what the compiler wrote, not that it wrote them
         // right (or that whoever rewrote meta.toml did): walk each transducer once, fully,
         // before it decides anything.
@@ -439,9 +476,14 @@ impl Blocklists {
             .iter()
             .filter(|c| usize::from(c.bit) < MAX_CATEGORIES)
             .fold(0u32, |m, c| m | 1 << c.bit);
-        check_structure(&blocks, meta.names, known)
-            .map_err(|reason| ListError::corrupt(dir.join(CATEGORIES_FST), reason))?;
-        check_structure(&allow, meta.allow_names, known)
+        check_structure(&blocks, meta.names, known, prefilter.as_ref()).map_err(|reason| {
+            let file = match reason.starts_with(PREFILTER_BIN) {
+                true => PREFILTER_BIN,
+                false => CATEGORIES_FST,
+            };
+            ListError::corrupt(dir.join(file), reason)
+        })?;
+        check_structure(&allow, meta.allow_names, known, None)
             .map_err(|reason| ListError::corrupt(dir.join(ALLOW_FST), reason))?;
         let illegal = match (meta.files.contains_key(ILLEGAL_BIN), illegal_key) {
             (true, Some(key_path)) => {
@@ -490,6 +532,7 @@ impl Blocklists {
         }
         Ok(Blocklists {
             blocks,
+            prefilter,
             allow,
             illegal,
             categories,
@@ -511,6 +554,9 @@ impl Blocklists {
         };
         write(CATEGORIES_FST, self.blocks.map.as_fst().as_bytes())?;
         write(ALLOW_FST, self.allow.map.as_fst().as_bytes())?;
+        if let Some(prefilter) = &self.prefilter {
+            write(PREFILTER_BIN, prefilter.as_bytes())?;
+        }
         if let Some(illegal) = &self.illegal {
             write(ILLEGAL_BIN, illegal.file_bytes())?;
         }
@@ -566,10 +612,29 @@ impl Blocklists {
         self.categories.iter().filter(move |c| bits & c.mask() != 0)
     }
 
-    /// The most specific block-list match for `name` among the categories in `mask`.
+    /// The most specific block-list match for `name` among the categories in `mask`. Names
+    /// the prefilter rules out (most names on no list) are answered without the walk.
     #[inline]
     pub fn lookup(&self, name: &str, mask: u32) -> Option<Hit> {
+        if !self.may_be_listed(name) {
+            return None;
+        }
         self.blocks.deepest(name, mask)
+    }
+
+    /// Whether the prefilter lets `name` through to the walk: `false` means that no listed
+    /// name is `name` or a parent of it; `true` that one may be. Always `true` without a
+    /// prefilter.
+    #[inline]
+    pub fn may_be_listed(&self, name: &str) -> bool {
+        self.prefilter.as_ref().is_none_or(|p| p.may_match(name))
+    }
+
+    /// The prefilter's distinct anchors and size in bytes, if the artifact has one.
+    pub fn prefilter_size(&self) -> Option<(u64, usize)> {
+        self.prefilter
+            .as_ref()
+            .map(|p| (p.anchors(), p.len_bytes()))
     }
 
     /// The most specific list-level exception (`@@` entry) for `name` in `mask`.

@@ -10,7 +10,9 @@
 //! * [`manifest`] — `lists/lists.toml`: categories (id, title, UK definition, severity) and
 //!   their sources.
 //! * [`compile()`] — manifest → artifact folder (`categories.fst`, `allow.fst`,
-//!   `illegal.bin`, `meta.toml`).
+//!   `prefilter.bin`, `illegal.bin`, `meta.toml`).
+//! * [`prefilter`] — the filter in front of the walk: names on no list mostly never touch
+//!   the transducer.
 //! * [`Blocklists`] / [`SuffixMap`] — lookups on an opened snapshot.
 //! * [`illegal`] — the confidential illegal-content tier (keyed hashes only).
 //! * [`explain()`] — which source file and line produced a match.
@@ -69,6 +71,7 @@ mod keys;
 pub mod manifest;
 pub mod matcher;
 pub mod parse;
+pub mod prefilter;
 mod sample;
 pub mod update;
 
