@@ -103,34 +103,23 @@ pub(crate) fn minutes(
         of.column()
     ))?;
     let mut out = Vec::new();
-    let days: Box<dyn Iterator<Item = (&i64, &Vec<i64>)>> = if ascending {
-        Box::new(by_day.iter())
-    } else {
-        Box::new(by_day.iter().rev())
-    };
-    for (&day, ids) in days {
+    let mut days: Vec<(i64, Vec<i64>)> = by_day.into_iter().collect();
+    if !ascending {
+        days.reverse();
+    }
+    for (day, ids) in days {
         let first_hour = (day * MINUTES_PER_DAY).max(lo) / MINUTES_PER_HOUR;
         let last_hour = ((day + 1) * MINUTES_PER_DAY - 1).min(hi) / MINUTES_PER_HOUR;
-        let hours: Box<dyn Iterator<Item = i64>> = if ascending {
-            Box::new(first_hour..=last_hour)
-        } else {
-            Box::new((first_hour..=last_hour).rev())
-        };
-        for hour in hours {
+        for hour in span(first_hour, last_hour, ascending) {
             let mut mask = 0u64;
-            for &id in ids {
+            for &id in &ids {
                 let m: Option<i64> = mask_of
                     .query_row(params![hour, id], |r| r.get(0))
                     .optional()?;
                 mask |= m.unwrap_or(0) as u64;
             }
             let base = hour * MINUTES_PER_HOUR;
-            let bits: Box<dyn Iterator<Item = i64>> = if ascending {
-                Box::new(0..MINUTES_PER_HOUR)
-            } else {
-                Box::new((0..MINUTES_PER_HOUR).rev())
-            };
-            for bit in bits {
+            for bit in span(0, MINUTES_PER_HOUR - 1, ascending) {
                 let minute = base + bit;
                 if mask & (1 << bit) != 0 && (lo..=hi).contains(&minute) {
                     out.push(minute);
@@ -142,6 +131,19 @@ pub(crate) fn minutes(
         }
     }
     Ok(out)
+}
+
+/// The hour a minute falls in, and its bit in that hour's mask.
+fn hour_and_bit(minute: i64) -> (i64, i64) {
+    (
+        minute.div_euclid(MINUTES_PER_HOUR),
+        minute.rem_euclid(MINUTES_PER_HOUR),
+    )
+}
+
+/// `lo..=hi`, upwards or downwards.
+fn span(lo: i64, hi: i64, ascending: bool) -> impl Iterator<Item = i64> {
+    (lo..=hi).map(move |i| if ascending { i } else { lo + hi - i })
 }
 
 /// What the writer has already recorded, so a repeated sighting costs a hash lookup.
@@ -174,10 +176,7 @@ pub(crate) struct Pending {
 impl Pending {
     /// Notes that `id` was seen in `minute`.
     pub fn note(&mut self, seen: &mut Seen, of: Of, id: i64, minute: i64) {
-        let (hour, bit) = (
-            minute.div_euclid(MINUTES_PER_HOUR),
-            minute.rem_euclid(MINUTES_PER_HOUR),
-        );
+        let (hour, bit) = hour_and_bit(minute);
         let mask = seen.hours.entry((of, hour, id)).or_default();
         if *mask & (1 << bit) == 0 {
             *mask |= 1 << bit;
@@ -255,10 +254,7 @@ pub(crate) fn device_seen_since(
 
 /// Forgets when `device` was seen before `minute` (erasure).
 pub(crate) fn forget_device(conn: &Connection, device: i64, minute: i64) -> Result<(), StoreError> {
-    let (hour, bit) = (
-        minute.div_euclid(MINUTES_PER_HOUR),
-        minute.rem_euclid(MINUTES_PER_HOUR),
-    );
+    let (hour, bit) = hour_and_bit(minute);
     let day = minute.div_euclid(MINUTES_PER_DAY);
     let days: Vec<i64> = conn
         .prepare_cached("SELECT day FROM device_days WHERE device = ?1 AND day <= ?2")?
