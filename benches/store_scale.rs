@@ -11,6 +11,12 @@
 //! (a database generated elsewhere): one that has any rows is only read, never replaced.
 //! Prints the file size, bytes per query, the ingest rate and the process's peak memory
 //! (VmHWM).
+//!
+//! `STORE_APPEND=N` with `STORE_DIR` measures the writer on a database that is already large:
+//! the first N events of the `STORE_ROWS` month (the same density), 35 days later, offered at
+//! `STORE_RATE` into a copy of a generated database (it is written to: copy it first; an
+//! empty folder gives the rate on a new database), and the rate at which they were stored.
+//! Nothing is read afterwards.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -103,6 +109,80 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// Offers events `range` of a `rows`-event month, moved `later`, to a store in `dir` at
+/// `STORE_RATE` a second; returns (offered, shed, seconds until everything was written).
+fn ingest(
+    dir: &std::path::Path,
+    clock: Clock,
+    rows: u64,
+    range: std::ops::Range<u64>,
+    later: Duration,
+) -> (u64, f64, f64) {
+    // Retention is judged by the clock (the month's end): keep the whole month.
+    let config = StoreConfig {
+        channel_capacity: 1 << 20,
+        retention_allowed_days: 365,
+        ..StoreConfig::default()
+    };
+    let registry = prometheus::Registry::new();
+    let store = Store::open(&config, dir, clock, &registry).expect("open");
+    let rate: f64 = std::env::var("STORE_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000.0);
+    let sink = store.sink();
+    let names = names();
+    let start = Instant::now();
+    let offered = range.end - range.start;
+    for (n, i) in range.enumerate() {
+        let mut e = event(i, rows, &names);
+        e.at += later;
+        sink.record(e);
+        // Paced below the writer's rate: allowed events are shed when the queue is full,
+        // and a bench that sheds measures less than it says (the count is printed).
+        if n % 10_000 == 9_999 {
+            while start.elapsed().as_secs_f64() * rate < n as f64 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    let shed: f64 = registry
+        .gather()
+        .iter()
+        .find(|f| f.name().ends_with("store_shed_events_total"))
+        .map_or(0.0, |f| {
+            f.get_metric()
+                .iter()
+                .map(|m| m.get_counter().get_value())
+                .sum()
+        });
+    store.close().expect("close");
+    (offered, shed, start.elapsed().as_secs_f64())
+}
+
+fn report_ingest(offered: u64, shed: f64, took: f64) {
+    let stored = offered as f64 - shed;
+    println!(
+        "ingest: {offered} events offered in {took:.0} s; {shed} shed; {stored} stored = {:.0} stored events/s; peak RSS {} MiB",
+        stored / took,
+        peak_rss_mib()
+    );
+}
+
+/// `STORE_APPEND`: the writer's rate on the large database in `dir`.
+fn append_to(dir: &std::path::Path, rows: u64, append: u64) {
+    let later = Duration::from_secs(35 * 86_400);
+    let end = UNIX_EPOCH + Duration::from_secs(T0 + 66 * 86_400);
+    let clock = Clock::from_fn(move || end);
+    // An empty folder gives the same events' rate on a new database, for comparison.
+    let before = store::open_offline(dir, clock.clone())
+        .and_then(|(r, _)| r.query_count())
+        .unwrap_or(0);
+    let (offered, shed, took) = ingest(dir, clock, rows, 0..append, later);
+    println!("appended to a database of {before} stored queries");
+    report_ingest(offered, shed, took);
+}
+
 fn main() {
     let rows: u64 = std::env::var("STORE_ROWS")
         .ok()
@@ -119,6 +199,13 @@ fn main() {
     );
     let end = UNIX_EPOCH + Duration::from_secs(T0 + 31 * 86_400);
     let clock = Clock::from_fn(move || end);
+    if let Some(append) = std::env::var("STORE_APPEND")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        append_to(&dir, rows, append);
+        return;
+    }
     let existing = store::open_offline(&dir, clock.clone())
         .ok()
         .and_then(|(r, _)| r.query_count().ok())
@@ -128,51 +215,8 @@ fn main() {
     if existing < rows && !(given && existing > 0) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench folder");
-        // Retention is judged by the clock (the month's end): keep the whole month.
-        let config = StoreConfig {
-            channel_capacity: 1 << 20,
-            retention_allowed_days: 365,
-            ..StoreConfig::default()
-        };
-        let registry = prometheus::Registry::new();
-        let store = Store::open(&config, &dir, clock.clone(), &registry).expect("open");
-        let metric = |name: &str| {
-            registry
-                .gather()
-                .iter()
-                .find(|f| f.name().ends_with(name))
-                .map_or(0.0, |f| {
-                    f.get_metric()
-                        .iter()
-                        .map(|m| m.get_gauge().get_value() + m.get_counter().get_value())
-                        .sum()
-                })
-        };
-        let rate: f64 = std::env::var("STORE_RATE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(150_000.0);
-        let sink = store.sink();
-        let names = names();
-        let start = Instant::now();
-        for i in 0..rows {
-            sink.record(event(i, rows, &names));
-            // Paced below the writer's rate: allowed events are shed when the queue is full,
-            // and a bench that sheds measures less than it says (the count is printed).
-            if i % 10_000 == 9_999 {
-                while start.elapsed().as_secs_f64() * rate < i as f64 {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        }
-        let shed = metric("store_shed_events_total");
-        store.close().expect("close");
-        let took = start.elapsed().as_secs_f64();
-        println!(
-            "ingest: {rows} events offered at {rate:.0}/s, in {took:.0} s = {:.0} events/s; {shed} shed; peak RSS {} MiB",
-            rows as f64 / took,
-            peak_rss_mib()
-        );
+        let (offered, shed, took) = ingest(&dir, clock.clone(), rows, 0..rows, Duration::ZERO);
+        report_ingest(offered, shed, took);
     }
     let (reader, _) = store::open_offline(&dir, clock).expect("reopen");
     let stored = reader.query_count().expect("count");

@@ -1090,8 +1090,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     let config = load(config_path.as_deref(), &overrides)?;
-    let app = Hedgerow::start_with(config, config_path, overrides).await?;
+    // Before the listeners start: a SIGHUP that arrived between "DNS listening" and the
+    // handler would otherwise take its default action and end the process.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let app = Hedgerow::start_with(config, config_path, overrides).await?;
     let mut watch = tokio::time::interval(LIST_POLL);
     let mut arp = tokio::time::interval(NEIGHBOUR_POLL);
     let failed = app.listener_failed();

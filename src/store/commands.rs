@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::clock::{unix_millis, Clock};
 
 use super::{
-    audit, bump_cache_generation, ip_text, key_base, open_read, open_write,
+    audit, bump_breach_generation, bump_cache_generation, ip_text, key_base, open_read, open_write,
     presence::{self, Of, Source},
     read, AuditKind, CaseStatus, QueryFilter, QueryRow, StoreError,
 };
@@ -308,6 +308,7 @@ impl Commands {
                 )?;
             }
         }
+        bump_breach_generation(&tx)?;
         let text = change.describe();
         tx.execute(
             "INSERT INTO breach_events (breach, at, actor, change) VALUES (?1, ?2, ?3, ?4)",

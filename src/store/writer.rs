@@ -77,6 +77,8 @@ struct Caches {
     idents: HashMap<(i64, i64, i64), i64>,
     /// Device and name sightings already recorded.
     seen: presence::Seen,
+    /// Breaches that recent attempts can extend.
+    breaches: breaches::Open,
 }
 
 impl Caches {
@@ -128,6 +130,8 @@ pub(crate) struct Writer {
     queues: Queues,
     caches: Caches,
     cache_generation: i64,
+    /// [`super::BREACH_GENERATION`] when the open breaches were last read.
+    breach_generation: i64,
     last_key: i64,
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
@@ -168,6 +172,7 @@ impl Writer {
             queues,
             caches: Caches::default(),
             cache_generation: -1,
+            breach_generation: -1,
             last_key,
             last_replay_try: None,
             last_retention: None,
@@ -407,15 +412,26 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Read under the write lock, so no lease, session or erasure can slip in between.
-        let generation: i64 = tx
-            .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
-            .query_row([super::CACHE_GENERATION], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if generation != self.cache_generation {
+        // Read under the write lock, so no lease, session, erasure or case change can slip
+        // in between.
+        let generation = |key: &str| -> Result<i64, StoreError> {
+            Ok(tx
+                .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        };
+        let (caches, breaches) = (
+            generation(super::CACHE_GENERATION)?,
+            generation(super::BREACH_GENERATION)?,
+        );
+        if caches != self.cache_generation {
             self.caches = Caches::default();
-            self.cache_generation = generation;
+            self.cache_generation = caches;
+        }
+        if breaches != self.breach_generation {
+            self.caches.breaches = breaches::Open::default();
+            self.breach_generation = breaches;
         }
         self.caches.trim();
         let mut ctx = Batch {
@@ -433,6 +449,10 @@ impl Writer {
         let result = (|| -> Result<(), StoreError> {
             for e in events {
                 ctx.event(e)?;
+            }
+            ctx.flush_breaches()?;
+            if let Some(newest) = events.iter().map(|e| unix_millis(e.at)).max() {
+                ctx.prune_breaches(newest);
             }
             ctx.flush_rollups()?;
             ctx.presence.flush(ctx.tx)?;

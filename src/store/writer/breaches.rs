@@ -1,8 +1,16 @@
 //! Breaches: a blocked attempt with a severity opens or extends one per device and site
 //! (registrable domain) within the window, so one page load is one breach. A closed case is
 //! never extended: an attempt after the DSL closed it opens a new breach, so it is seen.
+//!
+//! The breaches recent attempts can extend are kept in memory ([`Open`]), so an attempt costs
+//! a hash lookup rather than two index searches, and a breach's first, last, count and worst
+//! severity are written once per batch rather than once per attempt (each write moved its
+//! entries in two indexes). The map answers only for times it is known to be complete for;
+//! an older attempt (a journal replay) asks the database.
 
-use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{
     clock::from_unix_millis,
@@ -11,6 +19,75 @@ use crate::{
 
 use super::{Batch, Identity};
 use crate::store::{severity_of, BreachNotice, CaseStatus, StoreError, DAY_MS};
+
+/// How far behind the newest attempt the map stays complete: attempts that arrive this much
+/// out of order (the queues' and the journal's usual delay) still find their breach in it.
+const SLACK_MS: i64 = 3_600_000;
+
+/// A breach that an attempt may extend.
+#[derive(Clone)]
+struct Entry {
+    id: i64,
+    first: i64,
+    last: i64,
+    count: i64,
+    worst: Severity,
+    status: CaseStatus,
+    category: Option<i64>,
+}
+
+/// The breaches not closed whose last attempt is at or after `since`: for each device and
+/// site, the one with the latest attempt (the one the database query below would choose).
+/// Emptied with the writer's caches; a case change elsewhere empties it too (its status
+/// decides whether a breach can be extended and where it is counted).
+#[derive(Default)]
+pub(super) struct Open {
+    /// `None` until loaded from the database (after start-up, a failed batch or a case change).
+    since: Option<i64>,
+    by_site: HashMap<(i64, String), Entry>,
+    /// Breaches extended in this batch, by id, as they now are: written at its end.
+    dirty: HashMap<i64, Entry>,
+}
+
+/// What the map can say about an attempt.
+enum Lookup {
+    /// The breach the attempt extends.
+    Extends(Entry),
+    /// No breach: the attempt opens one.
+    Opens,
+    /// The map is not complete for this attempt's time: ask the database.
+    Unknown,
+}
+
+impl Open {
+    fn lookup(&self, key: &(i64, String), t: i64, window: i64) -> Lookup {
+        match self.since {
+            Some(since) if t.saturating_sub(window) >= since => match self.by_site.get(key) {
+                None => Lookup::Opens,
+                Some(e) if e.last < t.saturating_sub(window) => Lookup::Opens,
+                Some(e) if e.first <= t.saturating_add(window) => Lookup::Extends(e.clone()),
+                // A breach that starts later than this attempt's window: an older one may
+                // still match.
+                Some(_) => Lookup::Unknown,
+            },
+            _ => Lookup::Unknown,
+        }
+    }
+
+    /// Keeps `entry` if it is the latest breach of its site and the map covers its time.
+    fn remember(&mut self, key: (i64, String), entry: Entry) {
+        let Some(since) = self.since else { return };
+        if entry.last < since || entry.status == CaseStatus::Closed {
+            return;
+        }
+        match self.by_site.get(&key) {
+            Some(old) if old.id != entry.id && old.last > entry.last => {}
+            _ => {
+                self.by_site.insert(key, entry);
+            }
+        }
+    }
+}
 
 impl Batch<'_, '_> {
     #[allow(clippy::too_many_arguments)]
@@ -26,39 +103,43 @@ impl Batch<'_, '_> {
         domain: &str,
     ) -> Result<(), StoreError> {
         let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
-        let open: Option<(i64, i64, String, String, Option<i64>)> = self
-            .tx
-            .prepare_cached(
-                "SELECT id, first, severity, status, category FROM breaches
-                 WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
-                   AND status <> 'closed'
-                 ORDER BY last DESC LIMIT 1",
-            )?
-            .query_row(
-                params![identity.device, domain, t - window, t + window],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        let (id, new) = match open {
-            Some((id, first, old, status, old_category)) => {
-                let worst = severity_of(&old).map_or(severity, |o| o.min(severity));
+        if self.caches.breaches.since.is_none() {
+            self.load_open_breaches(t.saturating_sub(window).saturating_sub(SLACK_MS))?;
+        }
+        let key = (identity.device, domain.to_string());
+        let open = match self.caches.breaches.lookup(&key, t, window) {
+            Lookup::Extends(entry) => Some(entry),
+            Lookup::Opens => None,
+            Lookup::Unknown => {
+                // The database must see this batch's changes before it is asked.
+                self.flush_breaches()?;
+                self.open_breach_in_database(identity.device, domain, t, window)?
+            }
+        };
+        let (entry, new) = match open {
+            Some(mut entry) => {
+                let worst = entry.worst.min(severity);
                 // The daily breach counts follow a breach whose worst severity or first
                 // day changes (a late event from the journal can move its start).
-                if let (Some(old), Some(status)) = (severity_of(&old), CaseStatus::parse(&status)) {
-                    let (was, is) = (first.div_euclid(DAY_MS), first.min(t).div_euclid(DAY_MS));
-                    if was != is || old != worst {
-                        let c = old_category.unwrap_or(0);
-                        *self.breach_days.entry((was, c, old, status)).or_default() -= 1;
-                        *self.breach_days.entry((is, c, worst, status)).or_default() += 1;
-                    }
+                let (was, is) = (
+                    entry.first.div_euclid(DAY_MS),
+                    entry.first.min(t).div_euclid(DAY_MS),
+                );
+                if was != is || entry.worst != worst {
+                    let c = entry.category.unwrap_or(0);
+                    let status = entry.status;
+                    *self
+                        .breach_days
+                        .entry((was, c, entry.worst, status))
+                        .or_default() -= 1;
+                    *self.breach_days.entry((is, c, worst, status)).or_default() += 1;
                 }
-                self.tx
-                    .prepare_cached(
-                        "UPDATE breaches SET first = MIN(first, ?2), last = MAX(last, ?2),
-                         count = count + 1, severity = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, t, worst.label()])?;
-                (id, false)
+                entry.first = entry.first.min(t);
+                entry.last = entry.last.max(t);
+                entry.count += 1;
+                entry.worst = worst;
+                self.caches.breaches.dirty.insert(entry.id, entry.clone());
+                (entry, false)
             }
             None => {
                 self.tx
@@ -90,38 +171,137 @@ impl Batch<'_, '_> {
                         "INSERT INTO breach_events (breach, at, actor, change) VALUES (?1, ?2, 'hedgerow', 'opened')",
                     )?
                     .execute(params![id, t])?;
-                (id, true)
+                let entry = Entry {
+                    id,
+                    first: t,
+                    last: t,
+                    count: 1,
+                    worst: severity,
+                    status: CaseStatus::New,
+                    category,
+                };
+                (entry, true)
             }
         };
         self.tx
             .prepare_cached("INSERT OR IGNORE INTO breach_queries (breach, k) VALUES (?1, ?2)")?
-            .execute(params![id, k])?;
-        let (first, last, count, worst): (i64, i64, i64, String) = self
-            .tx
-            .prepare_cached("SELECT first, last, count, severity FROM breaches WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        if worst == Severity::High.label() {
+            .execute(params![entry.id, k])?;
+        if entry.worst == Severity::High {
             let device: String = self
                 .tx
                 .prepare_cached("SELECT label FROM devices WHERE id = ?1")?
                 .query_row([identity.device], |r| r.get(0))?;
-            let was_new = self.out.notices.get(&id).is_some_and(|n| n.new);
+            let was_new = self.out.notices.get(&entry.id).is_some_and(|n| n.new);
             self.out.notices.insert(
-                id,
+                entry.id,
                 BreachNotice {
-                    breach_id: id,
+                    breach_id: entry.id,
                     device,
                     group: e.group.as_deref().map(str::to_string),
                     category: e.category.clone(),
                     severity: Severity::High,
                     domain: domain.to_string(),
-                    count: u64::try_from(count).unwrap_or(0),
-                    first: from_unix_millis(first),
-                    last: from_unix_millis(last),
+                    count: u64::try_from(entry.count).unwrap_or(0),
+                    first: from_unix_millis(entry.first),
+                    last: from_unix_millis(entry.last),
                     new: new || was_new,
                 },
             );
         }
+        self.caches.breaches.remember(key, entry);
         Ok(())
     }
+
+    /// The breach an attempt at `t` extends, from the database: the latest one of the
+    /// device and site not closed whose span reaches within the window of `t`.
+    fn open_breach_in_database(
+        &self,
+        device: i64,
+        domain: &str,
+        t: i64,
+        window: i64,
+    ) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, first, last, count, severity, status, category FROM breaches
+                 WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
+                   AND status <> 'closed'
+                 ORDER BY last DESC LIMIT 1",
+            )?
+            .query_row(
+                params![
+                    device,
+                    domain,
+                    t.saturating_sub(window),
+                    t.saturating_add(window)
+                ],
+                entry,
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Fills the map with the breaches not closed whose last attempt is at or after `since`.
+    fn load_open_breaches(&mut self, since: i64) -> Result<(), StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, first, last, count, severity, status, category, device, domain
+             FROM breaches WHERE last >= ?1 AND status <> 'closed' ORDER BY last",
+        )?;
+        let rows = stmt.query_map([since], |r| Ok(((r.get(7)?, r.get(8)?), entry(r)?)))?;
+        let open = &mut self.caches.breaches;
+        open.by_site.clear();
+        open.since = Some(since);
+        for row in rows {
+            // In order of `last`: the latest of a site's breaches is kept.
+            if let (key, Some(e)) = row? {
+                open.by_site.insert(key, e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the batch's changes to the breaches it extended.
+    pub(super) fn flush_breaches(&mut self) -> Result<(), StoreError> {
+        let dirty = &mut self.caches.breaches.dirty;
+        if !dirty.is_empty() {
+            let mut stmt = self.tx.prepare_cached(
+                "UPDATE breaches SET first = ?2, last = ?3, count = ?4, severity = ?5 WHERE id = ?1",
+            )?;
+            for (id, e) in dirty.drain() {
+                stmt.execute(params![id, e.first, e.last, e.count, e.worst.label()])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the breaches no attempt within [`SLACK_MS`] of `newest` can extend.
+    pub(super) fn prune_breaches(&mut self, newest: i64) {
+        let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
+        let open = &mut self.caches.breaches;
+        let Some(since) = open.since else { return };
+        let cut = newest.saturating_sub(window).saturating_sub(SLACK_MS);
+        if cut > since {
+            open.since = Some(cut);
+            open.by_site.retain(|_, e| e.last >= cut);
+        }
+    }
+}
+
+/// An [`Entry`] from a row's first seven columns: id, first, last, count, severity, status,
+/// category (`None` for a label this version does not know).
+fn entry(r: &Row<'_>) -> rusqlite::Result<Option<Entry>> {
+    let (worst, status): (String, String) = (r.get(4)?, r.get(5)?);
+    let (Some(worst), Some(status)) = (severity_of(&worst), CaseStatus::parse(&status)) else {
+        return Ok(None);
+    };
+    Ok(Some(Entry {
+        id: r.get(0)?,
+        first: r.get(1)?,
+        last: r.get(2)?,
+        count: r.get(3)?,
+        worst,
+        status,
+        category: r.get(6)?,
+    }))
 }
