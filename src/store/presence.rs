@@ -17,7 +17,9 @@
 //! A search reads the matching ids' days, then each of those days' hours by key.
 //! Hours and days count from [`super::KEY_EPOCH_MS`], like the minutes of [`super::read::minute_of`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension};
 
@@ -188,25 +190,32 @@ impl Pending {
         }
     }
 
-    /// Writes the batch's sightings.
+    /// Writes the batch's sightings (each statement prepared once, not once a row).
     pub fn flush(&mut self, conn: &Connection) -> Result<(), StoreError> {
-        for ((of, hour, id), mask) in std::mem::take(&mut self.hours) {
+        let hours = |of: Of| {
             conn.prepare_cached(&format!(
                 "INSERT INTO {hours} (hour, {col}, minutes) VALUES (?1, ?2, ?3)
                  ON CONFLICT (hour, {col}) DO UPDATE SET minutes = minutes | excluded.minutes",
                 hours = of.hours(),
                 col = of.column()
-            ))?
-            .execute(params![hour, id, mask as i64])?;
-        }
-        self.days.sort_unstable();
-        for (of, id, day) in self.days.drain(..) {
+            ))
+        };
+        let days = |of: Of| {
             conn.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO {} ({}, day) VALUES (?1, ?2)",
                 of.days(),
                 of.column()
-            ))?
-            .execute(params![id, day])?;
+            ))
+        };
+        // Indexed by `Of` in declaration order.
+        let mut statements = [hours(Of::Device)?, hours(Of::Name)?];
+        for ((of, hour, id), mask) in std::mem::take(&mut self.hours) {
+            statements[of as usize].execute(params![hour, id, mask as i64])?;
+        }
+        let mut statements = [days(Of::Device)?, days(Of::Name)?];
+        self.days.sort_unstable();
+        for (of, id, day) in self.days.drain(..) {
+            statements[of as usize].execute(params![id, day])?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! entries in two indexes). The map answers only for times it is known to be complete for;
 //! an older attempt (a journal replay) asks the database.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use rusqlite::{params, OptionalExtension, Row};
 

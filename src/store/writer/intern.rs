@@ -1,6 +1,8 @@
 //! Interning: everything that repeats becomes a small integer id, cached in the writer.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
+
+use foldhash::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
