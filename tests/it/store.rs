@@ -1608,3 +1608,132 @@ fn store_writer_runs_at_idle_scheduling_priority() {
         "writer scheduling policies: {policies:?}"
     );
 }
+
+/// Breaches as the database would group them on its own (the writer keeps the ones attempts
+/// can extend in memory): random attempts by three devices on three sites, batches, late
+/// attempts up to three hours back (as a journal replay delivers them) and cases closed
+/// between batches, compared with a direct model of the rule — an attempt extends the latest
+/// breach of its device and site not closed whose span reaches within the window of it.
+#[test]
+fn store_breaches_match_a_model_across_batches_late_attempts_and_closed_cases() {
+    struct Modelled {
+        device: String,
+        site: String,
+        first: i64,
+        last: i64,
+        count: u64,
+        closed: bool,
+    }
+    const WINDOW: i64 = 600_000;
+    let dir = TempDir::new("store-breach-model");
+    let (clock, _) = clock();
+    let config = StoreConfig {
+        breach_window: Duration::from_millis(WINDOW as u64),
+        ..StoreConfig::default()
+    };
+    let (store, _registry) = open(&dir, &config, &clock);
+    let (sink, reader, commands) = (store.sink(), store.reader(), store.commands());
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut model: Vec<Modelled> = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    let mut now = 4 * 3_600_000_i64;
+    for _batch in 0..30 {
+        for _ in 0..40 {
+            let t = if random(8) == 0 {
+                now - 1 - random(3 * 3_600_000) as i64
+            } else {
+                now += 1 + random(120_000) as i64;
+                now
+            };
+            // Unique times: a breach is told apart by its device, site and first attempt.
+            if !used.insert(t) {
+                continue;
+            }
+            let (device, site) = (
+                format!("10.0.0.{}", 1 + random(3)),
+                format!("site{}.example", random(3)),
+            );
+            sink.record(blocked(
+                t,
+                &device,
+                &format!("www.{site}"),
+                Some(Severity::Medium),
+            ));
+            let open = model
+                .iter_mut()
+                .filter(|b| {
+                    b.device == device
+                        && b.site == site
+                        && !b.closed
+                        && b.last >= t - WINDOW
+                        && b.first <= t + WINDOW
+                })
+                .max_by_key(|b| b.last);
+            match open {
+                Some(b) => {
+                    b.first = b.first.min(t);
+                    b.last = b.last.max(t);
+                    b.count += 1;
+                }
+                None => model.push(Modelled {
+                    device,
+                    site,
+                    first: t,
+                    last: t,
+                    count: 1,
+                    closed: false,
+                }),
+            }
+        }
+        store.flush().unwrap();
+        let stored = reader
+            .breaches(&BreachFilter::default(), None, 10_000)
+            .unwrap();
+        let key = |b: &store::BreachSummary| (b.device.clone(), b.domain.clone(), b.first);
+        let mut got: Vec<_> = stored
+            .iter()
+            .map(|b| (key(b), b.last, b.count, b.status == CaseStatus::Closed))
+            .collect();
+        let mut want: Vec<_> = model
+            .iter()
+            .map(|b| {
+                (
+                    (b.device.clone(), b.site.clone(), at(b.first)),
+                    at(b.last),
+                    b.count,
+                    b.closed,
+                )
+            })
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // The DSL closes a case now and then, between batches.
+        if random(3) == 0 {
+            let open: Vec<usize> = (0..model.len()).filter(|&i| !model[i].closed).collect();
+            let i = open[random(open.len() as u64) as usize];
+            let b = &mut model[i];
+            let id = stored
+                .iter()
+                .find(|s| s.device == b.device && s.domain == b.site && s.first == at(b.first))
+                .unwrap()
+                .id;
+            commands
+                .update_case(id, &CaseChange::Status(CaseStatus::Closed), "dsl")
+                .unwrap();
+            b.closed = true;
+        }
+    }
+    assert!(model.iter().any(|b| b.count > 3), "some breaches grew");
+    assert!(
+        model.iter().filter(|b| b.closed).count() > 3,
+        "cases closed"
+    );
+    store.close().unwrap();
+}
