@@ -114,12 +114,10 @@ fn bump(conn: &Connection, key: &str) -> Result<(), StoreError> {
 /// file; allowed ones may be shed, counted). On a one-core server under `dnsperf` with 40 % of
 /// queries blocked, the writer at normal priority took half the CPU.
 ///
-/// On Linux the policy is `SCHED_IDLE`, not nice 19: a nice-19 thread that is running keeps
-/// the CPU for the rest of its time slice when a DNS packet wakes a resolver thread (EEVDF's
-/// run-to-parity), which put the writer's batches into the answers' tail latency — p99 at
-/// 10k queries/s on one core was 1.4 ms with blocked-query logging on and 0.10 ms with the
-/// store off (`benches/README.md`). A `SCHED_IDLE` thread is preempted at once by any normal
-/// thread that wakes.
+/// On Linux the policy is `SCHED_IDLE`, not nice 19, which any normal thread that wakes
+/// preempts at once. At nice 19 the writer's batches still showed in the answers' tail on a
+/// one-core server: p99 at 10k queries/s was 1.44 ms with blocked-query logging and 0.13 ms
+/// with the store off; at `SCHED_IDLE`, 0.44 ms (`benches/README.md`).
 fn background_priority() {
     #[cfg(target_os = "linux")]
     {

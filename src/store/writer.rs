@@ -106,6 +106,7 @@ impl Caches {
         if self.seen.len() > CACHE_MAX {
             self.seen.clear();
         }
+        self.breaches.trim();
     }
 }
 

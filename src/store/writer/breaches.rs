@@ -44,6 +44,10 @@ struct Entry {
 pub(super) struct Open {
     /// `None` until loaded from the database (after start-up, a failed batch or a case change).
     since: Option<i64>,
+    /// Batches to go before loading again, after the open breaches were more than the
+    /// writer's cache bound (a flood of attempts on distinct sites): meanwhile every attempt
+    /// asks the database, as it did before the map existed.
+    pause: u32,
     by_site: HashMap<(i64, String), Entry>,
     /// Breaches extended in this batch, by id, as they now are: written at its end.
     dirty: HashMap<i64, Entry>,
@@ -59,7 +63,21 @@ enum Lookup {
     Unknown,
 }
 
+/// Batches to wait before loading the open breaches again after they were too many.
+const PAUSE_BATCHES: u32 = 100;
+
 impl Open {
+    /// At the start of each batch: keeps the map within the writer's memory bound.
+    pub(super) fn trim(&mut self) {
+        if self.by_site.len() > super::CACHE_MAX {
+            *self = Open {
+                pause: PAUSE_BATCHES,
+                ..Open::default()
+            };
+        }
+        self.pause = self.pause.saturating_sub(1);
+    }
+
     fn lookup(&self, key: &(i64, String), t: i64, window: i64) -> Lookup {
         match self.since {
             Some(since) if t.saturating_sub(window) >= since => match self.by_site.get(key) {
@@ -103,7 +121,8 @@ impl Batch<'_, '_> {
         domain: &str,
     ) -> Result<(), StoreError> {
         let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
-        if self.caches.breaches.since.is_none() {
+        let open = &self.caches.breaches;
+        if open.since.is_none() && open.pause == 0 {
             self.load_open_breaches(t.saturating_sub(window).saturating_sub(SLACK_MS))?;
         }
         let key = (identity.device, domain.to_string());
@@ -246,17 +265,27 @@ impl Batch<'_, '_> {
     fn load_open_breaches(&mut self, since: i64) -> Result<(), StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT id, first, last, count, severity, status, category, device, domain
-             FROM breaches WHERE last >= ?1 AND status <> 'closed' ORDER BY last",
+             FROM breaches WHERE last >= ?1 AND status <> 'closed' ORDER BY last LIMIT ?2",
         )?;
-        let rows = stmt.query_map([since], |r| Ok(((r.get(7)?, r.get(8)?), entry(r)?)))?;
+        let bound = i64::try_from(super::CACHE_MAX).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![since, bound + 1], |r| {
+            Ok(((r.get(7)?, r.get(8)?), entry(r)?))
+        })?;
         let open = &mut self.caches.breaches;
         open.by_site.clear();
-        open.since = Some(since);
+        let mut n = 0;
         for row in rows {
             // In order of `last`: the latest of a site's breaches is kept.
             if let (key, Some(e)) = row? {
                 open.by_site.insert(key, e);
             }
+            n += 1;
+        }
+        if n > bound {
+            open.by_site.clear();
+            open.pause = PAUSE_BATCHES;
+        } else {
+            open.since = Some(since);
         }
         Ok(())
     }
