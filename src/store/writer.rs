@@ -165,9 +165,11 @@ impl Writer {
         shared: Arc<Shared>,
         queues: Queues,
     ) -> Writer {
-        // A larger page cache keeps the interning tables' and the presence tables' hot pages
-        // in memory (the default is 2 MB).
-        if let Err(error) = conn.pragma_update(None, "cache_size", -65_536) {
+        // A larger page cache than the default 2 MB keeps the tails of the tables and
+        // indexes and the interning indexes' hot pages in memory. 16 MiB stored as fast as
+        // 64 MiB on the 100-million-query database (223–232k against 217–224k events/s,
+        // `STORE_APPEND`), and it fills within minutes rather than over hours.
+        if let Err(error) = conn.pragma_update(None, "cache_size", -16_384) {
             tracing::warn!(%error, "store: cannot enlarge the page cache");
         }
         if let Err(error) = conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES) {
