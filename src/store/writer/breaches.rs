@@ -120,9 +120,9 @@ impl Batch<'_, '_> {
         severity: Severity,
         domain: &str,
     ) -> Result<(), StoreError> {
-        let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
-        let open = &self.caches.breaches;
-        if open.since.is_none() && open.pause == 0 {
+        let window = self.window();
+        let map = &self.caches.breaches;
+        if map.since.is_none() && map.pause == 0 {
             self.load_open_breaches(t.saturating_sub(window).saturating_sub(SLACK_MS))?;
         }
         let key = (identity.device, domain.to_string());
@@ -304,9 +304,14 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
+    /// The breach window in milliseconds.
+    fn window(&self) -> i64 {
+        i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// Forgets the breaches no attempt within [`SLACK_MS`] of `newest` can extend.
     pub(super) fn prune_breaches(&mut self, newest: i64) {
-        let window = i64::try_from(self.config.breach_window.as_millis()).unwrap_or(i64::MAX);
+        let window = self.window();
         let open = &mut self.caches.breaches;
         let Some(since) = open.since else { return };
         let cut = newest.saturating_sub(window).saturating_sub(SLACK_MS);
