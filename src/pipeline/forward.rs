@@ -191,12 +191,24 @@ impl Forward {
     /// this one dropped datagram was a SERVFAIL to the device (the soak's in-group probe
     /// failed 61 of 3,360 queries so). A round in which every upstream answered with an
     /// error ends at once.
+    ///
+    /// Rounds start at most one attempt timeout apart. A round can report a timeout at once:
+    /// hickory shares one lookup among identical questions, and a question that joins a
+    /// shared lookup which has just timed out gets that timeout without waiting. Sent again
+    /// at once, such a round came back at once, again and again, without ever yielding, so
+    /// the task that owned the shared lookup (and would have retired it) never ran again:
+    /// the worker spun at 100 % CPU and answered nothing more, not even SIGTERM. Waiting
+    /// out the attempt lets that task run, and lets the caller's deadline fire.
     async fn exchange(&self, query: &Query) -> Answer {
         let request = Self::request(query);
         loop {
+            let started = tokio::time::Instant::now();
             match self.round(&request, &query.name, query.dnssec_ok).await {
                 Round::Answered(answer) => return answer,
-                Round::TimedOut => continue,
+                Round::TimedOut => {
+                    tokio::time::sleep_until(started + self.attempt_timeout).await;
+                    tokio::task::yield_now().await;
+                }
                 Round::Failed => {
                     return Answer::servfail().with_note("every upstream failed");
                 }

@@ -47,6 +47,11 @@ impl Running {
 }
 
 fn serve(config: &std::path::Path, upstream: SocketAddr) -> Running {
+    serve_with(config, upstream, &[])
+}
+
+/// [`serve`] with more command-line arguments.
+fn serve_with(config: &std::path::Path, upstream: SocketAddr, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hedgerow"))
         .args(["serve", "--config"])
         .arg(config)
@@ -56,6 +61,7 @@ fn serve(config: &std::path::Path, upstream: SocketAddr) -> Running {
             "--upstream",
             &upstream.to_string(),
         ])
+        .args(extra)
         .env("HEDGEROW_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -231,6 +237,67 @@ async fn sighup_with_a_broken_config_keeps_serving_and_sigterm_exits_cleanly() {
         "{names:?}"
     );
     assert!(names.contains(&"school.test"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_upstream_port_under_repeated_names_gets_servfail_and_sigterm_exits() {
+    // Nothing listens on the upstream's port: every datagram draws an ICMP error at once.
+    // Devices ask for the same names at once (hickory then shares one lookup between them).
+    // The forwarder once sent again at once after a round reported as timed out; a round
+    // that joined a shared lookup already timed out came back at once, again and again,
+    // without yielding, so the lookup's owner never ran to retire it: the one worker spun at
+    // 100 % CPU, answered nothing more and ignored SIGTERM.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = scratch_dir("closed-upstream");
+    let config = dir.join("h.toml");
+    let body = format!("{CONFIG}[upstream]\nattempt_timeout_ms = 300\ndeadline_ms = 900\n");
+    std::fs::write(&config, with_lists(&dir, &body)).unwrap();
+    let mut h = serve_with(&config, closed, &["--threads", "1"]);
+    let dns = h.dns;
+    for round in 0..5 {
+        let asked: Vec<_> = (0..120)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let name = format!("n{}.example.test.", i % 3);
+                    let m = crate::common::dns::udp_query(
+                        dns,
+                        &name,
+                        hickory_proto::rr::RecordType::A,
+                        Default::default(),
+                    )
+                    .await;
+                    m.map(|m| m.metadata.response_code)
+                })
+            })
+            .collect();
+        for task in asked {
+            let rcode = task.await.unwrap();
+            assert_eq!(
+                rcode,
+                Some(hickory_proto::op::ResponseCode::ServFail),
+                "round {round}"
+            );
+        }
+    }
+    h.signal("-TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Some(status) = h.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?} 10 s after SIGTERM"
+    );
 }
 
 #[test]

@@ -309,6 +309,45 @@ async fn upstream_down_gives_servfail_within_the_deadline() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_port_closed_gives_servfail_within_the_deadline() {
+    // A port nothing listens on: each datagram draws an ICMP "port unreachable" at once, so
+    // the upstream fails at once instead of timing out; each question still gets its
+    // SERVFAIL within the deadline. (The same with repeated names on one worker, which once
+    // made the forwarder spin: `binary::a_closed_upstream_port_under_repeated_names_…`.)
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!("{LOCAL}[upstream]\nattempt_timeout_ms = 300\ndeadline_ms = 600\n");
+    let (app, _) = start_hedgerow(&config, closed).await;
+    let dns = app.dns_addrs()[0];
+    // Many at once, as a school's devices ask while the upstream is down.
+    let asked: Vec<_> = (0..200)
+        .map(|i| {
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let name = format!("n{i}.example.test.");
+                let m =
+                    crate::common::dns::udp_query(dns, &name, RecordType::A, Default::default())
+                        .await;
+                (m.map(|m| m.metadata.response_code), start.elapsed())
+            })
+        })
+        .collect();
+    for task in asked {
+        let (rcode, took) = task.await.unwrap();
+        assert_eq!(rcode, Some(ResponseCode::ServFail), "after {took:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "SERVFAIL after {took:?}"
+        );
+    }
+    // Names answered locally still are, at once.
+    let m = ask(dns, "use-application-dns.net.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
 /// A UDP relay in front of `to` that drops the first datagram of every question it sees (a
 /// busy upstream's lost packets) and passes the others; returns its address and the count of
 /// datagrams dropped.
