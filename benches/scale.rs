@@ -9,9 +9,11 @@
 //!
 //! Each `list-N.txt` is compiled once into `list-N.compiled/` beside it (delete the folder, or
 //! set `SCALE_RECOMPILE=1`, after changing the compiler). Per size and query set it times
-//! [`Blocklists::lookup`] (what policy calls) against the bare transducer walk, and prints how
-//! many names of each set the prefilter lets through to the walk. Without `SCALE_LISTS` it
-//! does nothing.
+//! [`Blocklists::lookup`] (what policy calls; each set is asked again and again, so after the
+//! first pass a name the prefilter lets by is answered by the memo of walks, if the set fits
+//! in it), [`Blocklists::lookup_walking`] (the prefilter, then the walk) and the bare
+//! transducer walk, and prints how many names of each set the prefilter lets through to the
+//! walk. Without `SCALE_LISTS` it does nothing.
 
 #[path = "../tests/it/common/shared_data.rs"]
 mod shared_data;
@@ -162,6 +164,14 @@ fn main() {
                     names
                         .iter()
                         .filter(|n| lists.lookup(black_box(n), u32::MAX).is_some())
+                        .count()
+                })
+            });
+            g.bench_function(format!("{set}/prefilter_walk"), |b| {
+                b.iter(|| {
+                    names
+                        .iter()
+                        .filter(|n| lists.lookup_walking(black_box(n), u32::MAX).is_some())
                         .count()
                 })
             });

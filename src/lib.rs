@@ -81,6 +81,7 @@ pub mod describe;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod heap;
 mod http;
 pub mod identity;
 pub mod lists;

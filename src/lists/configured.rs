@@ -119,7 +119,10 @@ fn open_artifact(config: &Config) -> Result<Blocklists, ListError> {
             if l.compile_if_missing && !artifact::good_path(&l.artifact_dir).exists() =>
         {
             tracing::info!(manifest = %l.manifest.display(), "no compiled lists yet: compiling");
-            let report = compile(&compile_options(config)?)?;
+            let report = compile(&compile_options(config)?);
+            // The compile's buffers (hundreds of MB at millions of names) are freed now.
+            crate::heap::give_back_freed();
+            let report = report?;
             tracing::info!("{}", report.to_string().lines().next().unwrap_or_default());
             Blocklists::open(&l.artifact_dir, key)
         }

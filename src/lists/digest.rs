@@ -16,9 +16,20 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// SHA-256 of a byte slice as hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+/// SHA-256 of a byte slice as hex, hashed `chunk` bytes at a time; `after` is called with
+/// each chunk's offset and length once it is hashed (to give a mapping's pages back as the
+/// hash moves on).
+pub(crate) fn sha256_hex_chunked(
+    bytes: &[u8],
+    chunk: usize,
+    mut after: impl FnMut(usize, usize),
+) -> String {
+    let mut hasher = Sha256::new();
+    for (i, part) in bytes.chunks(chunk.max(1)).enumerate() {
+        hasher.update(part);
+        after(i * chunk, part.len());
+    }
+    hex(&hasher.finalize())
 }
 
 /// A writer that hashes what passes through it.
@@ -91,8 +102,13 @@ mod tests {
     fn hex_and_sha() {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
         assert_eq!(
-            sha256_hex(b"abc"),
+            sha256_hex_chunked(b"abc", usize::MAX, |_, _| {}),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let mut seen = Vec::new();
+        let chunked = sha256_hex_chunked(&bytes, 4096, |at, len| seen.push((at, len)));
+        assert_eq!(chunked, hex(&Sha256::digest(&bytes)));
+        assert_eq!(seen, [(0, 4096), (4096, 4096), (8192, 1808)]);
     }
 }

@@ -18,6 +18,7 @@ use super::error::ListError;
 use super::illegal::{IllegalHit, IllegalKey, IllegalSet};
 use super::keys::{KeySet, MergeStats};
 use super::manifest::{Severity, MAX_CATEGORIES};
+use super::memo::{Memo, PER_GENERATION};
 use super::parse::{normalize_name, EntryKind};
 use super::prefilter::{Prefilter, PrefilterBuilder};
 
@@ -237,20 +238,33 @@ fn private_map(path: &Path) -> std::io::Result<Mmap> {
     unsafe { Mmap::map(&file) }
 }
 
+/// Keys walked between two releases of the mappings' pages while `open` checks them.
+const RELEASE_KEYS: u64 = 1 << 18;
+/// Bytes hashed between two releases while `open` checks a file's checksum.
+const RELEASE_BYTES: usize = 8 << 20;
+
 /// Checks a transducer as a whole: its own checksum, a full walk (which must not panic) that
 /// finds `names` keys, values naming only `known` category bits, and every key covered by
-/// `prefilter` (so the prefilter can never hide a listed name).
-fn check_structure<D: AsRef<[u8]>>(
-    map: &SuffixMap<D>,
+/// `prefilter` (so the prefilter can never hide a listed name). The pages read are given
+/// back as the walk moves on (see [`Backing::release`]).
+fn check_structure(
+    map: &SuffixMap<Backing>,
     names: u64,
     known: u32,
     prefilter: Option<&Prefilter<Backing>>,
 ) -> Result<(), String> {
     use fst::Streamer;
+    let release = || {
+        map.map.as_fst().as_inner().release();
+        if let Some(p) = prefilter {
+            p.backing().release();
+        }
+    };
     map.map
         .as_fst()
         .verify()
         .map_err(|e| format!("fst checksum: {e}"))?;
+    release();
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut stream = map.map.stream();
         let (mut keys, mut stray, mut uncovered) = (0u64, 0u32, 0u64);
@@ -260,9 +274,13 @@ fn check_structure<D: AsRef<[u8]>>(
             if prefilter.is_some_and(|p| !p.covers_key(k)) {
                 uncovered += 1;
             }
+            if keys % RELEASE_KEYS == 0 {
+                release();
+            }
         }
         (keys, stray, uncovered)
     }));
+    release();
     let (keys, stray, uncovered) =
         walk.map_err(|_| "walking the transducer failed (damaged)".to_string())?;
     if uncovered != 0 {
@@ -307,6 +325,33 @@ enum Backing {
     Owned(Vec<u8>),
 }
 
+impl Backing {
+    /// Gives a mapping's pages back to the page cache: they leave this process's resident
+    /// memory and are mapped again, from the page cache, when a lookup next reads them. `open`
+    /// reads every byte (checksum, full walk) and `save_copy` copies them all; without this
+    /// the whole artifact would stay resident (174 MB at 20 M names) where lookups of a
+    /// school's traffic touch a small part, and a reload would hold two whole artifacts.
+    fn release(&self) {
+        if let Backing::Mmap(m) = self {
+            release_mapped(m, 0, usize::MAX);
+        }
+    }
+}
+
+/// [`Backing::release`] for `len` bytes of `map` from `offset` (clipped to the mapping).
+fn release_mapped(map: &Mmap, offset: usize, len: usize) {
+    let len = len.min(map.len().saturating_sub(offset));
+    if len == 0 {
+        return;
+    }
+    // SAFETY: the mapping is private and read-only (`private_map`), so none of its pages was
+    // ever written: after `MADV_DONTNEED` a read maps the file's page again, the same bytes,
+    // from an unlinked file nothing else can write. A failure (an offset not on a page
+    // boundary) only leaves the pages resident.
+    #[cfg(unix)]
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+}
+
 impl AsRef<[u8]> for Backing {
     fn as_ref(&self) -> &[u8] {
         match self {
@@ -328,6 +373,8 @@ pub struct Blocklists {
     categories: Vec<CategoryInfo>,
     meta: Meta,
     dir: Option<PathBuf>,
+    /// The walks of names asked again (the snapshot's own: a reload starts empty).
+    memo: Memo,
 }
 
 impl fmt::Debug for Blocklists {
@@ -339,6 +386,7 @@ impl fmt::Debug for Blocklists {
             .field("prefilter", &self.prefilter.is_some())
             .field("categories", &self.categories.len())
             .field("illegal_tier", &self.illegal.is_some())
+            .field("memo", &self.memo.len())
             .finish()
     }
 }
@@ -404,6 +452,7 @@ impl Blocklists {
             categories,
             meta,
             dir: None,
+            memo: Memo::new(PER_GENERATION),
         }
     }
 
@@ -445,7 +494,11 @@ impl Blocklists {
                     format!("{} bytes, meta.toml says {}", map.len(), sum.bytes),
                 ));
             }
-            if super::digest::sha256_hex(&map) != sum.sha256 {
+            let sha256 = super::digest::sha256_hex_chunked(&map, RELEASE_BYTES, |at, len| {
+                // Hashed: give the pages back (the walk below reads what it needs again).
+                release_mapped(&map, at, len)
+            });
+            if sha256 != sum.sha256 {
                 return Err(ListError::corrupt(
                     &path,
                     "SHA-256 does not match meta.toml",
@@ -538,6 +591,7 @@ impl Blocklists {
             categories,
             meta,
             dir: Some(dir),
+            memo: Memo::new(PER_GENERATION),
         })
     }
 
@@ -546,19 +600,33 @@ impl Blocklists {
     /// last good artifact is kept (see [`crate::lists::artifact::good_path`]).
     pub fn save_copy(&self, dir: &Path) -> Result<(), ListError> {
         let mut staging = artifact::Staging::begin(dir)?;
-        let mut write = |name: &str, bytes: &[u8]| {
+        // Written a few MB at a time, each part's pages given back once written: this runs
+        // beside a serving snapshot, and must not make the whole artifact resident.
+        let mut write = |name: &str, bytes: &[u8], backing: Option<&Backing>| {
             let path = staging.path(name);
             staging.write_file(name, |w| {
-                std::io::Write::write_all(w, bytes).map_err(|e| ListError::io(&path, e))
+                for (i, part) in bytes.chunks(RELEASE_BYTES).enumerate() {
+                    std::io::Write::write_all(w, part).map_err(|e| ListError::io(&path, e))?;
+                    if let Some(Backing::Mmap(m)) = backing {
+                        release_mapped(m, i * RELEASE_BYTES, part.len());
+                    }
+                }
+                Ok(())
             })
         };
-        write(CATEGORIES_FST, self.blocks.map.as_fst().as_bytes())?;
-        write(ALLOW_FST, self.allow.map.as_fst().as_bytes())?;
+        for (name, map) in [(CATEGORIES_FST, &self.blocks), (ALLOW_FST, &self.allow)] {
+            let backing = map.map.as_fst().as_inner();
+            write(name, backing.as_ref(), Some(backing))?;
+        }
         if let Some(prefilter) = &self.prefilter {
-            write(PREFILTER_BIN, prefilter.as_bytes())?;
+            write(
+                PREFILTER_BIN,
+                prefilter.as_bytes(),
+                Some(prefilter.backing()),
+            )?;
         }
         if let Some(illegal) = &self.illegal {
-            write(ILLEGAL_BIN, illegal.file_bytes())?;
+            write(ILLEGAL_BIN, illegal.file_bytes(), None)?;
         }
         let meta_path = staging.path(artifact::META_TOML);
         let text = toml::to_string(&self.meta).map_err(|e| ListError::Meta {
@@ -613,13 +681,33 @@ impl Blocklists {
     }
 
     /// The most specific block-list match for `name` among the categories in `mask`. Names
-    /// the prefilter rules out (most names on no list) are answered without the walk.
+    /// the prefilter rules out (most names on no list) are answered without the walk; a name
+    /// asked before is answered from the snapshot's memo of walks.
     #[inline]
     pub fn lookup(&self, name: &str, mask: u32) -> Option<Hit> {
         if !self.may_be_listed(name) {
             return None;
         }
+        let walk = |f: &mut dyn FnMut(u8, u32)| self.blocks.walk(name, |h| f(h.depth, h.bits));
+        match self.memo.get_or_walk(name, walk) {
+            Some(hits) => hits.deepest(mask).map(|(depth, bits)| Hit { depth, bits }),
+            // More listed suffixes than a memo entry holds.
+            None => self.blocks.deepest(name, mask),
+        }
+    }
+
+    /// [`Blocklists::lookup`] without the memo: the walk itself (benches, and the tests that
+    /// hold the memo to the walk).
+    pub fn lookup_walking(&self, name: &str, mask: u32) -> Option<Hit> {
+        if !self.may_be_listed(name) {
+            return None;
+        }
         self.blocks.deepest(name, mask)
+    }
+
+    /// Names in the memo of walks (for tests and benches).
+    pub fn memo_len(&self) -> usize {
+        self.memo.len()
     }
 
     /// Whether the prefilter lets `name` through to the walk: `false` means that no listed

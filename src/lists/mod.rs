@@ -13,7 +13,8 @@
 //!   `prefilter.bin`, `illegal.bin`, `meta.toml`).
 //! * [`prefilter`] — the filter in front of the walk: names on no list mostly never touch
 //!   the transducer.
-//! * [`Blocklists`] / [`SuffixMap`] — lookups on an opened snapshot.
+//! * [`Blocklists`] / [`SuffixMap`] — lookups on an opened snapshot; a snapshot keeps a
+//!   small memo of the walks of names asked again (`memo.rs`).
 //! * [`illegal`] — the confidential illegal-content tier (keyed hashes only).
 //! * [`explain()`] — which source file and line produced a match.
 //! * [`update()`] — conditional downloads of `url` sources, keeping the last good copy.
@@ -70,6 +71,7 @@ pub mod illegal;
 mod keys;
 pub mod manifest;
 pub mod matcher;
+mod memo;
 pub mod parse;
 pub mod prefilter;
 mod sample;

@@ -132,6 +132,11 @@ impl<D: AsRef<[u8]>> Prefilter<D> {
         self.bytes.as_ref()
     }
 
+    /// What holds the bytes (a mapping or a buffer).
+    pub(super) fn backing(&self) -> &D {
+        &self.bytes
+    }
+
     /// Distinct anchors the compiler added (as recorded in the header).
     pub fn anchors(&self) -> u64 {
         le_u64(self.bytes.as_ref(), 24)

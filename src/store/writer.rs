@@ -48,6 +48,11 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
 /// The size gauges are refreshed this often.
 const SIZE_EVERY: Duration = Duration::from_secs(10);
+/// Events written, since the heap was last given back, after which the writer gives it back
+/// once its queue is empty: a backlog drained (events, batches, SQLite's buffers) leaves tens
+/// of MB free in the arenas otherwise ([`crate::heap`]). About once a minute at most at a
+/// large school's peak; never at a small school's rate between restarts of a day's load.
+const TRIM_AFTER: usize = 1_000_000;
 /// Journal entries per replay transaction.
 const REPLAY_CHUNK: usize = 16_384;
 /// Rows deleted per retention transaction, so the writer never holds the lock for long.
@@ -145,6 +150,8 @@ pub(crate) struct Writer {
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
     last_size: Option<Instant>,
+    /// Events written since the heap was last given back (see [`TRIM_AFTER`]).
+    since_trim: usize,
     /// The day before which presence days were last pruned (a scan, so once a day).
     presence_pruned_day: i64,
     db_failing: bool,
@@ -191,6 +198,7 @@ impl Writer {
             last_replay_try: None,
             last_retention: None,
             last_size: None,
+            since_trim: 0,
             presence_pruned_day: i64::MIN,
             db_failing: false,
         }
@@ -277,12 +285,14 @@ impl Writer {
     fn housekeeping(&mut self, force_replay: bool) {
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
+        let mut replayed = false;
         if force_replay || due(self.last_replay_try, REPLAY_EVERY) {
             // Twice at most: the file being replayed, then what arrived meanwhile.
             for _ in 0..2 {
                 if !self.shared.journal.pending() || !self.replay_journal() {
                     break;
                 }
+                replayed = true;
             }
         }
         if due(self.last_retention, RETENTION_EVERY) {
@@ -294,6 +304,11 @@ impl Writer {
         if due(self.last_size, SIZE_EVERY) {
             self.last_size = Some(Instant::now());
             self.update_size();
+        }
+        // A replay reads the whole journal file at once: always a burst.
+        if self.since_trim >= TRIM_AFTER || replayed {
+            self.since_trim = 0;
+            crate::heap::give_back_freed();
         }
     }
 
@@ -321,6 +336,7 @@ impl Writer {
     /// Writes one batch in one transaction; when the database refuses, the events that must
     /// not be lost go to the journal and the rest are shed, counted.
     fn write_batch(&mut self, events: Vec<QueryEvent>) {
+        self.since_trim += events.len();
         let started = Instant::now();
         match self.try_write(&events, None) {
             Ok(out) => {
@@ -393,6 +409,7 @@ impl Writer {
                 let out = self.try_write(&events, Some(max))?;
                 self.finish(out, started);
                 self.shared.metrics.replayed.inc_by(events.len() as u64);
+                self.since_trim += events.len();
                 n += events.len();
             }
             self.shared.journal.replayed()?;

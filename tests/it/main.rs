@@ -15,6 +15,7 @@ mod guard;
 mod hardening;
 mod identity;
 mod lists_compile;
+mod lists_memory;
 mod lists_prefilter;
 mod lists_real_data;
 mod lists_scale;
