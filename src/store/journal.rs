@@ -195,8 +195,13 @@ impl Journal {
         let replaying = data_dir.join(REPLAYING);
         let mut max = last_replayed;
         for path in [&active, &replaying] {
-            for entry in read_entries(path)?.0 {
-                max = max.max(entry.seq);
+            let mut entries = Entries::open(path)?;
+            loop {
+                let chunk = entries.next_chunk(SCAN_CHUNK)?;
+                let Some(last) = chunk.iter().map(|e| e.seq).max() else {
+                    break;
+                };
+                max = max.max(last);
             }
         }
         Ok(Journal {
@@ -286,9 +291,9 @@ impl Journal {
             .sum()
     }
 
-    /// Moves the active file aside (unless a previous replay left one) and returns the
-    /// entries to replay, with the number of damaged lines skipped.
-    pub fn take_for_replay(&self) -> Result<(Vec<Entry>, usize), StoreError> {
+    /// Moves the active file aside (unless a previous replay left one) and returns its
+    /// entries, to be read a chunk at a time.
+    pub fn take_for_replay(&self) -> Result<Entries, StoreError> {
         if !self.replaying.exists() {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.write_out(&self.active)?;
@@ -298,7 +303,7 @@ impl Journal {
                     .map_err(|e| StoreError::io(&self.active, e))?;
             }
         }
-        read_entries(&self.replaying)
+        Entries::open(&self.replaying)
     }
 
     /// Removes the replayed file (after the replay's transaction committed).
@@ -311,27 +316,58 @@ impl Journal {
     }
 }
 
-/// Every parseable entry of a file (none if it does not exist) and the count of lines that
-/// did not parse (a torn last line after a crash).
-fn read_entries(path: &Path) -> Result<(Vec<Entry>, usize), StoreError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(StoreError::io(path, e)),
-    };
-    let (mut out, mut bad) = (Vec::new(), 0);
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| StoreError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Entry>(&line) {
-            Ok(entry) => out.push(entry),
-            Err(_) => bad += 1,
-        }
-    }
-    Ok((out, bad))
+/// A journal file read a chunk of entries at a time: a replay holds one chunk, never the
+/// file. A long outage's journal holds millions of entries; read whole, a journal larger than
+/// the memory limit would have made every restart fail the same way.
+pub struct Entries {
+    lines: Option<std::io::Lines<std::io::BufReader<File>>>,
+    path: PathBuf,
+    bad: usize,
 }
+
+impl Entries {
+    /// The entries of `path`; none if it does not exist.
+    fn open(path: &Path) -> Result<Entries, StoreError> {
+        let lines = match File::open(path) {
+            Ok(f) => Some(std::io::BufReader::new(f).lines()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        Ok(Entries {
+            lines,
+            path: path.to_path_buf(),
+            bad: 0,
+        })
+    }
+
+    /// The next `max` parseable entries at most; empty at the end of the file.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let Some(lines) = self.lines.as_mut() else {
+            return Ok(out);
+        };
+        while out.len() < max {
+            let Some(line) = lines.next() else { break };
+            let line = line.map_err(|e| StoreError::io(&self.path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(entry) => out.push(entry),
+                Err(_) => self.bad += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lines read so far that did not parse (a torn last line after a crash).
+    pub fn bad(&self) -> usize {
+        self.bad
+    }
+}
+
+/// Entries per chunk when a file is read only for its sequence numbers.
+const SCAN_CHUNK: usize = 16_384;
 
 impl Drop for Journal {
     fn drop(&mut self) {
@@ -385,6 +421,19 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every entry of a replay, read in chunks of 2, and the damaged lines skipped.
+    fn all(mut entries: Entries) -> (Vec<Entry>, usize) {
+        let mut out = Vec::new();
+        loop {
+            let chunk = entries.next_chunk(2).unwrap();
+            assert!(chunk.len() <= 2);
+            if chunk.is_empty() {
+                return (out, entries.bad());
+            }
+            out.extend(chunk);
+        }
+    }
     use crate::event::{BlockReason, Disposition, Severity, Transport};
 
     fn event(name: EventName) -> QueryEvent {
@@ -441,14 +490,14 @@ mod tests {
             .write_all(b"{\"seq\":3,\"at\"")
             .unwrap();
         let j = Journal::open(&dir, 0).unwrap();
-        let (entries, bad) = j.take_for_replay().unwrap();
+        let (entries, bad) = all(j.take_for_replay().unwrap());
         assert_eq!((entries.len(), bad), (2, 1));
         assert_eq!(entries[1].seq, 2);
         j.replayed().unwrap();
         assert!(!j.pending());
         let j = Journal::open(&dir, 10).unwrap();
         j.append(&[event(EventName::Withheld)], false).unwrap();
-        assert_eq!(j.take_for_replay().unwrap().0[0].seq, 11);
+        assert_eq!(all(j.take_for_replay().unwrap()).0[0].seq, 11);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -469,7 +518,7 @@ mod tests {
         j.write_buffered(false).unwrap();
         assert!(j.append_buffered(&e).is_ok());
         // Taking the file for replay writes what is buffered first.
-        let (entries, bad) = j.take_for_replay().unwrap();
+        let (entries, bad) = all(j.take_for_replay().unwrap());
         assert_eq!(bad, 0);
         let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
@@ -483,7 +532,7 @@ mod tests {
         assert!(!j.append_buffered(&e).unwrap());
         drop(j);
         let j = Journal::open(&dir, 0).unwrap();
-        assert_eq!(j.take_for_replay().unwrap().0.len(), 2);
+        assert_eq!(all(j.take_for_replay().unwrap()).0.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -387,30 +387,34 @@ impl Writer {
     fn replay_journal(&mut self) -> bool {
         self.last_replay_try = Some(Instant::now());
         let result = (|| -> Result<usize, StoreError> {
-            let (entries, bad) = self.shared.journal.take_for_replay()?;
-            if bad > 0 {
-                tracing::warn!(
-                    lines = bad,
-                    "store: skipped damaged journal lines (a torn write at a crash)"
-                );
-            }
+            let mut entries = self.shared.journal.take_for_replay()?;
             let last = journal::last_replayed(&self.conn)?;
-            let fresh: Vec<&journal::Entry> = entries.iter().filter(|e| e.seq > last).collect();
             // In chunks, each committed with its last sequence number: a long outage's
-            // journal never becomes one huge transaction, and a failure part-way resumes
-            // after the last committed chunk.
+            // journal never becomes one huge transaction (nor is it ever all in memory), and
+            // a failure part-way resumes after the last committed chunk.
             let mut n = 0;
-            for chunk in fresh.chunks(REPLAY_CHUNK) {
-                let Some(max) = chunk.last().map(|e| e.seq) else {
+            loop {
+                let chunk = entries.next_chunk(REPLAY_CHUNK)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let fresh: Vec<&journal::Entry> = chunk.iter().filter(|e| e.seq > last).collect();
+                let Some(max) = fresh.last().map(|e| e.seq) else {
                     continue;
                 };
-                let events: Vec<QueryEvent> = chunk.iter().filter_map(|e| e.to_event()).collect();
+                let events: Vec<QueryEvent> = fresh.iter().filter_map(|e| e.to_event()).collect();
                 let started = Instant::now();
                 let out = self.try_write(&events, Some(max))?;
                 self.finish(out, started);
                 self.shared.metrics.replayed.inc_by(events.len() as u64);
                 self.since_trim += events.len();
                 n += events.len();
+            }
+            if entries.bad() > 0 {
+                tracing::warn!(
+                    lines = entries.bad(),
+                    "store: skipped damaged journal lines (a torn write at a crash)"
+                );
             }
             self.shared.journal.replayed()?;
             Ok(n)

@@ -632,6 +632,40 @@ fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
 }
 
 #[test]
+fn store_journal_replays_a_journal_longer_than_one_replay_chunk() {
+    // More entries than one replay chunk (16,384): read and committed a chunk at a time,
+    // every one exactly once.
+    let dir = TempDir::new("store-journal-long");
+    let (clock, _) = clock();
+    let config = StoreConfig {
+        channel_capacity: 16,
+        ..StoreConfig::default()
+    };
+    let (store, registry) = open(&dir, &config, &clock);
+    let sink = store.sink();
+    let locker = rusqlite_conn(&dir);
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    const N: i64 = 40_000;
+    for i in 0..N {
+        sink.record(blocked(
+            i / 100,
+            "10.0.0.7",
+            &format!("b{}.example", i % 700),
+            None,
+        ));
+    }
+    store.flush().unwrap();
+    assert_eq!(metric(&registry, "store_journalled_events_total"), N as f64);
+    locker.execute_batch("COMMIT").unwrap();
+    drop(locker);
+    store.flush().unwrap();
+    assert_eq!(metric(&registry, "store_replayed_events_total"), N as f64);
+    store.close().unwrap();
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM blocked"), N);
+    assert!(!dir.path().join("journal.replaying").exists());
+}
+
+#[test]
 fn store_journal_replay_is_exactly_once_after_a_crash_before_removal() {
     let dir = TempDir::new("store-journal-crash");
     let (clock, _) = clock();
