@@ -4,7 +4,8 @@
 //! top of an arena is returned by itself. After a burst — a compile of millions of names at
 //! start-up, the query log's writer catching up on a backlog of hundreds of thousands of
 //! events — that left tens of MB resident for the life of the server, free but never used
-//! again (67 MB after one minute of saturated load at 100k names, `benches/README.md`).
+//! again (65 MiB after 24 s of saturated load at 100k names and the replay that followed,
+//! `benches/README.md`).
 //! `malloc_trim` hands the free pages of every arena back; it briefly locks each arena, so it
 //! is called after bursts, never per query.
 
