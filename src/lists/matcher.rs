@@ -260,10 +260,7 @@ fn check_structure(
             p.backing().release();
         }
     };
-    map.map
-        .as_fst()
-        .verify()
-        .map_err(|e| format!("fst checksum: {e}"))?;
+    verify_fst(map.map.as_fst().as_inner())?;
     release();
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut stream = map.map.stream();
@@ -297,6 +294,41 @@ fn check_structure(
         ));
     }
     Ok(())
+}
+
+/// The transducer's own checksum, as `fst::raw::Fst::verify` computes it — a masked CRC-32C of
+/// every byte but the last four, which hold it — a part at a time, each part's pages given
+/// back once summed: `verify` reads the whole transducer in one go, so checking a new artifact
+/// during a reload held all of it beside the one in force.
+fn verify_fst(backing: &Backing) -> Result<(), String> {
+    let bytes = backing.as_ref();
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    // fst versions 1 and 2 wrote no checksum (`Fst::new` has already checked the length).
+    if word(0).is_none_or(|version| version <= 2) || bytes.len() < 4 {
+        return Err("fst checksum: missing (written by an fst older than 0.4)".into());
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let expected = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let mut crc = 0u32;
+    for (i, part) in body.chunks(RELEASE_BYTES).enumerate() {
+        crc = crc32c::crc32c_append(crc, part);
+        if let Backing::Mmap(m) = backing {
+            release_mapped(m, i * RELEASE_BYTES, part.len());
+        }
+    }
+    // Snappy's mask, as fst applies it.
+    let got = crc.rotate_right(15).wrapping_add(0xA282_EAD8);
+    match got == expected {
+        true => Ok(()),
+        false => Err(format!(
+            "fst checksum: expected {expected:#010x}, computed {got:#010x}"
+        )),
+    }
 }
 
 /// A category of the compiled lists.
@@ -890,6 +922,27 @@ impl BlocklistsBuilder {
 mod tests {
     use super::*;
     use EntryKind::*;
+
+    #[test]
+    fn the_transducer_checksum_is_the_one_fst_verifies() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("n{i}.example.com")).collect();
+        let m = SuffixMap::from_entries(names.iter().map(|n| (n.as_str(), Subtree, 1))).unwrap();
+        let mut bytes = m.as_map().as_fst().as_bytes().to_vec();
+        assert!(m.as_map().as_fst().verify().is_ok());
+        assert_eq!(verify_fst(&Backing::Owned(bytes.clone())), Ok(()));
+        for at in [0, bytes.len() / 2, bytes.len() - 5] {
+            bytes[at] ^= 0x10;
+            let fst = fst::raw::Fst::new(bytes.clone());
+            let err = verify_fst(&Backing::Owned(bytes.clone())).unwrap_err();
+            assert!(err.starts_with("fst checksum"), "{err}");
+            // fst agrees (when the damaged header still parses).
+            assert!(fst.is_err() || fst.is_ok_and(|f| f.verify().is_err()));
+            bytes[at] ^= 0x10;
+        }
+        // A checksum the file does not carry (an old fst) is refused too.
+        bytes[..8].copy_from_slice(&2u64.to_le_bytes());
+        assert!(verify_fst(&Backing::Owned(bytes)).is_err());
+    }
 
     fn map(entries: &[(&str, EntryKind, u32)]) -> SuffixMap<Vec<u8>> {
         SuffixMap::from_entries(entries.iter().copied()).unwrap()
