@@ -28,7 +28,7 @@ const SHARDS: usize = 16;
 /// Listed suffixes an entry holds.
 pub const MAX_HITS: usize = 3;
 /// Names per generation per shard in a server's memo: at most 2 × 16 × 1,024 = 32,768 names,
-/// about 3 MB when full of names of common length (per name 16 bytes of hits, the table's
+/// about 3 MB (estimated, not measured) when full of names of common length (per name 16 bytes of hits, the table's
 /// slot and the name's own allocation), 10 MB if every name had the DNS's 253 bytes.
 pub const PER_GENERATION: usize = 1024;
 

@@ -571,6 +571,22 @@ fn store_audit_chain_verifies_and_names_an_edited_record() {
     store.close().unwrap();
 }
 
+/// A store whose channel holds 16 events, in `dir`, and a connection holding the database's
+/// write lock (`BEGIN EXCLUSIVE`): the writer cannot commit until it commits.
+fn locked_store(
+    dir: &TempDir,
+    clock: &Clock,
+) -> (Store, prometheus::Registry, rusqlite::Connection) {
+    let config = StoreConfig {
+        channel_capacity: 16,
+        ..StoreConfig::default()
+    };
+    let (store, registry) = open(dir, &config, clock);
+    let locker = rusqlite_conn(dir);
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    (store, registry, locker)
+}
+
 #[test]
 fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
     let dir = TempDir::new("store-journal");
@@ -579,11 +595,9 @@ fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
         channel_capacity: 16,
         ..StoreConfig::default()
     };
-    let (store, registry) = open(&dir, &config, &clock);
-    let sink = store.sink();
     // Another connection holds the write lock: the writer cannot commit.
-    let locker = rusqlite_conn(&dir);
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (store, registry, locker) = locked_store(&dir, &clock);
+    let sink = store.sink();
     let started = std::time::Instant::now();
     for i in 0..500 {
         sink.record(blocked(
@@ -637,14 +651,8 @@ fn store_journal_replays_a_journal_longer_than_one_replay_chunk() {
     // every one exactly once.
     let dir = TempDir::new("store-journal-long");
     let (clock, _) = clock();
-    let config = StoreConfig {
-        channel_capacity: 16,
-        ..StoreConfig::default()
-    };
-    let (store, registry) = open(&dir, &config, &clock);
+    let (store, registry, locker) = locked_store(&dir, &clock);
     let sink = store.sink();
-    let locker = rusqlite_conn(&dir);
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     const N: i64 = 40_000;
     for i in 0..N {
         sink.record(blocked(
