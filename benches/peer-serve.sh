@@ -20,6 +20,7 @@ cat > "$work/hedgerow.toml" <<EOF
 [server]
 listen = ["$addr:$port"]
 data_dir = "$work/data"
+${HEDGEROW_SERVER_EXTRA:-}
 [upstream]
 servers = ["$upstream"]
 [cache]
@@ -34,6 +35,7 @@ name = "bench"
 networks = ["127.0.0.0/8"]
 block_categories = ["bench"]
 EOF
+# HEDGEROW_SERVER_EXTRA: more `[server]` lines, e.g. `udp_sockets = "per-worker"`.
 # Extra configuration appended from a file, e.g. one holding `[store]` and
 # `log_allowed = false` (the query log keeps blocked queries only).
 if [[ -n "${HEDGEROW_EXTRA_FILE:-}" ]]; then cat "$HEDGEROW_EXTRA_FILE" >> "$work/hedgerow.toml"; fi

@@ -382,7 +382,7 @@ impl Hedgerow {
         };
 
         let open_files = crate::server::descriptors::raise_open_file_limit();
-        let sockets = Sockets::bind(&config.server.listen).await?;
+        let sockets = Sockets::bind(&config.server.listen, config.server.udp_sockets).await?;
         let dns_addrs = sockets.local_addrs();
         let options = ServeOptions::new(&config.server, open_files, metrics.clone());
         let budget = options.budget;

@@ -59,6 +59,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         tcp_max_connections_per_client: _,
         http_max_connections: _,
         shutdown_grace: _,
+        udp_sockets: _,
         timezone, // schedules are read in it
         allow_public_clients,
     } = server;

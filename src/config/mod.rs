@@ -57,6 +57,22 @@ pub enum BlockAnswer {
 }
 pub use store::StoreConfig;
 
+/// How each listening address's UDP queries are spread over the worker threads
+/// (`[server] udp_sockets`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UdpSockets {
+    /// One socket, read by every worker: whichever is free takes the next datagrams. The
+    /// default: on two cores it served more queries a second (`benches/README.md`).
+    #[default]
+    Shared,
+    /// One socket per worker, bound together with `SO_REUSEPORT` (Linux; elsewhere the
+    /// same as `shared`): the kernel spreads clients over them by address and port, so
+    /// workers never contend for one socket, but a busy client's queries all wait for one
+    /// worker.
+    PerWorker,
+}
+
 /// The configuration used when `hedgerow serve` is given no `--config`.
 ///
 /// It runs on a fresh machine: DNS on 127.0.0.1:5353, HTTP on 127.0.0.1:8080, data in
@@ -141,6 +157,8 @@ pub struct ServerConfig {
     /// Groups may cover public address space (see [`is_private_network`]). Off by default:
     /// one `0.0.0.0/0` typed by mistake would make Hedgerow an open resolver.
     pub allow_public_clients: bool,
+    /// How UDP queries are spread over the worker threads.
+    pub udp_sockets: UdpSockets,
 }
 
 /// Whether every address of `net` is private to a site: RFC 1918, loopback, link-local,
@@ -451,6 +469,24 @@ mod tests {
         let allowed = format!("[server]\nallow_public_clients = true\n{text}");
         let c = Config::from_toml_str(&allowed, "s.toml").unwrap();
         assert!(c.server.allow_public_clients);
+    }
+
+    #[test]
+    fn udp_sockets_is_shared_unless_per_worker_is_asked_for() {
+        let group = "[[group]]\nname = \"all\"\nnetworks = [\"10.0.0.0/8\"]\n";
+        let c = Config::from_toml_str(group, "s.toml").unwrap();
+        assert_eq!(c.server.udp_sockets, UdpSockets::Shared);
+        let text = format!("[server]\nudp_sockets = \"per-worker\"\n{group}");
+        let c = Config::from_toml_str(&text, "s.toml").unwrap();
+        assert_eq!(c.server.udp_sockets, UdpSockets::PerWorker);
+        let text = format!("[server]\nudp_sockets = \"reuseport\"\n{group}");
+        let err = Config::from_toml_str(&text, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("`shared`") && err.contains("`per-worker`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -72,6 +72,7 @@ struct RawServer {
     shutdown_grace_secs: u64,
     timezone: Spanned<String>,
     allow_public_clients: bool,
+    udp_sockets: super::UdpSockets,
 }
 
 impl Default for RawServer {
@@ -87,6 +88,7 @@ impl Default for RawServer {
             shutdown_grace_secs: 5,
             timezone: Spanned::new(0..0, "Europe/London".to_string()),
             allow_public_clients: false,
+            udp_sockets: super::UdpSockets::Shared,
         }
     }
 }
@@ -294,6 +296,7 @@ impl RawConfig {
             http_max_connections: s.http_max_connections.max(1),
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             allow_public_clients: s.allow_public_clients,
+            udp_sockets: s.udp_sockets,
         };
 
         let mut servers = Vec::new();

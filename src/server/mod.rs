@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::ServerConfig,
+    config::{ServerConfig, UdpSockets},
     metrics::Metrics,
     pipeline::{Pipeline, Query, Transport},
 };
@@ -236,16 +236,20 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
-/// Asks for [`UDP_RECEIVE_BUFFER`]; the kernel may grant less (`net.core.rmem_max`), which is
-/// logged with the hint, not an error: the socket works with any buffer.
-fn grow_receive_buffer(socket: &UdpSocket, addr: SocketAddr) {
-    let socket = socket2::SockRef::from(socket);
-    if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
-        tracing::warn!(%addr, %error, "cannot set the UDP receive buffer");
-        return;
+/// Asks for [`UDP_RECEIVE_BUFFER`] on each socket of `group`; the kernel may grant less
+/// (`net.core.rmem_max`), which is logged once with the hint, not an error: the socket works
+/// with any buffer.
+fn grow_receive_buffers(group: &[UdpSocket], addr: SocketAddr) {
+    let mut granted = UDP_RECEIVE_BUFFER;
+    for socket in group {
+        let socket = socket2::SockRef::from(socket);
+        if let Err(error) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+            tracing::warn!(%addr, %error, "cannot set the UDP receive buffer");
+            return;
+        }
+        // Linux reports twice the size it set.
+        granted = granted.min(socket.recv_buffer_size().unwrap_or(0) / 2);
     }
-    // Linux reports twice the size it set.
-    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
     if granted < UDP_RECEIVE_BUFFER {
         tracing::info!(
             %addr,
@@ -256,48 +260,34 @@ fn grow_receive_buffer(socket: &UdpSocket, addr: SocketAddr) {
     }
 }
 
-/// Sockets bound for DNS: one UDP socket and one TCP listener per address.
+/// Sockets bound for DNS: per address, one UDP socket or a group of them (see
+/// [`UdpSockets`]) and one TCP listener.
 pub struct Sockets {
-    udp: Vec<UdpSocket>,
+    udp: Vec<Vec<UdpSocket>>,
     tcp: Vec<TcpListener>,
 }
 
 impl Sockets {
-    /// Binds every address (port 0 picks a free port, as tests do).
-    pub async fn bind(addrs: &[SocketAddr]) -> Result<Sockets, ListenError> {
+    /// Binds every address (port 0 picks a free port, as tests do). With
+    /// [`UdpSockets::PerWorker`] on Linux each address gets one UDP socket per worker thread
+    /// of the current runtime, all on one port with `SO_REUSEPORT` (the kernel admits to a
+    /// group only sockets of the same user); they share one cache and one policy.
+    pub async fn bind(
+        addrs: &[SocketAddr],
+        udp_sockets: UdpSockets,
+    ) -> Result<Sockets, ListenError> {
+        let group = match udp_sockets {
+            UdpSockets::PerWorker if cfg!(target_os = "linux") => {
+                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+            }
+            _ => 1,
+        };
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in addrs {
-            // Port 0 (tests): the OS picks a free UDP port, whose TCP twin may be taken by
-            // some client connection; pick again rather than fail.
-            let tries = if addr.port() == 0 { 20 } else { 1 };
-            for attempt in 1..=tries {
-                let u = UdpSocket::bind(addr)
-                    .await
-                    .map_err(|source| ListenError::Bind {
-                        addr,
-                        protocol: "UDP",
-                        source,
-                    })?;
-                // TCP on the same port as UDP, also when the UDP port was picked by the OS.
-                let bound = u.local_addr().unwrap_or(addr);
-                grow_receive_buffer(&u, bound);
-                match TcpListener::bind(bound).await {
-                    Ok(t) => {
-                        udp.push(u);
-                        tcp.push(t);
-                        break;
-                    }
-                    Err(e) if attempt < tries && e.kind() == std::io::ErrorKind::AddrInUse => {}
-                    Err(source) => {
-                        return Err(ListenError::Bind {
-                            addr: bound,
-                            protocol: "TCP",
-                            source,
-                        })
-                    }
-                }
-            }
+            let (u, t) = bind_address(addr, group.max(1)).await?;
+            udp.push(u);
+            tcp.push(t);
         }
         Ok(Sockets { udp, tcp })
     }
@@ -307,6 +297,7 @@ impl Sockets {
     pub fn udp_receive_buffers(&self) -> Vec<usize> {
         self.udp
             .iter()
+            .flatten()
             .map(|s| socket2::SockRef::from(s).recv_buffer_size().unwrap_or(0))
             .collect()
     }
@@ -315,7 +306,7 @@ impl Sockets {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.udp
             .iter()
-            .filter_map(|s| s.local_addr().ok())
+            .filter_map(|group| group.first()?.local_addr().ok())
             .collect()
     }
 
@@ -327,28 +318,36 @@ impl Sockets {
         let shared = Arc::new(handler.clone());
         let udp_panics = options.metrics.panics.with_label_values(&["udp"]);
         let mut tasks = Vec::new();
-        for socket in self.udp {
+        for group in self.udp {
+            let Some(first) = group.first() else { continue };
             let name = format!(
                 "dns udp {}",
-                socket.local_addr().map_or("?".into(), |a| a.to_string())
+                first.local_addr().map_or("?".into(), |a| a.to_string())
             );
-            let socket = Arc::new(socket);
-            // One receive loop per worker thread, all on the same socket.
-            let loops = std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4);
-            for i in 0..loops {
-                tasks.push(supervise(
-                    &health,
-                    format!("{name} loop {i}"),
-                    &shutdown,
-                    udp::serve(
-                        socket.clone(),
-                        shared.clone(),
-                        shutdown.clone(),
-                        udp_panics.clone(),
-                    ),
-                ));
+            // A group: one loop per socket, one socket per worker. One socket: several loops
+            // on it, so that whichever worker is free reads the next datagrams.
+            let loops_per_socket = if group.len() > 1 {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+            };
+            let mut i = 0;
+            for socket in group {
+                let socket = Arc::new(socket);
+                for _ in 0..loops_per_socket {
+                    tasks.push(supervise(
+                        &health,
+                        format!("{name} loop {i}"),
+                        &shutdown,
+                        udp::serve(
+                            socket.clone(),
+                            shared.clone(),
+                            shutdown.clone(),
+                            udp_panics.clone(),
+                        ),
+                    ));
+                    i += 1;
+                }
             }
         }
         let slots = tcp::Slots::new(
@@ -381,6 +380,65 @@ impl Sockets {
             health,
         }
     }
+}
+
+/// Binds `addr`'s TCP listener and its UDP group of `group` sockets, on one port.
+///
+/// TCP first, and the UDP port taken from it: a second server started on a port in use fails
+/// there, before any of its UDP sockets could join the first one's group and take a share of
+/// its queries; and port 0 never picks a port whose group another server holds (the kernel
+/// would offer such a UDP port to a socket of the same user, but not its TCP twin).
+async fn bind_address(
+    addr: SocketAddr,
+    group: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener), ListenError> {
+    // Port 0 (tests): the UDP twin of the port picked for TCP may be taken (by some client's
+    // socket); pick again rather than fail.
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind {
+                addr,
+                protocol: "TCP",
+                source,
+            })?;
+        let bound = tcp.local_addr().unwrap_or(addr);
+        match (0..group)
+            .map(|_| bind_udp(bound, group > 1))
+            .collect::<std::io::Result<Vec<_>>>()
+        {
+            Ok(udp) => {
+                grow_receive_buffers(&udp, bound);
+                return Ok((udp, tcp));
+            }
+            Err(e) if attempt < tries && e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(source) => {
+                return Err(ListenError::Bind {
+                    addr: bound,
+                    protocol: "UDP",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// One non-blocking UDP socket on `addr`, in a `SO_REUSEPORT` group when `reuse_port`.
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(target_os = "linux")]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuse_port;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// How the listeners run: the TCP idle timeout and connection caps, and where they count.

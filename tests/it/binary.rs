@@ -385,3 +385,65 @@ fn lists_lookup_explains_which_file_and_line() {
         "{one}"
     );
 }
+
+/// UDP sockets bound to `port` on this host, from `/proc/net/udp` (IPv4).
+fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("Linux: /proc/net/udp");
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&port))
+        })
+        .count()
+}
+
+/// Two worker threads, in each way of spreading UDP queries over them: with `per-worker` the
+/// server reads two UDP sockets in one `SO_REUSEPORT` group (the kernel spreads clients over
+/// them by source port), with `shared` one socket; either way every client is answered from
+/// one cache and one policy. 64 clients on 64 source ports: with a socket of the group left
+/// unread, about half would time out; with a cache per worker, the upstream would be asked
+/// more than once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_answer_every_client_from_one_cache_with_either_udp_socket_layout() {
+    use crate::common::dns::{a_records, udp_query, Ask};
+    use hickory_proto::{op::ResponseCode, rr::RecordType};
+
+    for (layout, sockets) in [("per-worker", 2), ("shared", 1)] {
+        let up = Upstream::start().await;
+        let dir = scratch_dir("workers");
+        let config = dir.join("h.toml");
+        let text = with_lists(&dir, CONFIG).replacen(
+            "[server]\n",
+            &format!("[server]\nudp_sockets = \"{layout}\"\n"),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        let h = serve_with(&config, up.addr, &["--threads", "2"]);
+        let dns = h.dns;
+        assert_eq!(udp_sockets_on(dns.port()), sockets, "{layout}");
+
+        for client in 0..64 {
+            let m = udp_query(dns, "www.example.test.", RecordType::A, Ask::default())
+                .await
+                .unwrap_or_else(|| panic!("{layout}: client {client} got no answer"));
+            assert_eq!(
+                a_records(&m),
+                ["192.0.2.10".parse::<std::net::Ipv4Addr>().unwrap()]
+            );
+            let blocked = udp_query(dns, "play.games.test.", RecordType::A, Ask::default())
+                .await
+                .unwrap_or_else(|| panic!("{layout}: client {client}: no answer when blocked"));
+            assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+        }
+        assert_eq!(
+            up.seen.count("www.example.test", RecordType::A),
+            1,
+            "{layout}: every client after the first was answered from the one cache"
+        );
+        assert!(!up.seen.asked_for("play.games.test"));
+    }
+}

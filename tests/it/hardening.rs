@@ -17,6 +17,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use hedgerow::{
+    config::UdpSockets,
     metrics::Metrics,
     pipeline::{Answer, Disposition, Next, Pipeline, Query, Stage, StageFuture},
     server::{descriptors::Budget, Handler, ServeOptions, Sockets, UDP_RECEIVE_BUFFER},
@@ -342,7 +343,7 @@ async fn a_panic_while_answering_costs_that_query_not_the_listener() {
     let pipeline = Arc::new(ArcSwap::from_pointee(Pipeline::new(vec![Arc::new(
         Panicky,
     )])));
-    let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()])
+    let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()], UdpSockets::Shared)
         .await
         .unwrap();
     let dns = sockets.local_addrs()[0];
@@ -420,7 +421,7 @@ async fn a_burst_that_arrives_while_the_udp_loop_is_not_reading_is_answered() {
         .trim()
         .parse()
         .unwrap();
-    let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()])
+    let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()], UdpSockets::Shared)
         .await
         .unwrap();
     let dns = sockets.local_addrs()[0];
