@@ -611,6 +611,7 @@ fn real_multi_category_compile_matches_workload_truth() {
     assert_eq!(tp + tn, 20_000);
 
     prefilter_hides_nothing(&data, &lists, &by_category);
+    transducer_size_floor(&out.join("categories.fst"));
 
     // Spot checks: listed name, subdomain, parent not blocked, mixed case.
     let porn = lists.category_bit("pornography").unwrap();
@@ -619,6 +620,51 @@ fn real_multi_category_compile_matches_workload_truth() {
     assert!(lists.lookup("PornHub.COM.", porn).is_some());
     assert!(lists.lookup("com", porn).is_none());
     assert!(lists.lookup("bbc.co.uk", u32::MAX).is_none());
+}
+
+/// What the transducer's values cost on the real lists (issue 12's "≤ 10 bytes per name"):
+/// the same keys rebuilt with the category masks as values (as compiled), with each distinct
+/// mask replaced by its rank by frequency (the commonest costs nothing: output 0), and with no
+/// values at all — the floor for any value encoding of these keys in an `fst`.
+fn transducer_size_floor(path: &Path) {
+    use fst::{IntoStreamer, Streamer};
+    let map = fst::Map::new(fs::read(path).unwrap()).unwrap();
+    let mut keys = Vec::new();
+    let mut stream = map.into_stream();
+    while let Some((k, v)) = stream.next() {
+        keys.push((k.to_vec(), v));
+    }
+    let mut frequency: std::collections::HashMap<u64, usize> = Default::default();
+    for (_, v) in &keys {
+        *frequency.entry(*v).or_default() += 1;
+    }
+    let mut by_count: Vec<(usize, u64)> = frequency.iter().map(|(v, n)| (*n, *v)).collect();
+    by_count.sort_unstable_by(|a, b| b.cmp(a));
+    let rank: std::collections::HashMap<u64, u64> = by_count
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (*v, i as u64))
+        .collect();
+    let size = |value: &dyn Fn(u64) -> u64| {
+        let mut b = fst::MapBuilder::memory();
+        for (k, v) in &keys {
+            b.insert(k, value(*v)).unwrap();
+        }
+        b.into_inner().unwrap().len()
+    };
+    let (masks, ranked, none) = (size(&|v| v), size(&|v| rank[&v]), size(&|_| 0));
+    assert_eq!(masks as u64, fs::metadata(path).unwrap().len());
+    assert!(none <= ranked && ranked <= masks, "{none} {ranked} {masks}");
+    let per = |bytes: usize| bytes as f64 / keys.len() as f64;
+    println!(
+        "transducer on {} keys, {} distinct values: masks {:.2}, ranked {:.2}, no values {:.2} \
+         bytes per key",
+        keys.len(),
+        by_count.len(),
+        per(masks),
+        per(ranked),
+        per(none)
+    );
 }
 
 /// The prefilter in front of the walk on the real lists: every listed name, a subdomain of
