@@ -212,6 +212,12 @@ mod tests {
             assert_eq!(key(&wire), normalise(typed).unwrap());
         }
         assert_eq!(key(&Name::root()), "");
+        // Bytes outside ASCII (a label off the wire may hold any) each become the character
+        // of that code point, so two spellings differing only there never share a key.
+        let raw = Name::from_labels([&b"X\xc3\xa9Y"[..], b"Test"]).unwrap();
+        assert_eq!(key(&raw), "x\u{c3}\u{a9}y.test");
+        let other = Name::from_labels([&b"x\xc3\x89y"[..], b"test"]).unwrap();
+        assert_ne!(key(&raw), key(&other));
         assert_eq!(normalise("  "), Err(NameError::Empty));
         assert_eq!(normalise("a..b"), Err(NameError::EmptyLabel));
     }
