@@ -716,6 +716,9 @@ impl Inner {
         if config.server.listen != in_force.config.server.listen {
             tracing::warn!("listen addresses changed: restart Hedgerow to apply them");
         }
+        if config.server.udp_sockets != in_force.config.server.udp_sockets {
+            tracing::warn!("server.udp_sockets changed: restart Hedgerow to apply it");
+        }
         let stamp = lists::configured::stamp(&config.lists.artifact_dir);
         let old = &in_force.config.lists;
         let lists_changed = trigger == Trigger::ListsChanged

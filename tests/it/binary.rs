@@ -386,21 +386,6 @@ fn lists_lookup_explains_which_file_and_line() {
     );
 }
 
-/// UDP sockets bound to `port` on this host, from `/proc/net/udp` (IPv4).
-fn udp_sockets_on(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/udp").expect("Linux: /proc/net/udp");
-    let port = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            line.split_whitespace()
-                .nth(1)
-                .is_some_and(|local| local.ends_with(&port))
-        })
-        .count()
-}
-
 /// Two worker threads, in each way of spreading UDP queries over them: with `per-worker` the
 /// server reads two UDP sockets in one `SO_REUSEPORT` group (the kernel spreads clients over
 /// them by source port), with `shared` one socket; either way every client is answered from
@@ -409,7 +394,7 @@ fn udp_sockets_on(port: u16) -> usize {
 /// more than once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_answer_every_client_from_one_cache_with_either_udp_socket_layout() {
-    use crate::common::dns::{a_records, udp_query, Ask};
+    use crate::common::dns::{a_records, udp_query, udp_sockets_on, Ask};
     use hickory_proto::{op::ResponseCode, rr::RecordType};
 
     for (layout, sockets) in [("per-worker", 2), ("shared", 1)] {

@@ -31,7 +31,7 @@ use tokio::{
     net::{TcpSocket, TcpStream, UdpSocket},
 };
 
-use crate::common::dns::{scratch_dir, tcp_query, udp_query, Ask, Upstream};
+use crate::common::dns::{scratch_dir, tcp_query, udp_query, udp_sockets_on, Ask, Upstream};
 
 /// Raises this test process's own soft open-file limit: it opens thousands of sockets.
 fn raise_own_limit() {
@@ -639,4 +639,27 @@ async fn metrics_hammered_while_dns_answers() {
         "{health}"
     );
     app.shutdown().await;
+}
+
+/// A second server started on a port whose UDP sockets are a `SO_REUSEPORT` group fails,
+/// naming the TCP port it found taken, and leaves the first one's group as it was (a socket of
+/// it left behind in the group would take a share of the first one's queries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_a_per_worker_port_fails_without_joining_its_group() {
+    let first = Sockets::bind(&["127.0.0.1:0".parse().unwrap()], UdpSockets::PerWorker)
+        .await
+        .unwrap();
+    let dns = first.local_addrs()[0];
+    assert_eq!(udp_sockets_on(dns.port()), 2);
+    for layout in [UdpSockets::PerWorker, UdpSockets::Shared] {
+        let Err(error) = Sockets::bind(&[dns], layout).await else {
+            panic!("{layout:?}: a second server bound {dns}");
+        };
+        let error = error.to_string();
+        assert!(
+            error.contains(&format!("cannot listen on {dns} (TCP)")),
+            "{error}"
+        );
+        assert_eq!(udp_sockets_on(dns.port()), 2, "{layout:?}");
+    }
 }

@@ -347,6 +347,21 @@ pub async fn udp_and_tcp_on_one_port() -> (UdpSocket, tokio::net::TcpListener) {
 
 pub use super::tempdir::scratch_dir;
 
+/// UDP sockets bound to `port` on this host, from `/proc/net/udp` (IPv4).
+pub fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("Linux: /proc/net/udp");
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&port))
+        })
+        .count()
+}
+
 /// Starts Hedgerow in-process on 127.0.0.1:0 with `config` (TOML), forwarding to `upstream`.
 pub async fn start_hedgerow(config: &str, upstream: SocketAddr) -> (Hedgerow, PathBuf) {
     start_hedgerow_with(config, upstream, Overrides::default()).await
