@@ -20,7 +20,7 @@ use super::keys::{KeySet, MergeStats};
 use super::manifest::{Severity, MAX_CATEGORIES};
 use super::memo::{Memo, PER_GENERATION};
 use super::parse::{normalize_name, EntryKind};
-use super::prefilter::{Prefilter, PrefilterBuilder};
+use super::prefilter::{key_anchor_hash, Prefilter, PrefilterBuilder};
 
 /// One listed suffix of a query name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -260,21 +260,41 @@ fn check_structure(
             p.backing().release();
         }
     };
+    // The keys' anchors are checked against the prefilter a part at a time, in the filter's
+    // own order, so that its pages can be given back behind the probes.
+    let missing = |hashes: &mut Vec<u64>| {
+        let Some(p) = prefilter else { return 0 };
+        let mut from = 0;
+        let missing = p.count_missing(hashes, |upto| {
+            if let Backing::Mmap(m) = p.backing() {
+                release_mapped(m, from, upto - from);
+            }
+            from = upto;
+        });
+        hashes.clear();
+        missing
+    };
     verify_fst(map.map.as_fst().as_inner())?;
     release();
     let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut stream = map.map.stream();
         let (mut keys, mut stray, mut uncovered) = (0u64, 0u32, 0u64);
+        let mut hashes = Vec::new();
         while let Some((k, v)) = stream.next() {
             keys += 1;
             stray |= (v as u32 | (v >> 32) as u32) & !known;
-            if prefilter.is_some_and(|p| !p.covers_key(k)) {
-                uncovered += 1;
+            if let Some(p) = prefilter {
+                match key_anchor_hash(k) {
+                    Some(h) => hashes.push(h),
+                    None => uncovered += u64::from(!p.covers_key(k)),
+                }
             }
             if keys % RELEASE_KEYS == 0 {
+                uncovered += missing(&mut hashes);
                 release();
             }
         }
+        uncovered += missing(&mut hashes);
         (keys, stray, uncovered)
     }));
     release();
