@@ -241,7 +241,7 @@ fn private_map(path: &Path) -> std::io::Result<Mmap> {
 /// Keys walked between two releases of the mappings' pages while `open` checks them.
 const RELEASE_KEYS: u64 = 1 << 18;
 /// Bytes hashed between two releases while `open` checks a file's checksum.
-const RELEASE_BYTES: usize = 8 << 20;
+const RELEASE_BYTES: usize = 1 << 20;
 
 /// Checks a transducer as a whole: its own checksum, a full walk (which must not panic) that
 /// finds `names` keys, values naming only `known` category bits, and every key covered by
