@@ -740,11 +740,23 @@ impl Blocklists {
         if !self.may_be_listed(name) {
             return None;
         }
-        let walk = |f: &mut dyn FnMut(u8, u32)| self.blocks.walk(name, |h| f(h.depth, h.bits));
+        // The walk also notes the deepest hit in `mask`, for a name with more listed suffixes
+        // than a memo entry holds (not kept, so that walk's answer is the answer).
+        let mut walked = None;
+        let walk = |f: &mut dyn FnMut(u8, u32)| {
+            self.blocks.walk(name, |h| {
+                if h.bits & mask != 0 {
+                    walked = Some(Hit {
+                        depth: h.depth,
+                        bits: h.bits & mask,
+                    });
+                }
+                f(h.depth, h.bits)
+            })
+        };
         match self.memo.get_or_walk(name, walk) {
             Some(hits) => hits.deepest(mask).map(|(depth, bits)| Hit { depth, bits }),
-            // More listed suffixes than a memo entry holds.
-            None => self.blocks.deepest(name, mask),
+            None => walked,
         }
     }
 

@@ -421,6 +421,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{BlockReason, Disposition, Severity, Transport};
 
     /// Every entry of a replay, read in chunks of 2, and the damaged lines skipped.
     fn all(mut entries: Entries) -> (Vec<Entry>, usize) {
@@ -434,7 +435,6 @@ mod tests {
             out.extend(chunk);
         }
     }
-    use crate::event::{BlockReason, Disposition, Severity, Transport};
 
     fn event(name: EventName) -> QueryEvent {
         QueryEvent {
