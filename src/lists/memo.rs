@@ -155,7 +155,13 @@ impl Memo {
 impl Shard {
     fn insert(&mut self, name: Box<str>, hits: Hits, per_generation: usize) {
         if self.young.len() >= per_generation {
-            self.old = std::mem::take(&mut self.young);
+            // The old generation's table, emptied, becomes the young one: dropping it and
+            // growing a new one from nothing (a rehash at every doubling) cost the DNS
+            // thread a burst of frees and large allocations at each rotation, which glibc
+            // answers by merging every small chunk freed since (`malloc_consolidate`; perf
+            // on the DNS thread, benches/README.md).
+            self.old.clear();
+            std::mem::swap(&mut self.old, &mut self.young);
         }
         self.young.insert(name, hits);
     }

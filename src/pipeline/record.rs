@@ -34,11 +34,21 @@ impl Record {
     }
 }
 
-/// The event for `query` answered with `answer`, stamped `at`.
+/// The event for `query` answered with `answer`, stamped `at`, built in `spare`'s buffers
+/// when the sink gave one ([`QuerySink::spare`]).
 ///
 /// Built here, once, from the finished query: an illegal-tier name is withheld at this point,
 /// so it never reaches a channel, a journal or a database.
-pub fn event(query: &Query, answer: &Answer, at: std::time::SystemTime) -> QueryEvent {
+pub fn event(
+    spare: Option<QueryEvent>,
+    query: &Query,
+    answer: &Answer,
+    at: std::time::SystemTime,
+) -> QueryEvent {
+    let (name, category, rule) = match spare {
+        Some(e) => (e.name.into_buffer(), e.category, e.rule),
+        None => (None, None, None),
+    };
     let reason = answer.reason.as_ref();
     let illegal = reason.is_some_and(|r| r.kind.is_illegal_tier());
     QueryEvent {
@@ -49,24 +59,35 @@ pub fn event(query: &Query, answer: &Answer, at: std::time::SystemTime) -> Query
         name: if illegal {
             EventName::Withheld
         } else {
-            EventName::Clear(query.key.clone())
+            EventName::Clear(refill(name, &query.key))
         },
         qtype: u16::from(query.qtype),
         transport: query.transport,
         disposition: answer.disposition,
         reason: reason.map(|r| r.kind),
-        category: reason.and_then(|r| r.category.clone()),
+        category: reason
+            .and_then(|r| r.category.as_deref())
+            .map(|c| refill(category, c)),
         rule: if illegal {
-            Some("illegal-content list, entry withheld".to_string())
+            Some(refill(rule, "illegal-content list, entry withheld"))
         } else {
             reason
-                .map(|r| r.detail.clone())
-                .or_else(|| answer.note.as_ref().map(|n| n.to_string()))
+                .map(|r| r.detail.as_str())
+                .or(answer.note.as_deref())
+                .map(|text| refill(rule, text))
         },
         severity: reason.and_then(|r| r.severity),
         rcode: u16::from(answer.rcode),
         duration: query.received.elapsed(),
     }
+}
+
+/// `text` in `buffer` when there is one (no allocation while it is long enough).
+fn refill(buffer: Option<String>, text: &str) -> String {
+    let mut s = buffer.unwrap_or_default();
+    s.clear();
+    s.push_str(text);
+    s
 }
 
 impl Stage for Record {
@@ -90,7 +111,7 @@ impl Stage for Record {
                 }
             }
             if let Some(sink) = &self.sink {
-                sink.record(event(query, &answer, self.clock.now()));
+                sink.record(event(sink.spare(), query, &answer, self.clock.now()));
             }
             answer
         })
@@ -159,5 +180,89 @@ mod tests {
         pipeline.resolve(&mut query(Origin::Client)).await;
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         assert_ne!(metrics.encode(), before);
+    }
+
+    /// An event built in a spare is the event built afresh, in the spare's buffers; and an
+    /// illegal-tier name leaves no trace of the spare's name.
+    #[test]
+    fn an_event_built_in_a_spare_reuses_its_buffers_and_equals_a_fresh_one() {
+        use crate::{
+            event::{BlockReason, Severity},
+            pipeline::answer::Reason,
+        };
+        let query = Query::new(
+            "127.0.0.1".parse().unwrap(),
+            Transport::Udp,
+            Name::from_ascii("www.example.test.").unwrap(),
+            RecordType::A,
+        );
+        let mut blocked = Answer::empty(ResponseCode::NXDomain, Disposition::Blocked);
+        blocked.reason = Some(Reason {
+            kind: BlockReason::Category,
+            detail: "group pupils: category gambling".to_string(),
+            severity: Some(Severity::Medium),
+            category: Some("gambling".to_string()),
+        });
+        let allowed =
+            Answer::empty(ResponseCode::NoError, Disposition::Forwarded).with_note("cached");
+        let at = std::time::SystemTime::now();
+
+        // A spare whose buffers are larger than anything this query writes.
+        let mut spare = event(None, &query, &blocked, at);
+        let long = "x".repeat(300);
+        for s in [
+            match &mut spare.name {
+                EventName::Clear(s) => s,
+                EventName::Withheld => unreachable!(),
+            },
+            spare.category.as_mut().unwrap(),
+            spare.rule.as_mut().unwrap(),
+        ] {
+            s.push_str(&long);
+        }
+        let buffers = |e: &QueryEvent| {
+            (
+                match &e.name {
+                    EventName::Clear(s) => s.as_ptr(),
+                    EventName::Withheld => std::ptr::null(),
+                },
+                e.category.as_ref().map(|s| s.as_ptr()),
+                e.rule.as_ref().map(|s| s.as_ptr()),
+            )
+        };
+        let before = buffers(&spare);
+        let refilled = event(Some(spare), &query, &blocked, at);
+        let fresh = event(None, &query, &blocked, at);
+        assert_eq!(
+            QueryEvent {
+                duration: fresh.duration,
+                ..refilled.clone()
+            },
+            fresh
+        );
+        assert_eq!(buffers(&refilled), before, "every buffer reused");
+
+        // Allowed, into a blocked spare: no category left over, the note as the rule.
+        let rule = refilled.rule.as_ref().map(|s| s.as_ptr());
+        let allowed_event = event(Some(refilled), &query, &allowed, at);
+        assert_eq!(allowed_event.category, None);
+        assert_eq!(allowed_event.rule.as_deref(), Some("cached"));
+        assert_eq!(allowed_event.rule.as_ref().map(|s| s.as_ptr()), rule);
+        assert_eq!(
+            allowed_event.name,
+            EventName::Clear("www.example.test".to_string())
+        );
+
+        // An illegal-tier block withholds the name whatever the spare held.
+        let mut illegal = blocked.clone();
+        if let Some(r) = illegal.reason.as_mut() {
+            r.kind = BlockReason::Illegal;
+        }
+        let withheld = event(Some(allowed_event), &query, &illegal, at);
+        assert_eq!(withheld.name, EventName::Withheld);
+        assert_eq!(
+            withheld.rule.as_deref(),
+            Some("illegal-content list, entry withheld")
+        );
     }
 }

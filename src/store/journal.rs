@@ -219,7 +219,7 @@ impl Journal {
 
     /// Appends events and writes them with anything buffered; `sync` makes them durable
     /// before returning (the writer's path).
-    pub fn append(&self, events: &[QueryEvent], sync: bool) -> Result<(), StoreError> {
+    pub fn append(&self, events: &[&QueryEvent], sync: bool) -> Result<(), StoreError> {
         // A poisoned lock only means another appender panicked mid-write; the file is still
         // line-oriented and a torn line is skipped on replay.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -381,7 +381,7 @@ impl Drop for Journal {
 impl Shared {
     /// Journals events that must not be lost, counting them; a failure here is the one way a
     /// blocked event can be lost, so it is logged as an error naming the file.
-    pub(crate) fn journal_events(&self, events: &[QueryEvent], sync: bool) {
+    pub(crate) fn journal_events(&self, events: &[&QueryEvent], sync: bool) {
         if events.is_empty() {
             return;
         }
@@ -478,7 +478,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let j = Journal::open(&dir, 0).unwrap();
         j.append(
-            &[event(EventName::Withheld), event(EventName::Withheld)],
+            &[&event(EventName::Withheld), &event(EventName::Withheld)],
             true,
         )
         .unwrap();
@@ -496,7 +496,7 @@ mod tests {
         j.replayed().unwrap();
         assert!(!j.pending());
         let j = Journal::open(&dir, 10).unwrap();
-        j.append(&[event(EventName::Withheld)], false).unwrap();
+        j.append(&[&event(EventName::Withheld)], false).unwrap();
         assert_eq!(all(j.take_for_replay().unwrap()).0[0].seq, 11);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -512,7 +512,7 @@ mod tests {
         assert!(!j.append_buffered(&e).unwrap());
         assert!(!j.pending(), "nothing written yet");
         // A direct append writes the buffer first: the file stays in sequence order.
-        j.append(std::slice::from_ref(&e), false).unwrap();
+        j.append(&[&e], false).unwrap();
         assert!(!j.append_buffered(&e).unwrap());
         std::thread::sleep(BUFFER_AGE);
         j.write_buffered(false).unwrap();

@@ -10,7 +10,9 @@
 //!   queues: blocked (and breach-bearing) events, which are never dropped — when their queue is
 //!   full or the writer is gone they are appended to the journal file (a short mutex; a
 //!   `write` per 64 KiB or 100 ms, only on that overload path) — and allowed events, which are shed and counted.
-//!   Nothing on the DNS path ever waits for SQLite.
+//!   Nothing on the DNS path ever waits for SQLite. Stored events go back to the DNS
+//!   threads, which build new ones in their buffers ([`QuerySink::spare`], `sink::Spent`):
+//!   freed by the writer a batch at a time, they stalled the DNS thread's allocator.
 //! - The writer batches: one transaction per 16,384 rows or per `batch_interval` (default
 //!   200 ms), prepared statements reused. A `kill -9` loses the events still queued or in the
 //!   current batch — while the writer keeps up, at most one batch interval — and WAL mode
@@ -280,6 +282,8 @@ pub(crate) struct Shared {
     pub(crate) journal: journal::Journal,
     /// Events queued for the writer (both queues).
     pub(crate) depth: AtomicI64,
+    /// Events stored, waiting for the DNS threads to free them.
+    pub(crate) spent: sink::Spent,
 }
 
 enum Control {
@@ -316,6 +320,7 @@ impl Store {
             metrics,
             journal,
             depth: AtomicI64::new(0),
+            spent: sink::Spent::default(),
         });
         let (allowed_tx, allowed_rx) = mpsc::sync_channel(config.channel_capacity);
         let (blocked_tx, blocked_rx) = mpsc::sync_channel(config.channel_capacity);

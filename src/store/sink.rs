@@ -1,6 +1,7 @@
-//! The [`QuerySink`] the DNS path records into: a non-blocking send, never a wait.
+//! The [`QuerySink`] the DNS path records into: a non-blocking send, never a wait; and the
+//! stored events it gives back to be filled again ([`Spent`]).
 
-use std::sync::{atomic::Ordering, mpsc, Arc};
+use std::sync::{atomic::Ordering, mpsc, Arc, Mutex};
 
 use crate::event::{QueryEvent, QuerySink};
 
@@ -33,6 +34,13 @@ impl StoreSink {
 }
 
 impl QuerySink for StoreSink {
+    fn spare(&self) -> Option<QueryEvent> {
+        if !self.enabled {
+            return None;
+        }
+        self.shared.spent.take()
+    }
+
     fn record(&self, event: QueryEvent) {
         if !self.enabled {
             return;
@@ -45,7 +53,7 @@ impl QuerySink for StoreSink {
                 // a batch interval even if no append follows) or gone (written at once).
                 Err(mpsc::TrySendError::Full(event)) => self.shared.journal_event(&event),
                 Err(mpsc::TrySendError::Disconnected(event)) => {
-                    self.shared.journal_events(&[event], false);
+                    self.shared.journal_events(&[&event], false);
                 }
             }
         } else {
@@ -54,5 +62,113 @@ impl QuerySink for StoreSink {
                 Err(_) => self.shared.metrics.shed.with_label_values(&["full"]).inc(),
             }
         }
+    }
+}
+
+/// Events the writer has stored, handed back for the DNS threads to build new ones in
+/// ([`QuerySink::spare`]).
+///
+/// Why: an event's strings are allocated by the DNS thread that built it. Freed by the writer,
+/// a whole batch of them (thousands every batch interval at 10k queries a second) lands in
+/// that thread's `malloc` arena at once, and glibc makes the DNS thread's next large
+/// allocation take them all in (`malloc_consolidate`): about a millisecond, every batch, in
+/// which no query was answered (`perf record` on the DNS thread, benches/README.md). Freeing
+/// them a few at a time on the DNS thread instead did not help (the frees still outran the
+/// allocations); reusing them does: no allocation and no free per query.
+#[derive(Default)]
+pub(crate) struct Spent {
+    pile: Mutex<Vec<QueryEvent>>,
+}
+
+impl Spent {
+    /// Events kept at most (a few MB); beyond it the writer frees them, which happens only
+    /// when fewer queries now arrive than were stored.
+    const MAX: usize = super::writer::BATCH_ROWS;
+
+    /// The writer's side: moves `batch` (stored) onto the pile, as much as fits. What is left
+    /// in `batch` is the caller's to free. Swapped when the pile is empty (the usual case:
+    /// the DNS threads took the last batch's while this one was queued), so the lock is
+    /// held for no longer than that.
+    pub(crate) fn hand_back(&self, batch: &mut Vec<QueryEvent>) {
+        let mut pile = self.pile.lock().unwrap_or_else(|p| p.into_inner());
+        if pile.is_empty() {
+            std::mem::swap(&mut *pile, batch);
+            let extra = pile.len().saturating_sub(Self::MAX);
+            batch.extend(pile.drain(..extra));
+        } else {
+            let room = Self::MAX.saturating_sub(pile.len()).min(batch.len());
+            pile.extend(batch.drain(..room));
+        }
+    }
+
+    /// The DNS side: one stored event, or none when there is none or the writer holds the
+    /// pile (never waits for it).
+    pub(crate) fn take(&self) -> Option<QueryEvent> {
+        self.pile.try_lock().ok()?.pop()
+    }
+
+    /// Empties the pile into the caller's hands (the writer's, when the DNS threads have
+    /// taken nothing for a while).
+    pub(crate) fn take_all(&self) -> Vec<QueryEvent> {
+        std::mem::take(&mut *self.pile.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::event::{Disposition, EventName, Transport};
+
+    fn event(name: &str) -> QueryEvent {
+        QueryEvent {
+            at: SystemTime::UNIX_EPOCH,
+            client: "127.0.0.1".parse().unwrap(),
+            device: None,
+            group: None,
+            name: EventName::Clear(name.to_string()),
+            qtype: 1,
+            transport: Transport::Udp,
+            disposition: Disposition::Forwarded,
+            reason: None,
+            category: None,
+            rule: None,
+            severity: None,
+            rcode: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn names(events: &[QueryEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.name.clone().into_buffer().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn stored_events_are_taken_back_one_at_a_time_up_to_the_bound() {
+        let spent = Spent::default();
+        assert!(spent.take().is_none());
+        let mut batch = vec![event("a.example"), event("b.example")];
+        spent.hand_back(&mut batch);
+        assert!(batch.is_empty(), "an empty pile takes the whole batch");
+        let mut more = vec![event("c.example")];
+        spent.hand_back(&mut more);
+        assert!(more.is_empty());
+        let taken = [spent.take(), spent.take(), spent.take(), spent.take()];
+        let taken: Vec<QueryEvent> = taken.into_iter().flatten().collect();
+        assert_eq!(names(&taken), ["c.example", "b.example", "a.example"]);
+
+        // Past the bound the caller keeps the rest, whether the pile was empty or not.
+        let mut big: Vec<QueryEvent> = (0..Spent::MAX + 3).map(|_| event("x.example")).collect();
+        spent.hand_back(&mut big);
+        assert_eq!(big.len(), 3);
+        let mut one = vec![event("y.example")];
+        spent.hand_back(&mut one);
+        assert_eq!(one.len(), 1);
+        assert_eq!(spent.take_all().len(), Spent::MAX);
+        assert!(spent.take().is_none());
     }
 }

@@ -53,6 +53,10 @@ const SIZE_EVERY: Duration = Duration::from_secs(10);
 /// of MB free in the arenas otherwise ([`crate::heap`]). A million events is hours of a
 /// school's blocked queries (at 100 a second, nearly three); under a flood, seconds.
 const TRIM_AFTER: usize = 1_000_000;
+/// How long (at least two batch intervals) stored events wait for the DNS threads to reuse
+/// them before the writer frees them: no batch came meanwhile, so no query arrived to be
+/// kept waiting by it.
+const SPENT_AGE: Duration = Duration::from_secs(1);
 /// Journal entries per replay transaction.
 const REPLAY_CHUNK: usize = 16_384;
 /// Rows deleted per retention transaction, so the writer never holds the lock for long.
@@ -150,6 +154,8 @@ pub(crate) struct Writer {
     last_replay_try: Option<Instant>,
     last_retention: Option<Instant>,
     last_size: Option<Instant>,
+    /// When the last batch was handed back to the DNS threads to free ([`super::sink::Spent`]).
+    handed_back: Option<Instant>,
     /// Events written since the heap was last given back (see [`TRIM_AFTER`]).
     since_trim: usize,
     /// The day before which presence days were last pruned (a scan, so once a day).
@@ -198,6 +204,7 @@ impl Writer {
             last_replay_try: None,
             last_retention: None,
             last_size: None,
+            handed_back: None,
             since_trim: 0,
             presence_pruned_day: i64::MIN,
             db_failing: false,
@@ -227,7 +234,10 @@ impl Writer {
             if batch.len() >= BATCH_ROWS
                 || (!batch.is_empty() && (now >= deadline || !acks.is_empty() || closing))
             {
-                self.write_batch(std::mem::take(&mut batch));
+                self.write_batch(&batch);
+                self.shared.spent.hand_back(&mut batch);
+                self.handed_back = Some(Instant::now());
+                batch.clear();
                 batch.reserve(BATCH_ROWS);
                 deadline = Instant::now() + interval;
                 // More may be queued: go round again before acknowledging a flush.
@@ -301,6 +311,11 @@ impl Writer {
                 tracing::warn!(%error, "store: retention did not complete; will retry");
             }
         }
+        let idle = SPENT_AGE.max(2 * self.config.batch_interval);
+        if self.handed_back.is_some_and(|t| t.elapsed() >= idle) {
+            self.handed_back = None;
+            drop(self.shared.spent.take_all());
+        }
         if due(self.last_size, SIZE_EVERY) {
             self.last_size = Some(Instant::now());
             self.update_size();
@@ -335,10 +350,10 @@ impl Writer {
 
     /// Writes one batch in one transaction; when the database refuses, the events that must
     /// not be lost go to the journal and the rest are shed, counted.
-    fn write_batch(&mut self, events: Vec<QueryEvent>) {
+    fn write_batch(&mut self, events: &[QueryEvent]) {
         self.since_trim += events.len();
         let started = Instant::now();
-        match self.try_write(&events, None) {
+        match self.try_write(events, None) {
             Ok(out) => {
                 if self.db_failing {
                     tracing::info!("store: the database is writable again");
@@ -353,13 +368,12 @@ impl Writer {
                     tracing::error!(%error, "store: cannot write the query log; blocked queries go to the journal until it can");
                     self.db_failing = true;
                 }
-                let (keep, shed): (Vec<QueryEvent>, Vec<QueryEvent>) =
-                    events.into_iter().partition(must_keep);
+                let keep: Vec<&QueryEvent> = events.iter().filter(|e| must_keep(e)).collect();
                 self.shared
                     .metrics
                     .shed
                     .with_label_values(&["database"])
-                    .inc_by(shed.len() as u64);
+                    .inc_by((events.len() - keep.len()) as u64);
                 self.shared.journal_events(&keep, true);
             }
         }

@@ -745,6 +745,48 @@ fn store_close_drains_everything() {
     );
 }
 
+/// Stored events come back to the DNS side to be filled again (`QuerySink::spare`), each
+/// once; a disabled store gives none. Without them every query's strings would
+/// be freed by the writer, a batch at a time (benches/README.md, "the DNS thread's
+/// millisecond").
+#[test]
+fn store_hands_stored_events_back_to_be_reused() {
+    let dir = TempDir::new("store-spare");
+    let (clock, _) = clock();
+    let (store, _registry) = open(&dir, &StoreConfig::default(), &clock);
+    let sink = store.sink();
+    assert!(sink.spare().is_none(), "nothing stored yet");
+    for i in 0..300 {
+        sink.record(allowed(i, "10.0.0.1", &format!("n{i}.example")));
+    }
+    sink.record(blocked(300, "10.0.0.2", "x.example", None));
+    store.flush().unwrap();
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 301);
+    let mut spares = Vec::new();
+    while let Some(e) = sink.spare() {
+        spares.push(e);
+    }
+    let mut names: Vec<EventName> = spares.iter().map(|e| e.name.clone()).collect();
+    names.sort_by_key(|n| format!("{n:?}"));
+    let mut expected: Vec<EventName> = (0..300)
+        .map(|i| EventName::Clear(format!("n{i}.example")))
+        .chain([EventName::Clear("x.example".into())])
+        .collect();
+    expected.sort_by_key(|n| format!("{n:?}"));
+    assert_eq!(names, expected, "every stored event, once");
+    assert!(spares.contains(&blocked(300, "10.0.0.2", "x.example", None)));
+
+    let off = TempDir::new("store-spare-off");
+    let config = StoreConfig {
+        enabled: false,
+        ..StoreConfig::default()
+    };
+    let (store, _registry) = open(&off, &config, &clock);
+    store.sink().record(allowed(0, "10.0.0.1", "a.example"));
+    store.flush().unwrap();
+    assert!(store.sink().spare().is_none());
+}
+
 #[test]
 fn store_allowed_logging_can_be_turned_off_per_group() {
     let dir = TempDir::new("store-nolog");
