@@ -282,7 +282,7 @@ pub(crate) struct Shared {
     pub(crate) journal: journal::Journal,
     /// Events queued for the writer (both queues).
     pub(crate) depth: AtomicI64,
-    /// Events stored, waiting for the DNS threads to free them.
+    /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
 }
 

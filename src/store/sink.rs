@@ -107,8 +107,8 @@ impl Spent {
         self.pile.try_lock().ok()?.pop()
     }
 
-    /// Empties the pile into the caller's hands (the writer's, when the DNS threads have
-    /// taken nothing for a while).
+    /// Empties the pile into the caller's hands (the writer's, when no batch has come for a
+    /// while: no query is there to be delayed by the frees).
     pub(crate) fn take_all(&self) -> Vec<QueryEvent> {
         std::mem::take(&mut *self.pile.lock().unwrap_or_else(|p| p.into_inner()))
     }
