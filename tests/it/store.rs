@@ -747,7 +747,7 @@ fn store_close_drains_everything() {
 
 /// Stored events come back to the DNS side to be filled again (`QuerySink::spare`), each
 /// once; a disabled store gives none. Without them every query's strings would
-/// be freed by the writer, a batch at a time (benches/README.md, "the DNS thread's
+/// be freed by the writer, a batch at a time (benches/README.md, "The DNS thread's lost
 /// millisecond").
 #[test]
 fn store_hands_stored_events_back_to_be_reused() {
