@@ -30,7 +30,7 @@ ROOT="$(mktemp -d /tmp/p99-probe.XXXXXX)"
 REPS=$1
 shift
 
-RESPONDER="$ROOT/responder"
+RESPONDER="$ROOT/limit-responder"
 cc -O2 -pthread -o "$RESPONDER" "$SHARED/bench/limit/responder.c"
 
 UP_PORT=$((5400 + RANDOM % 100))
