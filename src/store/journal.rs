@@ -421,7 +421,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{BlockReason, Disposition, Severity, Transport};
+    use crate::store::test_event as event;
 
     /// Every entry of a replay, read in chunks of 2, and the damaged lines skipped.
     fn all(mut entries: Entries) -> (Vec<Entry>, usize) {
@@ -433,25 +433,6 @@ mod tests {
                 return (out, entries.bad());
             }
             out.extend(chunk);
-        }
-    }
-
-    fn event(name: EventName) -> QueryEvent {
-        QueryEvent {
-            at: from_unix_millis(1_788_256_800_123),
-            client: "10.0.0.1".parse().unwrap(),
-            device: Some("pc".into()),
-            group: Some("pupils".into()),
-            name,
-            qtype: 28,
-            transport: Transport::Tcp,
-            disposition: Disposition::Blocked,
-            reason: Some(BlockReason::Illegal),
-            category: None,
-            rule: Some("illegal-content list".into()),
-            severity: Some(Severity::High),
-            rcode: 3,
-            duration: Duration::from_micros(42),
         }
     }
 

@@ -140,6 +140,27 @@ fn background_priority() {
     }
 }
 
+/// A blocked event named `name`, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn test_event(name: crate::event::EventName) -> QueryEvent {
+    QueryEvent {
+        at: crate::clock::from_unix_millis(1_788_256_800_123),
+        client: "10.0.0.1".parse().unwrap(),
+        device: Some("pc".into()),
+        group: Some("pupils".into()),
+        name,
+        qtype: 28,
+        transport: Transport::Tcp,
+        disposition: Disposition::Blocked,
+        reason: Some(BlockReason::Illegal),
+        category: None,
+        rule: Some("illegal-content list".into()),
+        severity: Some(Severity::High),
+        rcode: 3,
+        duration: std::time::Duration::from_micros(42),
+    }
+}
+
 /// The database file's name inside `DATA_DIR`.
 pub const DB_FILE: &str = "hedgerow.sqlite";
 

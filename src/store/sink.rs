@@ -116,28 +116,11 @@ impl Spent {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
     use super::*;
-    use crate::event::{Disposition, EventName, Transport};
+    use crate::event::EventName;
 
     fn event(name: &str) -> QueryEvent {
-        QueryEvent {
-            at: SystemTime::UNIX_EPOCH,
-            client: "127.0.0.1".parse().unwrap(),
-            device: None,
-            group: None,
-            name: EventName::Clear(name.to_string()),
-            qtype: 1,
-            transport: Transport::Udp,
-            disposition: Disposition::Forwarded,
-            reason: None,
-            category: None,
-            rule: None,
-            severity: None,
-            rcode: 0,
-            duration: Duration::ZERO,
-        }
+        crate::store::test_event(EventName::Clear(name.to_string()))
     }
 
     fn names(events: &[QueryEvent]) -> Vec<String> {

@@ -450,19 +450,19 @@ pub async fn udp_query(
     let m = query_message(qname, qtype, ask);
     sock.send_to(&m.to_vec().unwrap(), server).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    // As a real stub does (RFC 5452): only a reply from the server's port with the query's
-    // ID is the answer. With the whole suite on loopback an ephemeral port is soon reused,
-    // and a late reply of another test's server to that port's last owner can arrive first
-    // (seen once in CI: a reply with another ID).
+    // Only a datagram from the server's port is its reply, and it must parse and carry the
+    // query's ID. Anything else is ignored, as a stub resolver does (RFC 5452): with the
+    // whole suite on loopback an ephemeral port is soon reused, and a late reply of another
+    // test's server to that port's last owner can arrive first (seen once in CI).
     let reply = async {
         loop {
             let (n, from) = sock.recv_from(&mut buf).await.ok()?;
-            let Ok(reply) = Message::from_vec(&buf[..n]) else {
+            if from.port() != server.port() {
                 continue;
-            };
-            if from.port() == server.port() && reply.metadata.id == m.metadata.id {
-                return Some(reply);
             }
+            let reply = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(reply.metadata.id, m.metadata.id);
+            return Some(reply);
         }
     };
     tokio::time::timeout(Duration::from_secs(3), reply)
