@@ -472,16 +472,27 @@ impl Commands {
                 }
             }
         }
+        // A breach's evidence rows lie within its key range (`migrate::V10`): read there
+        // rather than through the whole table.
+        let ranges: Vec<(i64, i64, i64)> = tx
+            .prepare(
+                "SELECT b.id, b.first_k, b.last_k FROM temp.erase_breaches e
+                 JOIN breaches b ON b.id = e.id WHERE b.first_k IS NOT NULL",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, lo, hi) in ranges {
+            tx.prepare_cached(
+                "DELETE FROM breach_queries WHERE k BETWEEN ?2 AND ?3 AND breach = ?1",
+            )?
+            .execute(params![id, lo, hi])?;
+        }
         let breaches = tx.execute(
             "DELETE FROM breaches WHERE id IN (SELECT id FROM temp.erase_breaches)",
             [],
         )? as u64;
         tx.execute(
             "DELETE FROM breach_events WHERE breach IN (SELECT id FROM temp.erase_breaches)",
-            [],
-        )?;
-        tx.execute(
-            "DELETE FROM breach_queries WHERE breach IN (SELECT id FROM temp.erase_breaches)",
             [],
         )?;
 

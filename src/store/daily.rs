@@ -323,7 +323,7 @@ pub(crate) fn device_attempts(
 }
 
 /// The statuses, as an SQL list of our own labels.
-fn status_list(statuses: impl Iterator<Item = CaseStatus>) -> String {
+pub(super) fn status_list(statuses: impl Iterator<Item = CaseStatus>) -> String {
     statuses
         .map(|s| format!("'{}'", s.label()))
         .collect::<Vec<_>>()

@@ -271,11 +271,6 @@ LEFT JOIN groups g ON g.id = s.grp
 LEFT JOIN categories c ON c.id = s.category
 LEFT JOIN rules r ON r.id = s.rule";
 
-/// `SELECT … FROM queries q JOIN …` (callers add `WHERE`).
-pub(crate) fn row_select() -> String {
-    format!("{ROW_COLUMNS} FROM queries q {ROW_JOINS}")
-}
-
 fn query_row(r: &Row<'_>) -> rusqlite::Result<QueryRow> {
     let transport: String = r.get(7)?;
     let disposition: String = r.get(8)?;
@@ -654,9 +649,13 @@ impl Reader {
         else {
             return Ok(None);
         };
+        // The evidence lies within the breach's key range (`migrate::V10`), in key order:
+        // the walk stops at the `limit`-th row (no `IN` list of every row to sort first).
         let mut stmt = conn.prepare(&format!(
-            "{} WHERE q.k IN (SELECT k FROM breach_queries WHERE breach = ?1) ORDER BY q.k LIMIT ?2",
-            row_select()
+            "{ROW_COLUMNS} FROM breaches b
+             JOIN breach_queries bq ON bq.k BETWEEN b.first_k AND b.last_k AND bq.breach = b.id
+             CROSS JOIN queries q ON q.k = bq.k {ROW_JOINS}
+             WHERE b.id = ?1 ORDER BY bq.k LIMIT ?2"
         ))?;
         let queries = stmt
             .query_map(rusqlite::params![id, limit], query_row)?

@@ -900,6 +900,13 @@ fn store_erasure_keeps_open_cases_and_is_audited() {
         .find(|b| b.domain == "open-case.example")
         .unwrap()
         .id;
+    let evidence = |breach: i64| {
+        count(
+            &dir,
+            &format!("SELECT COUNT(*) FROM breach_queries WHERE breach = {breach}"),
+        )
+    };
+    assert_eq!((evidence(closed), evidence(open_case)), (1, 1));
     let cmd = store.commands();
     cmd.update_case(closed, &CaseChange::Status(CaseStatus::Closed), "dsl")
         .unwrap();
@@ -914,6 +921,11 @@ fn store_erasure_keeps_open_cases_and_is_audited() {
     assert_eq!(report.breaches, 1);
     assert_eq!(report.kept_open_breaches, [open_case]);
     assert_eq!(report.queries, 2);
+    assert_eq!(
+        (evidence(closed), evidence(open_case)),
+        (0, 1),
+        "the erased case's evidence rows go, the open case's stay"
+    );
     let names: Vec<String> = all(&store, &QueryFilter::default())
         .into_iter()
         .map(|r| r.name)

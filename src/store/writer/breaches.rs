@@ -18,7 +18,7 @@ use crate::{
 };
 
 use super::{Batch, Identity};
-use crate::store::{severity_of, BreachNotice, CaseStatus, StoreError, DAY_MS};
+use crate::store::{daily::status_list, severity_of, BreachNotice, CaseStatus, StoreError, DAY_MS};
 
 /// How far behind the newest attempt the map stays complete: attempts that arrive this much
 /// out of order (the queues' and the journal's usual delay) still find their breach in it.
@@ -34,6 +34,10 @@ struct Entry {
     worst: Severity,
     status: CaseStatus,
     category: Option<i64>,
+    /// The first and last query keys of its evidence (`None` for a breach whose evidence
+    /// was erased before v10 kept the range).
+    first_k: Option<i64>,
+    last_k: Option<i64>,
 }
 
 /// The breaches not closed whose last attempt is at or after `since`: for each device and
@@ -49,8 +53,9 @@ pub(super) struct Open {
     /// asks the database, as it did before the map existed.
     pause: u32,
     by_site: HashMap<(i64, String), Entry>,
-    /// Breaches extended in this batch, by id, as they now are: written at its end.
-    dirty: HashMap<i64, Entry>,
+    /// Breaches extended in this batch, by id, as they now are and whether their first
+    /// attempt moved earlier: written at its end.
+    dirty: HashMap<i64, (Entry, bool)>,
 }
 
 /// What the map can say about an attempt.
@@ -153,18 +158,23 @@ impl Batch<'_, '_> {
                         .or_default() -= 1;
                     *self.breach_days.entry((is, c, worst, status)).or_default() += 1;
                 }
+                let first_moved = t < entry.first;
                 entry.first = entry.first.min(t);
                 entry.last = entry.last.max(t);
+                entry.first_k = Some(entry.first_k.map_or(k, |f| f.min(k)));
+                entry.last_k = Some(entry.last_k.map_or(k, |l| l.max(k)));
                 entry.count += 1;
                 entry.worst = worst;
-                self.caches.breaches.dirty.insert(entry.id, entry.clone());
+                let dirty = &mut self.caches.breaches.dirty;
+                let moved = dirty.get(&entry.id).is_some_and(|d| d.1) || first_moved;
+                dirty.insert(entry.id, (entry.clone(), moved));
                 (entry, false)
             }
             None => {
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO breaches (device, domain, grp, category, severity, user, first, last, count)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1)",
+                        "INSERT INTO breaches (device, domain, grp, category, severity, user, first, last, count, first_k, last_k)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1, ?8, ?8)",
                     )?
                     .execute(params![
                         identity.device,
@@ -173,7 +183,8 @@ impl Batch<'_, '_> {
                         category,
                         severity.label(),
                         identity.user,
-                        t
+                        t,
+                        k
                     ])?;
                 let id = self.tx.last_insert_rowid();
                 *self
@@ -198,13 +209,15 @@ impl Batch<'_, '_> {
                     worst: severity,
                     status: CaseStatus::New,
                     category,
+                    first_k: Some(k),
+                    last_k: Some(k),
                 };
                 (entry, true)
             }
         };
         self.tx
-            .prepare_cached("INSERT OR IGNORE INTO breach_queries (breach, k) VALUES (?1, ?2)")?
-            .execute(params![entry.id, k])?;
+            .prepare_cached("INSERT OR IGNORE INTO breach_queries (k, breach) VALUES (?1, ?2)")?
+            .execute(params![k, entry.id])?;
         if entry.worst == Severity::High {
             let device: String = self
                 .tx
@@ -243,7 +256,7 @@ impl Batch<'_, '_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT id, first, last, count, severity, status, category FROM breaches
+                "SELECT id, first, last, count, severity, status, category, first_k, last_k FROM breaches
                  WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
                    AND status <> 'closed'
                  ORDER BY last DESC LIMIT 1",
@@ -263,13 +276,20 @@ impl Batch<'_, '_> {
 
     /// Fills the map with the breaches not closed whose last attempt is at or after `since`.
     fn load_open_breaches(&mut self, since: i64) -> Result<(), StoreError> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT id, first, last, count, severity, status, category, device, domain
-             FROM breaches WHERE last >= ?1 AND status <> 'closed' ORDER BY last LIMIT ?2",
-        )?;
+        // `status IN (…)` rather than `<> 'closed'`: the index on (status, first) then skips
+        // the closed cases, most of them once a school works its cases.
+        let open = status_list(
+            CaseStatus::ALL
+                .into_iter()
+                .filter(|s| *s != CaseStatus::Closed),
+        );
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT id, first, last, count, severity, status, category, first_k, last_k, device, domain
+             FROM breaches WHERE status IN ({open}) AND last >= ?1 ORDER BY last LIMIT ?2"
+        ))?;
         let bound = i64::try_from(super::CACHE_MAX).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![since, bound + 1], |r| {
-            Ok(((r.get(7)?, r.get(8)?), entry(r)?))
+            Ok(((r.get(9)?, r.get(10)?), entry(r)?))
         })?;
         let open = &mut self.caches.breaches;
         open.by_site.clear();
@@ -290,15 +310,34 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    /// Writes the batch's changes to the breaches it extended.
+    /// Writes the batch's changes to the breaches it extended. `first` is set only when it
+    /// moved (a late attempt from the journal): SQLite rewrites a row's entry in every index
+    /// on a column the `UPDATE` sets, changed or not, and `breaches_status_first` holds it.
     pub(super) fn flush_breaches(&mut self) -> Result<(), StoreError> {
-        let dirty = &mut self.caches.breaches.dirty;
-        if !dirty.is_empty() {
-            let mut stmt = self.tx.prepare_cached(
-                "UPDATE breaches SET first = ?2, last = ?3, count = ?4, severity = ?5 WHERE id = ?1",
-            )?;
-            for (id, e) in dirty.drain() {
-                stmt.execute(params![id, e.first, e.last, e.count, e.worst.label()])?;
+        for (id, (e, first_moved)) in self.caches.breaches.dirty.drain() {
+            let values = params![
+                id,
+                e.last,
+                e.count,
+                e.worst.label(),
+                e.first_k,
+                e.last_k,
+                e.first
+            ];
+            if first_moved {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE breaches SET last = ?2, count = ?3, severity = ?4, first_k = ?5,
+                           last_k = ?6, first = ?7 WHERE id = ?1",
+                    )?
+                    .execute(values)?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE breaches SET last = ?2, count = ?3, severity = ?4, first_k = ?5,
+                           last_k = ?6 WHERE id = ?1",
+                    )?
+                    .execute(&values[..6])?;
             }
         }
         Ok(())
@@ -322,8 +361,8 @@ impl Batch<'_, '_> {
     }
 }
 
-/// An [`Entry`] from a row's first seven columns: id, first, last, count, severity, status,
-/// category (`None` for a label this version does not know).
+/// An [`Entry`] from a row's first nine columns: id, first, last, count, severity, status,
+/// category, first_k, last_k (`None` for a label this version does not know).
 fn entry(r: &Row<'_>) -> rusqlite::Result<Option<Entry>> {
     let (worst, status): (String, String) = (r.get(4)?, r.get(5)?);
     let (Some(worst), Some(status)) = (severity_of(&worst), CaseStatus::parse(&status)) else {
@@ -337,5 +376,7 @@ fn entry(r: &Row<'_>) -> rusqlite::Result<Option<Entry>> {
         worst,
         status,
         category: r.get(6)?,
+        first_k: r.get(7)?,
+        last_k: r.get(8)?,
     }))
 }
