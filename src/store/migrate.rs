@@ -409,8 +409,8 @@ DROP TABLE name_minutes;
 /// `last` (a device's breaches on one site are few, so the writer's lookup sorts them) and
 /// `breaches_last` goes (the writer finds the open breaches through `breaches_status_first`;
 /// a breach list from a date walks breaches newest first, as it does without that filter).
-/// Measured by the pages each commit wrote: the breach rows and those two indexes were three
-/// quarters of them. The index by key (v2) goes with the old table: the key now leads.
+/// Measured by the pages each commit wrote: these rows and index entries were two thirds of
+/// them (benches/README.md). The index by key (v2) goes with the old table: the key now leads.
 ///
 /// Safe to run again (tests take a database back a few versions and reopen it): the
 /// columns are added by [`v10`] only when missing, the table is rebuilt from whatever layout
