@@ -476,8 +476,9 @@ impl Commands {
         // rather than through the whole table.
         let ranges: Vec<(i64, i64, i64)> = tx
             .prepare(
-                "SELECT b.id, b.first_k, b.last_k FROM temp.erase_breaches e
-                 JOIN breaches b ON b.id = e.id WHERE b.first_k IS NOT NULL",
+                "SELECT b.id, b.first_k, t.last_k FROM temp.erase_breaches e
+                 JOIN breaches b ON b.id = e.id JOIN breach_tallies t ON t.breach = b.id
+                 WHERE b.first_k IS NOT NULL",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
@@ -487,6 +488,10 @@ impl Commands {
             )?
             .execute(params![id, lo, hi])?;
         }
+        tx.execute(
+            "DELETE FROM breach_tallies WHERE breach IN (SELECT id FROM temp.erase_breaches)",
+            [],
+        )?;
         let breaches = tx.execute(
             "DELETE FROM breaches WHERE id IN (SELECT id FROM temp.erase_breaches)",
             [],

@@ -400,25 +400,29 @@ DROP TABLE device_minutes;
 DROP TABLE name_minutes;
 ";
 
-/// v10: breach evidence keyed by query first, `(k, breach)`, so the writer's rows for an
-/// attempt land at the end of the table instead of on one page per breach being extended
-/// (measured: those inserts were most of what the query log added to the DNS thread's p99
-/// on disk; benches/README.md). A breach's page reads its rows by a range of keys kept on
-/// its row (`first_k`, `last_k`: keys, not times, since a replayed event's key may sit past
-/// its millisecond). Extending a breach no longer moves index entries: `breaches_open` loses
-/// `last` (a device's breaches on one site are few, so the writer's lookup sorts them) and
-/// `breaches_last` goes (the writer finds the open breaches through `breaches_status_first`;
-/// a breach list from a date walks breaches newest first, as it does without that filter).
-/// Measured by the pages each commit wrote: these rows and index entries were two thirds of
-/// them (benches/README.md). The index by key (v2) goes with the old table: the key now leads.
+/// v10: the breach bookkeeping the writer does for every attempt appends, or writes small
+/// rows, instead of rewriting pages all over the database (measured by the pages each commit
+/// wrote: these rows and index entries were nearly all of them; benches/README.md):
 ///
-/// Safe to run again (tests take a database back a few versions and reopen it): the
-/// columns are added by [`v10`] only when missing, the table is rebuilt from whatever layout
-/// it has.
+/// - `breach_queries` is keyed by query first, `(k, breach)`, so an attempt's row lands at the
+///   end of the table instead of on a page chosen by its breach. The index by key (v2) goes
+///   with the old table: the key leads now.
+/// - A breach's page reads its evidence as a range of keys: `breaches.first_k` and
+///   `breach_tallies.last_k` (keys, not times: a replayed event's key may sit past its
+///   millisecond).
+/// - What every attempt changes — the last attempt, the count, the last key — moves to
+///   `breach_tallies`, a row of four integers per breach: an extension rewrites that, not the
+///   case's wide row (domain, notes, outcome…), so a batch's extensions share far fewer pages.
+///   The case's row changes only when its first attempt, first key or worst severity does.
+/// - No index entry moves when a breach is extended: `breaches_open` loses `last` (a device's
+///   breaches on one site are few, so the writer's lookup sorts them) and `breaches_last`
+///   goes (the writer finds the open breaches through `breaches_status_first`; a breach list
+///   from a date walks breaches newest first, as it does without that filter).
+///
+/// Safe to run again (tests take a database back a few versions and reopen it): [`v10`] adds
+/// `first_k` and moves the tallies only when the old columns are there, and the evidence
+/// table is rebuilt from whatever layout it has.
 const V10: &str = "
-UPDATE breaches SET first_k = r.lo, last_k = r.hi
-    FROM (SELECT breach, MIN(k) AS lo, MAX(k) AS hi FROM breach_queries GROUP BY breach) AS r
-    WHERE r.breach = breaches.id;
 CREATE TABLE breach_queries_by_k (
     k INTEGER NOT NULL,
     breach INTEGER NOT NULL,
@@ -430,23 +434,44 @@ ALTER TABLE breach_queries_by_k RENAME TO breach_queries;
 DROP INDEX IF EXISTS breaches_open;
 CREATE INDEX breaches_open ON breaches (device, domain);
 DROP INDEX IF EXISTS breaches_last;
+CREATE TABLE IF NOT EXISTS breach_tallies (
+    breach INTEGER PRIMARY KEY,
+    last INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    last_k INTEGER
+);
 ";
 
-/// [`V10`], after adding the key-range columns to `breaches` if they are not there yet
-/// (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+/// [`V10`], with what SQL cannot make conditional (no `ADD COLUMN IF NOT EXISTS`, no
+/// `DROP COLUMN IF EXISTS`), then each breach's key range from its evidence.
 fn v10(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let has: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('breaches') WHERE name = 'first_k'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        tx.execute_batch(
-            "ALTER TABLE breaches ADD COLUMN first_k INTEGER;
-             ALTER TABLE breaches ADD COLUMN last_k INTEGER;",
+    let has = |column: &str| -> Result<bool, StoreError> {
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('breaches') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
         )?;
+        Ok(n > 0)
+    };
+    if !has("first_k")? {
+        tx.execute_batch("ALTER TABLE breaches ADD COLUMN first_k INTEGER;")?;
     }
     tx.execute_batch(V10)?;
+    if has("last")? {
+        tx.execute_batch(
+            "INSERT INTO breach_tallies (breach, last, count) SELECT id, last, count FROM breaches;
+             ALTER TABLE breaches DROP COLUMN last;
+             ALTER TABLE breaches DROP COLUMN count;",
+        )?;
+    }
+    tx.execute_batch(
+        "UPDATE breaches SET first_k = r.lo
+             FROM (SELECT breach, MIN(k) AS lo FROM breach_queries GROUP BY breach) AS r
+             WHERE r.breach = breaches.id;
+         UPDATE breach_tallies SET last_k = r.hi
+             FROM (SELECT breach, MAX(k) AS hi FROM breach_queries GROUP BY breach) AS r
+             WHERE r.breach = breach_tallies.breach;",
+    )?;
     Ok(())
 }
 
@@ -522,26 +547,33 @@ mod tests {
         assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
     }
 
-    /// The breach evidence of a v9 database survives the re-keying, each breach gets its
-    /// key range, and running the step again (a database taken back a version) changes
-    /// nothing.
+    /// The breach evidence of a v9 database survives the re-keying, each breach's tallies
+    /// move to their own table and it gets its key range, and running the step again (a
+    /// database taken back a version) changes nothing.
     #[test]
     fn v10_rekeys_breach_evidence_and_runs_again_safely() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_to(&mut conn, 9).unwrap();
         conn.execute_batch(
             "INSERT INTO breaches (id, device, domain, severity, first, last, count)
-                 VALUES (1, 1, 'a.example', 'high', 0, 9, 3), (2, 1, 'b.example', 'low', 0, 9, 2),
+                 VALUES (1, 1, 'a.example', 'high', 0, 9, 3), (2, 1, 'b.example', 'low', 0, 8, 2),
                         (3, 2, 'a.example', 'low', 0, 0, 1);
              INSERT INTO breach_queries (breach, k) VALUES (1, 100), (1, 300), (1, 900),
                  (2, 200), (2, 800);",
         )
         .unwrap();
         let state = |conn: &Connection| {
-            let ranges: Vec<(i64, Option<i64>, Option<i64>)> = conn
-                .prepare("SELECT id, first_k, last_k FROM breaches ORDER BY id")
+            /// id, first key, last key, last attempt, count.
+            type Tally = (i64, Option<i64>, Option<i64>, i64, i64);
+            let ranges: Vec<Tally> = conn
+                .prepare(
+                    "SELECT b.id, b.first_k, t.last_k, t.last, t.count
+                     FROM breaches b JOIN breach_tallies t ON t.breach = b.id ORDER BY b.id",
+                )
                 .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
@@ -563,16 +595,23 @@ mod tests {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            (ranges, rows, indexes)
+            let columns: Vec<String> = conn
+                .prepare("SELECT name FROM pragma_table_info('breaches')")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (ranges, rows, indexes, columns)
         };
         migrate_to(&mut conn, 10).unwrap();
         let after = state(&conn);
         assert_eq!(
             after.0,
             [
-                (1, Some(100), Some(900)),
-                (2, Some(200), Some(800)),
-                (3, None, None)
+                (1, Some(100), Some(900), 9, 3),
+                (2, Some(200), Some(800), 8, 2),
+                (3, None, None, 0, 1)
             ]
         );
         assert_eq!(after.1, [(100, 1), (200, 2), (300, 1), (800, 2), (900, 1)]);
@@ -583,6 +622,12 @@ mod tests {
                 "CREATE INDEX breaches_open ON breaches (device, domain)",
                 "CREATE INDEX breaches_status_first ON breaches (status, first)",
             ]
+        );
+        assert!(
+            !after.3.iter().any(|c| c == "last" || c == "count")
+                && after.3.contains(&"first_k".into()),
+            "{:?}",
+            after.3
         );
         conn.execute_batch("PRAGMA user_version = 9").unwrap();
         migrate_to(&mut conn, 10).unwrap();

@@ -480,10 +480,11 @@ pub(crate) fn select_queries(
 }
 
 const BREACH_SELECT: &str = "
-SELECT b.id, d.label, u.name, g.name, b.domain, c.name, b.severity, b.first, b.last, b.count,
+SELECT b.id, d.label, u.name, g.name, b.domain, c.name, b.severity, b.first, t.last, t.count,
        b.status, b.notes, b.escalated_to, b.parents_informed, b.parents_informed_on,
        b.parents_informed_by, b.outcome, d.key
 FROM breaches b
+JOIN breach_tallies t ON t.breach = b.id
 JOIN devices d ON d.id = b.device
 LEFT JOIN users u ON u.id = b.user
 LEFT JOIN groups g ON g.id = b.grp
@@ -613,7 +614,7 @@ impl Reader {
             push(&mut sql, " AND u.name = ?", Value::Text(u.clone()));
         }
         if let Some(t) = filter.since {
-            push(&mut sql, " AND b.last >= ?", Value::Integer(unix_millis(t)));
+            push(&mut sql, " AND t.last >= ?", Value::Integer(unix_millis(t)));
         }
         if let Some(t) = filter.until {
             push(&mut sql, " AND b.first < ?", Value::Integer(unix_millis(t)));
@@ -652,8 +653,8 @@ impl Reader {
         // The evidence lies within the breach's key range (`migrate::V10`), in key order:
         // the walk stops at the `limit`-th row (no `IN` list of every row to sort first).
         let mut stmt = conn.prepare(&format!(
-            "{ROW_COLUMNS} FROM breaches b
-             JOIN breach_queries bq ON bq.k BETWEEN b.first_k AND b.last_k AND bq.breach = b.id
+            "{ROW_COLUMNS} FROM breaches b JOIN breach_tallies t ON t.breach = b.id
+             JOIN breach_queries bq ON bq.k BETWEEN b.first_k AND t.last_k AND bq.breach = b.id
              CROSS JOIN queries q ON q.k = bq.k {ROW_JOINS}
              WHERE b.id = ?1 ORDER BY bq.k LIMIT ?2"
         ))?;

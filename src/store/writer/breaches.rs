@@ -53,8 +53,8 @@ pub(super) struct Open {
     /// asks the database, as it did before the map existed.
     pause: u32,
     by_site: HashMap<(i64, String), Entry>,
-    /// Breaches extended in this batch, by id, as they now are and whether their first
-    /// attempt moved earlier: written at its end.
+    /// Breaches extended in this batch, by id, as they now are and whether the case's own
+    /// row changed too (first attempt, first key or worst severity): written at its end.
     dirty: HashMap<i64, (Entry, bool)>,
 }
 
@@ -158,7 +158,10 @@ impl Batch<'_, '_> {
                         .or_default() -= 1;
                     *self.breach_days.entry((is, c, worst, status)).or_default() += 1;
                 }
-                let first_moved = t < entry.first;
+                // Most attempts change only the tallies; the case's row is written when its
+                // first attempt or key moves (a late attempt) or its severity worsens.
+                let row_changed =
+                    t < entry.first || worst != entry.worst || entry.first_k.is_none_or(|f| k < f);
                 entry.first = entry.first.min(t);
                 entry.last = entry.last.max(t);
                 entry.first_k = Some(entry.first_k.map_or(k, |f| f.min(k)));
@@ -166,15 +169,15 @@ impl Batch<'_, '_> {
                 entry.count += 1;
                 entry.worst = worst;
                 let dirty = &mut self.caches.breaches.dirty;
-                let moved = dirty.get(&entry.id).is_some_and(|d| d.1) || first_moved;
-                dirty.insert(entry.id, (entry.clone(), moved));
+                let row_changed = dirty.get(&entry.id).is_some_and(|d| d.1) || row_changed;
+                dirty.insert(entry.id, (entry.clone(), row_changed));
                 (entry, false)
             }
             None => {
                 self.tx
                     .prepare_cached(
-                        "INSERT INTO breaches (device, domain, grp, category, severity, user, first, last, count, first_k, last_k)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 1, ?8, ?8)",
+                        "INSERT INTO breaches (device, domain, grp, category, severity, user, first, first_k)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )?
                     .execute(params![
                         identity.device,
@@ -187,6 +190,11 @@ impl Batch<'_, '_> {
                         k
                     ])?;
                 let id = self.tx.last_insert_rowid();
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO breach_tallies (breach, last, count, last_k) VALUES (?1, ?2, 1, ?3)",
+                    )?
+                    .execute(params![id, t, k])?;
                 *self
                     .breach_days
                     .entry((
@@ -256,10 +264,12 @@ impl Batch<'_, '_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT id, first, last, count, severity, status, category, first_k, last_k FROM breaches
-                 WHERE device = ?1 AND domain = ?2 AND last >= ?3 AND first <= ?4
-                   AND status <> 'closed'
-                 ORDER BY last DESC LIMIT 1",
+                "SELECT b.id, b.first, t.last, t.count, b.severity, b.status, b.category, b.first_k,
+                        t.last_k
+                 FROM breaches b JOIN breach_tallies t ON t.breach = b.id
+                 WHERE b.device = ?1 AND b.domain = ?2 AND t.last >= ?3 AND b.first <= ?4
+                   AND b.status <> 'closed'
+                 ORDER BY t.last DESC LIMIT 1",
             )?
             .query_row(
                 params![
@@ -284,8 +294,10 @@ impl Batch<'_, '_> {
                 .filter(|s| *s != CaseStatus::Closed),
         );
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT id, first, last, count, severity, status, category, first_k, last_k, device, domain
-             FROM breaches WHERE status IN ({open}) AND last >= ?1 ORDER BY last LIMIT ?2"
+            "SELECT b.id, b.first, t.last, t.count, b.severity, b.status, b.category, b.first_k,
+                    t.last_k, b.device, b.domain
+             FROM breaches b JOIN breach_tallies t ON t.breach = b.id
+             WHERE b.status IN ({open}) AND t.last >= ?1 ORDER BY t.last LIMIT ?2"
         ))?;
         let bound = i64::try_from(super::CACHE_MAX).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![since, bound + 1], |r| {
@@ -310,34 +322,22 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    /// Writes the batch's changes to the breaches it extended. `first` is set only when it
-    /// moved (a late attempt from the journal): SQLite rewrites a row's entry in every index
-    /// on a column the `UPDATE` sets, changed or not, and `breaches_status_first` holds it.
+    /// Writes the batch's changes to the breaches it extended: the tallies always, the case's
+    /// row only when it changed (SQLite rewrites a row's entry in every index on a column an
+    /// `UPDATE` sets, changed or not, and `breaches_status_first` holds `first`).
     pub(super) fn flush_breaches(&mut self) -> Result<(), StoreError> {
-        for (id, (e, first_moved)) in self.caches.breaches.dirty.drain() {
-            let values = params![
-                id,
-                e.last,
-                e.count,
-                e.worst.label(),
-                e.first_k,
-                e.last_k,
-                e.first
-            ];
-            if first_moved {
+        for (id, (e, row_changed)) in self.caches.breaches.dirty.drain() {
+            self.tx
+                .prepare_cached(
+                    "UPDATE breach_tallies SET last = ?2, count = ?3, last_k = ?4 WHERE breach = ?1",
+                )?
+                .execute(params![id, e.last, e.count, e.last_k])?;
+            if row_changed {
                 self.tx
                     .prepare_cached(
-                        "UPDATE breaches SET last = ?2, count = ?3, severity = ?4, first_k = ?5,
-                           last_k = ?6, first = ?7 WHERE id = ?1",
+                        "UPDATE breaches SET first = ?2, severity = ?3, first_k = ?4 WHERE id = ?1",
                     )?
-                    .execute(values)?;
-            } else {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE breaches SET last = ?2, count = ?3, severity = ?4, first_k = ?5,
-                           last_k = ?6 WHERE id = ?1",
-                    )?
-                    .execute(&values[..6])?;
+                    .execute(params![id, e.first, e.worst.label(), e.first_k])?;
             }
         }
         Ok(())
@@ -362,7 +362,8 @@ impl Batch<'_, '_> {
 }
 
 /// An [`Entry`] from a row's first nine columns: id, first, last, count, severity, status,
-/// category, first_k, last_k (`None` for a label this version does not know).
+/// category, first_k, last_k (the last, count and last key from `breach_tallies`; `None` for
+/// a label this version does not know).
 fn entry(r: &Row<'_>) -> rusqlite::Result<Option<Entry>> {
     let (worst, status): (String, String) = (r.get(4)?, r.get(5)?);
     let (Some(worst), Some(status)) = (severity_of(&worst), CaseStatus::parse(&status)) else {
