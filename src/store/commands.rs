@@ -478,7 +478,7 @@ impl Commands {
             .prepare(
                 "SELECT b.id, b.first_k, t.last_k FROM temp.erase_breaches e
                  JOIN breaches b ON b.id = e.id JOIN breach_tallies t ON t.breach = b.id
-                 WHERE b.first_k IS NOT NULL",
+                 WHERE b.first_k IS NOT NULL AND t.last_k IS NOT NULL",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
