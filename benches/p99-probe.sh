@@ -33,14 +33,7 @@ shift
 RESPONDER="$ROOT/limit-responder"
 cc -O2 -pthread -o "$RESPONDER" "$SHARED/bench/limit/responder.c"
 
-UP_PORT=$((5400 + RANDOM % 100))
-mkdir -p "$ROOT/up"
-sed -e "s|@WORK@|$ROOT/up|g" -e "s|@UP_ADDR@|127.0.0.1|g" -e "s|@UP_PORT@|$UP_PORT|g" \
-  "$SHARED/bench/templates/nsd.conf" > "$ROOT/up/nsd.conf"
-cp "$SHARED/bench/templates/root.zone" "$ROOT/up/"
-taskset -c 0 nsd -d -c "$ROOT/up/nsd.conf" > "$ROOT/up/nsd.out" 2>&1 &
-PIDS=($!)
-trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
+. "$HERE/nsd-upstream.sh" 5400
 
 names=()
 declare -A PORT

@@ -402,7 +402,7 @@ DROP TABLE name_minutes;
 
 /// v10: the breach bookkeeping the writer does for every attempt appends, or writes small
 /// rows, instead of rewriting pages all over the database (measured by the pages each commit
-/// wrote: these rows and index entries were nearly all of them; benches/README.md):
+/// wrote: these rows and index entries were nine tenths of them; benches/README.md):
 ///
 /// - `breach_queries` is keyed by query first, `(k, breach)`, so an attempt's row lands at the
 ///   end of the table instead of on a page chosen by its breach. The index by key (v2) goes

@@ -34,8 +34,8 @@ struct Entry {
     worst: Severity,
     status: CaseStatus,
     category: Option<i64>,
-    /// The first and last query keys of its evidence (`None` for a breach whose evidence
-    /// was erased before v10 kept the range).
+    /// The first and last query keys of its evidence (`None` for a breach that had no
+    /// evidence rows when v10 filled the ranges in).
     first_k: Option<i64>,
     last_k: Option<i64>,
 }
