@@ -7,9 +7,15 @@
 //! follower reads the files Kea itself reads, see [`leases::kea_files`]), and a few seconds'
 //! delay is fine for attribution. The file is re-read only when
 //! its size, modification time or inode changed, so an idle poll is one `stat`.
+//!
+//! A server that rewrites in place truncates the file and then writes it, so a poll can read
+//! it empty or half written while its size and time hold still. Such a version would say that
+//! every device whose lease is missing left the network, and their queries would go
+//! unattributed until the next poll. So a version that drops a lease or adds bad lines is
+//! believed only when it is still the same [`SETTLE`] later.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex},
@@ -25,6 +31,10 @@ use super::{
 /// How often a lease file is checked unless the caller says otherwise: a device's first
 /// queries after joining the network may go unattributed for this long.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a version that drops leases must stay unchanged before it is believed. A rewrite
+/// in place takes milliseconds (dnsmasq writes its whole file at once).
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// What changed in a lease file since the last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +111,10 @@ struct Follower {
     leases: HashMap<IpAddr, Lease>,
     unavailable: bool,
     bad_lines: Vec<LineError>,
+    /// A version read whole that drops leases or adds bad lines, not yet believed: it may be
+    /// a rewrite caught part-way. The next poll comes after [`SETTLE`] and believes it if the
+    /// files are still this version.
+    doubted: Option<Vec<Option<Signature>>>,
 }
 
 impl Follower {
@@ -136,6 +150,14 @@ impl Follower {
                 return events;
             }
         };
+        let found_ips: HashSet<IpAddr> = found.iter().map(|l| l.ip).collect();
+        let drops = self.leases.keys().any(|ip| !found_ips.contains(ip));
+        let new_errors = errors.iter().any(|e| !self.bad_lines.contains(e));
+        if (drops || new_errors) && self.doubted.as_ref() != Some(&before) {
+            self.doubted = Some(before);
+            return events;
+        }
+        self.doubted = None;
         self.seen = Some(before);
         if self.unavailable {
             tracing::info!(file = %self.path.display(), "lease file readable again");
@@ -178,9 +200,19 @@ impl Follower {
         events
     }
 
+    /// How long to wait before the next poll.
+    fn wait(&self, interval: Duration) -> Duration {
+        if self.doubted.is_some() {
+            SETTLE.min(interval)
+        } else {
+            interval
+        }
+    }
+
     fn unreadable(&mut self, reason: String, events: &mut Vec<WatchEvent>) {
         // Forget the version seen, so the file is read in full when it comes back.
         self.seen = None;
+        self.doubted = None;
         if !self.unavailable {
             self.unavailable = true;
             tracing::warn!(file = %self.path.display(), "cannot read the lease file: {reason}");
@@ -219,6 +251,7 @@ impl LeaseWatcher {
             leases: HashMap::new(),
             unavailable: false,
             bad_lines: Vec::new(),
+            doubted: None,
         };
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -230,7 +263,8 @@ impl LeaseWatcher {
                 let (lock, wake) = &*flag;
                 // A poisoned lock means a panic elsewhere while holding it: stop following.
                 let Ok(stopped) = lock.lock() else { return };
-                let Ok((stopped, _)) = wake.wait_timeout_while(stopped, interval, |s| !*s) else {
+                let wait = follower.wait(interval);
+                let Ok((stopped, _)) = wake.wait_timeout_while(stopped, wait, |s| !*s) else {
                     return;
                 };
                 if *stopped {
@@ -269,5 +303,68 @@ impl Drop for LeaseWatcher {
 impl std::fmt::Debug for LeaseWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LeaseWatcher")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: u8) -> String {
+        format!("1795723262 52:54:00:00:00:0{n} 10.0.0.{n} pc-{n} *\n")
+    }
+
+    /// What a poll reported: (addresses changed, addresses removed), or `None` for nothing.
+    fn poll(f: &mut Follower) -> Option<(Vec<String>, Vec<String>)> {
+        let events = f.poll();
+        assert!(events.len() <= 1, "{events:?}");
+        events.into_iter().next().map(|e| match e {
+            WatchEvent::Changed(c) => (
+                c.changed.iter().map(|l| l.ip.to_string()).collect(),
+                c.removed.iter().map(|ip| ip.to_string()).collect(),
+            ),
+            other => panic!("unexpected {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_rewrite_caught_part_way_drops_no_lease_and_a_real_removal_follows_a_settled_poll() {
+        let dir = std::env::temp_dir().join(format!("hedgerow-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dnsmasq.leases");
+        std::fs::write(&path, format!("{}{}", line(1), line(2))).unwrap();
+        let mut f = Follower {
+            path: path.clone(),
+            format: LeaseFormat::Dnsmasq,
+            seen: None,
+            leases: HashMap::new(),
+            unavailable: false,
+            bad_lines: Vec::new(),
+            doubted: None,
+        };
+        let interval = Duration::from_secs(5);
+        let ips = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(poll(&mut f), Some((ips(&["10.0.0.1", "10.0.0.2"]), vec![])));
+        assert_eq!(f.wait(interval), interval);
+
+        // dnsmasq truncated the file and has not written it yet; then it has, half of it
+        // (the last line cut short, so also a bad line); then all, with a third lease.
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(poll(&mut f), None);
+        assert_eq!(f.wait(interval), SETTLE);
+        std::fs::write(&path, format!("{}1795723262 52:54", line(1))).unwrap();
+        assert_eq!(poll(&mut f), None);
+        std::fs::write(&path, format!("{}{}{}", line(1), line(2), line(3))).unwrap();
+        assert_eq!(poll(&mut f), Some((ips(&["10.0.0.3"]), vec![])));
+        assert_eq!(f.wait(interval), interval);
+
+        // A lease really gone: believed when the next poll finds the same version.
+        std::fs::write(&path, format!("{}{}", line(1), line(3))).unwrap();
+        assert_eq!(poll(&mut f), None);
+        assert_eq!(poll(&mut f), Some((vec![], ips(&["10.0.0.2"]))));
+        // Nothing changed since: nothing to report, and the usual interval again.
+        assert_eq!(poll(&mut f), None);
+        assert_eq!(f.wait(interval), interval);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -208,9 +208,8 @@ fn watcher_reports_changes_rotation_and_a_missing_file_once() {
         "a missing file must be reported once"
     );
 
-    // Back, with a bad line: the good lease is reported and the bad line named. Written
-    // whole (a rename), so no poll sees it half-written: an empty file would read as every
-    // lease ended, and that is not what this step is about.
+    // Back, with a bad line: the good lease is reported and the bad line named (written whole
+    // by a rename; a rewrite caught part-way is `watch`'s unit test).
     std::fs::write(&tmp, format!("{b3}junk\n")).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
     let mut saw_bad = false;
