@@ -13,7 +13,7 @@ use crate::clock::{unix_millis, Clock};
 use super::{
     audit, bump_breach_generation, bump_cache_generation, ip_text, key_base, open_read, open_write,
     presence::{self, Of, Source},
-    read, AuditKind, CaseStatus, QueryFilter, QueryRow, StoreError,
+    read, AuditKind, CaseStatus, QueryFilter, QueryRow, StoreError, COUNTED_THROUGH,
 };
 
 /// A DHCP lease: which device held an address, and when.
@@ -473,7 +473,16 @@ impl Commands {
             }
         }
         // A breach's evidence rows lie within its key range (`migrate::V10`): read there
-        // rather than through the whole table.
+        // rather than through the whole table. Its last attempts may not be in its tally yet:
+        // those lie after the mark the tallies are counted through.
+        let counted: i64 = tx
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
+                [COUNTED_THROUGH],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(i64::MAX);
         let ranges: Vec<(i64, i64, i64)> = tx
             .prepare(
                 "SELECT b.id, b.first_k, t.last_k FROM temp.erase_breaches e
@@ -484,9 +493,9 @@ impl Commands {
             .collect::<Result<_, _>>()?;
         for (id, lo, hi) in ranges {
             tx.prepare_cached(
-                "DELETE FROM breach_queries WHERE k BETWEEN ?2 AND ?3 AND breach = ?1",
+                "DELETE FROM breach_queries WHERE (k BETWEEN ?2 AND ?3 OR k > ?4) AND breach = ?1",
             )?
-            .execute(params![id, lo, hi])?;
+            .execute(params![id, lo, hi, counted])?;
         }
         tx.execute(
             "DELETE FROM breach_tallies WHERE breach IN (SELECT id FROM temp.erase_breaches)",

@@ -475,6 +475,20 @@ fn v10(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// v11: the breach tallies and `blocked_daily` are written every few seconds rather than with
+/// each batch, and after a crash the rows stored after `meta.counted_through` are counted again
+/// (`writer::counts`). A build before this one would not count them, so it must refuse such a
+/// database; the upgrade records that every row stored so far is counted (v10 wrote the counts
+/// with every batch).
+fn v11(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) SELECT ?1, COALESCE(MAX(k), 0) FROM queries WHERE true
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [super::COUNTED_THROUGH],
+    )?;
+    Ok(())
+}
+
 /// One migration step: SQL alone, or code where SQL cannot say it.
 enum Step {
     Sql(&'static str),
@@ -493,6 +507,7 @@ const STEPS: &[Step] = &[
     Step::Sql(V8),
     Step::Sql(V9),
     Step::Code(v10),
+    Step::Code(v11),
 ];
 
 /// The schema version this build writes.
@@ -632,6 +647,27 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 9").unwrap();
         migrate_to(&mut conn, 10).unwrap();
         assert_eq!(state(&conn), after);
+    }
+
+    /// v10 wrote its counts with every batch: v11 marks every stored row as counted, so the
+    /// writer counts nothing twice after the upgrade.
+    #[test]
+    fn v11_marks_every_stored_row_counted() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO queries (k, ident, name, shape, dur) VALUES (100, 1, 1, 1, 0), (700, 1, 1, 1, 0);",
+        )
+        .unwrap();
+        migrate_to(&mut conn, 11).unwrap();
+        let mark: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [crate::store::COUNTED_THROUGH],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(mark, "700");
     }
 
     #[test]

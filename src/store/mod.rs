@@ -101,6 +101,11 @@ pub(crate) fn bump_breach_generation(conn: &Connection) -> Result<(), StoreError
     bump(conn, BREACH_GENERATION)
 }
 
+/// The `meta` key holding the query key through which the breach tallies and the blocked
+/// names' daily counts include every row (the writer writes them every few seconds; rows
+/// after it may not be counted yet, see `writer::counts`).
+pub(crate) const COUNTED_THROUGH: &str = "counted_through";
+
 fn bump(conn: &Connection, key: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, '1')

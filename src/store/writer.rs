@@ -15,6 +15,7 @@ use rusqlite::{
 };
 
 mod breaches;
+mod counts;
 mod identity;
 mod intern;
 
@@ -161,6 +162,8 @@ pub(crate) struct Writer {
     /// The day before which presence days were last pruned (a scan, so once a day).
     presence_pruned_day: i64,
     db_failing: bool,
+    /// Breach tallies and blocked names' counts not yet written.
+    counts: counts::Counts,
 }
 
 /// What one batch produced besides rows.
@@ -208,6 +211,7 @@ impl Writer {
             since_trim: 0,
             presence_pruned_day: i64::MIN,
             db_failing: false,
+            counts: counts::Counts::new(),
         }
     }
 
@@ -305,6 +309,9 @@ impl Writer {
                 replayed = true;
             }
         }
+        if force_replay || self.counts.due() {
+            self.write_counts();
+        }
         if due(self.last_retention, RETENTION_EVERY) {
             self.last_retention = Some(Instant::now());
             if let Err(error) = self.retention() {
@@ -324,6 +331,24 @@ impl Writer {
         if self.since_trim >= TRIM_AFTER || replayed {
             self.since_trim = 0;
             crate::heap::give_back_freed();
+        }
+    }
+
+    /// Writes the counts kept in memory in a transaction of their own (no batch came to
+    /// carry them, or a flush asked for them).
+    fn write_counts(&mut self) {
+        let result = (|| -> Result<(), StoreError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            self.counts.ensure(&tx, self.last_key)?;
+            self.counts.write(&tx, self.last_key)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(error) = result {
+            self.counts.forget();
+            tracing::debug!(%error, "store: counts not written; will count again");
         }
     }
 
@@ -364,6 +389,7 @@ impl Writer {
             Err(error) => {
                 // Ids interned inside the rolled-back transaction no longer exist.
                 self.caches = Caches::default();
+                self.counts.forget();
                 if !self.db_failing {
                     tracing::error!(%error, "store: cannot write the query log; blocked queries go to the journal until it can");
                     self.db_failing = true;
@@ -446,6 +472,7 @@ impl Writer {
             }
             Err(error) => {
                 self.caches = Caches::default();
+                self.counts.forget();
                 tracing::debug!(%error, "store: journal replay postponed");
                 false
             }
@@ -483,6 +510,7 @@ impl Writer {
             self.breach_generation = breaches;
         }
         self.caches.trim();
+        self.counts.ensure(&tx, self.last_key)?;
         let mut ctx = Batch {
             insert_query: tx.prepare_cached(
                 "INSERT INTO queries (k, ident, name, shape, dur) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -492,9 +520,10 @@ impl Writer {
             caches: &mut self.caches,
             config: &self.config,
             last_key: &mut self.last_key,
+            counts: &mut self.counts,
+            write_counts: replayed_up_to.is_some(),
             out: BatchOut::default(),
             rollups: HashMap::default(),
-            blocked_days: HashMap::default(),
             device_days: HashMap::default(),
             breach_days: HashMap::default(),
             presence: presence::Pending::default(),
@@ -503,11 +532,14 @@ impl Writer {
             for e in events {
                 ctx.event(e)?;
             }
-            ctx.flush_breaches()?;
+            ctx.write_breach_rows()?;
             if let Some(newest) = events.iter().map(|e| unix_millis(e.at)).max() {
                 ctx.prune_breaches(newest);
             }
             ctx.flush_rollups()?;
+            if ctx.write_counts || ctx.counts.due() {
+                ctx.counts.write(ctx.tx, *ctx.last_key)?;
+            }
             ctx.presence.flush(ctx.tx)?;
             if let Some(seq) = replayed_up_to {
                 ctx.tx.execute(
@@ -605,10 +637,12 @@ struct Batch<'a, 'c> {
     caches: &'a mut Caches,
     config: &'a StoreConfig,
     last_key: &'a mut i64,
+    counts: &'a mut counts::Counts,
+    /// Whether the counts must be written with this batch: it stored a key at or below
+    /// their mark (a journal replay).
+    write_counts: bool,
     out: BatchOut,
     rollups: HashMap<RollupKey, (i64, i64)>,
-    /// Blocked queries per (UTC day, name) in this batch, added to `blocked_daily` at its end.
-    blocked_days: HashMap<(i64, i64), i64>,
     /// High-severity and circumvention attempts per (UTC day, device) in this batch, added to
     /// `device_daily` at its end.
     device_days: HashMap<(i64, i64), (i64, i64)>,
@@ -690,8 +724,8 @@ impl Batch<'_, '_> {
         self.out.rows += 1;
         if blocked {
             self.insert_blocked.execute([k])?;
+            self.write_counts |= self.counts.blocked(k, name);
             let day = key_millis(k).div_euclid(DAY_MS);
-            *self.blocked_days.entry((day, name)).or_default() += 1;
             // What `Reader::high_severity_devices` and `Reader::circumvention` count.
             let high = e.severity == Some(Severity::High);
             let circumvention =
@@ -788,13 +822,6 @@ impl Batch<'_, '_> {
             if n != 0 {
                 stmt.execute(params![day, category, severity.label(), status.label(), n])?;
             }
-        }
-        let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO blocked_daily (day, name, count) VALUES (?1, ?2, ?3)
-             ON CONFLICT (day, name) DO UPDATE SET count = count + excluded.count",
-        )?;
-        for ((day, name), n) in self.blocked_days.drain() {
-            stmt.execute(params![day, name, n])?;
         }
         Ok(())
     }

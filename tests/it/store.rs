@@ -873,12 +873,14 @@ fn store_erasure_keeps_open_cases_and_is_audited() {
     let (clock, _) = clock();
     let (store, _) = open(&dir, &StoreConfig::default(), &clock);
     let sink = store.sink();
-    sink.record(blocked(
-        0,
-        "10.0.0.7",
-        "closed-case.example",
-        Some(Severity::Medium),
-    ));
+    for t in [0, 500] {
+        sink.record(blocked(
+            t,
+            "10.0.0.7",
+            "closed-case.example",
+            Some(Severity::Medium),
+        ));
+    }
     sink.record(blocked(
         1000,
         "10.0.0.7",
@@ -906,7 +908,18 @@ fn store_erasure_keeps_open_cases_and_is_audited() {
             &format!("SELECT COUNT(*) FROM breach_queries WHERE breach = {breach}"),
         )
     };
-    assert_eq!((evidence(closed), evidence(open_case)), (1, 1));
+    assert_eq!((evidence(closed), evidence(open_case)), (2, 1));
+    // As the database is between two writes of the tallies (every 2 s): the second attempt
+    // is stored but not yet in the case's tally, whose last key is the first attempt's.
+    rusqlite_conn(&dir)
+        .execute_batch(&format!(
+            "UPDATE breach_tallies SET count = 1,
+               last_k = (SELECT MIN(k) FROM breach_queries WHERE breach = {closed})
+             WHERE breach = {closed};
+             UPDATE meta SET value = (SELECT MIN(k) FROM breach_queries WHERE breach = {closed})
+             WHERE key = 'counted_through';"
+        ))
+        .unwrap();
     let cmd = store.commands();
     cmd.update_case(closed, &CaseChange::Status(CaseStatus::Closed), "dsl")
         .unwrap();
@@ -920,7 +933,7 @@ fn store_erasure_keeps_open_cases_and_is_audited() {
         .unwrap();
     assert_eq!(report.breaches, 1);
     assert_eq!(report.kept_open_breaches, [open_case]);
-    assert_eq!(report.queries, 2);
+    assert_eq!(report.queries, 3);
     assert_eq!(
         (evidence(closed), evidence(open_case)),
         (0, 1),
@@ -1186,14 +1199,27 @@ fn store_survives_kill_9() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until rows are being written, then kill mid-stream.
+    // Wait until rows are being written and some blocked rows are stored after the mark the
+    // counts are written through (they are written every 2 s), then kill mid-stream.
+    let uncounted = |c: &rusqlite::Connection| {
+        c.query_row(
+            "SELECT (SELECT MAX(k) FROM blocked) >
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'counted_through')",
+            [],
+            |r| r.get::<_, Option<bool>>(0),
+        )
+        .map(|u| u == Some(true))
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let n = rusqlite::Connection::open(dir.path().join(store::DB_FILE))
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get::<_, i64>(0)))
-            .unwrap_or(0);
-        if n > 5_000 || std::time::Instant::now() > deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let (n, behind) = rusqlite::Connection::open(dir.path().join(store::DB_FILE))
+            .and_then(|c| {
+                let n = c.query_row("SELECT COUNT(*) FROM queries", [], |r| r.get::<_, i64>(0))?;
+                Ok((n, uncounted(&c)?))
+            })
+            .unwrap_or((0, false));
+        if (n > 5_000 && behind) || std::time::Instant::now() > deadline {
             break;
         }
     }
@@ -1210,6 +1236,10 @@ fn store_survives_kill_9() {
         .query_row("SELECT COUNT(*) FROM queries", [], |r| r.get(0))
         .unwrap();
     assert!(n > 5_000, "{n} rows");
+    assert!(
+        uncounted(&conn).unwrap(),
+        "killed with every blocked row counted: the recount below is not exercised"
+    );
     drop(conn);
     let (clock, _) = clock();
     let (store, _) = open(&dir, &StoreConfig::default(), &clock);
@@ -1220,6 +1250,19 @@ fn store_survives_kill_9() {
         .first_broken
         .is_none());
     store.close().unwrap();
+    // The breach's tally and the blocked names' counts were counted again from the rows.
+    let wrong_tallies = count(
+        &dir,
+        "SELECT COUNT(*) FROM breach_tallies t
+         WHERE t.count != (SELECT COUNT(*) FROM breach_queries b WHERE b.breach = t.breach)
+            OR t.last_k != (SELECT MAX(k) FROM breach_queries b WHERE b.breach = t.breach)",
+    );
+    assert_eq!(wrong_tallies, 0);
+    assert!(count(&dir, "SELECT MAX(count) FROM breach_tallies") > 100);
+    assert_eq!(
+        count(&dir, "SELECT SUM(count) FROM blocked_daily"),
+        count(&dir, "SELECT COUNT(*) FROM blocked")
+    );
 }
 
 #[test]

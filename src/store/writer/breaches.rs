@@ -3,10 +3,10 @@
 //! never extended: an attempt after the DSL closed it opens a new breach, so it is seen.
 //!
 //! The breaches recent attempts can extend are kept in memory ([`Open`]), so an attempt costs
-//! a hash lookup rather than two index searches, and a breach's first, last, count and worst
-//! severity are written once per batch rather than once per attempt (each write moved its
-//! entries in two indexes). The map answers only for times it is known to be complete for;
-//! an older attempt (a journal replay) asks the database.
+//! a hash lookup rather than two index searches. A case's own row (first attempt, worst
+//! severity) is written once per batch when it changed, its tally (last attempt, attempts)
+//! every few seconds ([`super::counts`]). The map answers only for times it is known to be
+//! complete for; an older attempt (a journal replay) asks the database.
 
 use foldhash::HashMap;
 
@@ -17,7 +17,7 @@ use crate::{
     event::{QueryEvent, Severity},
 };
 
-use super::{Batch, Identity};
+use super::{counts::Tally, Batch, Identity};
 use crate::store::{daily::status_list, severity_of, BreachNotice, CaseStatus, StoreError, DAY_MS};
 
 /// How far behind the newest attempt the map stays complete: attempts that arrive this much
@@ -53,9 +53,9 @@ pub(super) struct Open {
     /// asks the database, as it did before the map existed.
     pause: u32,
     by_site: HashMap<(i64, String), Entry>,
-    /// Breaches extended in this batch, by id, as they now are and whether the case's own
-    /// row changed too (first attempt, first key or worst severity): written at its end.
-    dirty: HashMap<i64, (Entry, bool)>,
+    /// Breaches whose case row changed in this batch (first attempt, first key or worst
+    /// severity), by id, as they now are: written at its end.
+    rows: HashMap<i64, Entry>,
 }
 
 /// What the map can say about an attempt.
@@ -168,9 +168,18 @@ impl Batch<'_, '_> {
                 entry.last_k = Some(entry.last_k.map_or(k, |l| l.max(k)));
                 entry.count += 1;
                 entry.worst = worst;
-                let dirty = &mut self.caches.breaches.dirty;
-                let row_changed = dirty.get(&entry.id).is_some_and(|d| d.1) || row_changed;
-                dirty.insert(entry.id, (entry.clone(), row_changed));
+                let rows = &mut self.caches.breaches.rows;
+                if row_changed || rows.contains_key(&entry.id) {
+                    rows.insert(entry.id, entry.clone());
+                }
+                self.counts.tally(
+                    entry.id,
+                    Tally {
+                        last: entry.last,
+                        count: entry.count,
+                        last_k: entry.last_k.unwrap_or(k),
+                    },
+                );
                 (entry, false)
             }
             None => {
@@ -286,6 +295,8 @@ impl Batch<'_, '_> {
 
     /// Fills the map with the breaches not closed whose last attempt is at or after `since`.
     fn load_open_breaches(&mut self, since: i64) -> Result<(), StoreError> {
+        // The tallies read here must include the attempts counted in memory.
+        self.flush_breaches()?;
         // `status IN (…)` rather than `<> 'closed'`: the index on (status, first) then skips
         // the closed cases, most of them once a school works its cases.
         let open = status_list(
@@ -322,25 +333,25 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    /// Writes the batch's changes to the breaches it extended: the tallies always, the case's
-    /// row only when it changed (SQLite rewrites a row's entry in every index on a column an
-    /// `UPDATE` sets, changed or not, and `breaches_status_first` holds `first`).
-    pub(super) fn flush_breaches(&mut self) -> Result<(), StoreError> {
-        for (id, (e, row_changed)) in self.caches.breaches.dirty.drain() {
+    /// Writes the cases' rows changed in this batch (only those: SQLite rewrites a row's
+    /// entry in every index on a column an `UPDATE` sets, changed or not, and
+    /// `breaches_status_first` holds `first`).
+    pub(super) fn write_breach_rows(&mut self) -> Result<(), StoreError> {
+        for (id, e) in self.caches.breaches.rows.drain() {
             self.tx
                 .prepare_cached(
-                    "UPDATE breach_tallies SET last = ?2, count = ?3, last_k = ?4 WHERE breach = ?1",
+                    "UPDATE breaches SET first = ?2, severity = ?3, first_k = ?4 WHERE id = ?1",
                 )?
-                .execute(params![id, e.last, e.count, e.last_k])?;
-            if row_changed {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE breaches SET first = ?2, severity = ?3, first_k = ?4 WHERE id = ?1",
-                    )?
-                    .execute(params![id, e.first, e.worst.label(), e.first_k])?;
-            }
+                .execute(params![id, e.first, e.worst.label(), e.first_k])?;
         }
         Ok(())
+    }
+
+    /// Writes everything known about the breaches, rows and tallies, before the database is
+    /// asked about them.
+    fn flush_breaches(&mut self) -> Result<(), StoreError> {
+        self.write_breach_rows()?;
+        self.counts.write_tallies(self.tx)
     }
 
     /// The breach window in milliseconds.
