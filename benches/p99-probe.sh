@@ -16,7 +16,8 @@
 # /tmp/scale-lists; LIST and WORKLOAD override the 1M files) and starts nsd from the
 # harness's templates as the upstream. CACHE (default 100000, Hedgerow's default) sets
 # `[cache] size`. Per rep and server it prints p50/p99/p99.9; at the end the median p99 and,
-# when a `responder` is in the run, the median of each rep's ratio to it.
+# when a `responder` is in the run, the median of each rep's ratio to it. The servers take
+# turns in the order given, reversed every other round.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 SHARED="${SHARED:-$HERE/../../shared}"
@@ -69,7 +70,15 @@ for name in "${names[@]}"; do
 done
 
 for r in $(seq 1 "$REPS"); do
-  for name in "${names[@]}"; do
+  # Every other round in reverse: a server's p99 depends on its place in the round (what the
+  # others left running: their writers' last batches, the kernel's writeback), so each one
+  # takes each place as often.
+  order=("${names[@]}")
+  if ((r % 2 == 0)); then
+    order=()
+    for ((j = ${#names[@]} - 1; j >= 0; j--)); do order+=("${names[j]}"); done
+  fi
+  for name in "${order[@]}"; do
     taskset -c 0 dnsperf -s 127.0.0.1 -p "${PORT[$name]}" -d "$WORKLOAD" -c 8 -Q "$QPS" \
       -l "$SECONDS_PER_REP" -t 2 -v > "$ROOT/lat.txt" 2>&1 || true
     python3 - "$ROOT/lat.txt" "$name" "$r" <<'PY' | tee -a "$ROOT/results.txt"

@@ -35,6 +35,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a version that drops leases must stay unchanged before it is believed. A rewrite
 /// in place takes milliseconds (dnsmasq writes its whole file at once).
 const SETTLE: Duration = Duration::from_millis(250);
+/// Versions doubted in a row before the last one read is believed anyway: a file rewritten
+/// faster than every [`SETTLE`] must not hold every change back.
+const MAX_DOUBTS: u8 = 8;
 
 /// What changed in a lease file since the last report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +118,8 @@ struct Follower {
     /// a rewrite caught part-way. The next poll comes after [`SETTLE`] and believes it if the
     /// files are still this version.
     doubted: Option<Vec<Option<Signature>>>,
+    /// Versions doubted in a row.
+    doubts: u8,
 }
 
 impl Follower {
@@ -153,11 +158,16 @@ impl Follower {
         let found_ips: HashSet<IpAddr> = found.iter().map(|l| l.ip).collect();
         let drops = self.leases.keys().any(|ip| !found_ips.contains(ip));
         let new_errors = errors.iter().any(|e| !self.bad_lines.contains(e));
-        if (drops || new_errors) && self.doubted.as_ref() != Some(&before) {
+        if (drops || new_errors)
+            && self.doubted.as_ref() != Some(&before)
+            && self.doubts < MAX_DOUBTS
+        {
             self.doubted = Some(before);
+            self.doubts += 1;
             return events;
         }
         self.doubted = None;
+        self.doubts = 0;
         self.seen = Some(before);
         if self.unavailable {
             tracing::info!(file = %self.path.display(), "lease file readable again");
@@ -213,6 +223,7 @@ impl Follower {
         // Forget the version seen, so the file is read in full when it comes back.
         self.seen = None;
         self.doubted = None;
+        self.doubts = 0;
         if !self.unavailable {
             self.unavailable = true;
             tracing::warn!(file = %self.path.display(), "cannot read the lease file: {reason}");
@@ -252,6 +263,7 @@ impl LeaseWatcher {
             unavailable: false,
             bad_lines: Vec::new(),
             doubted: None,
+            doubts: 0,
         };
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -341,6 +353,7 @@ mod tests {
             unavailable: false,
             bad_lines: Vec::new(),
             doubted: None,
+            doubts: 0,
         };
         let interval = Duration::from_secs(5);
         let ips = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -365,6 +378,21 @@ mod tests {
         // Nothing changed since: nothing to report, and the usual interval again.
         assert_eq!(poll(&mut f), None);
         assert_eq!(f.wait(interval), interval);
+
+        // A file rewritten at every poll, each version without pc-3: believed after
+        // MAX_DOUBTS polls all the same.
+        for i in 0..=MAX_DOUBTS {
+            // Each a different length: two writes within a clock tick can share a time.
+            let host = "x".repeat(usize::from(i) + 1);
+            let renamed = format!("1795723262 52:54:00:00:00:01 10.0.0.1 {host} *\n");
+            std::fs::write(&path, renamed).unwrap();
+            let polled = poll(&mut f);
+            if i < MAX_DOUBTS {
+                assert_eq!(polled, None, "version {i}");
+            } else {
+                assert_eq!(polled, Some((ips(&["10.0.0.1"]), ips(&["10.0.0.3"]))));
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -28,6 +28,9 @@ use crate::store::{key_millis, StoreError, COUNTED_THROUGH, DAY_MS};
 
 /// How often the counts are written while queries arrive.
 const EVERY: Duration = Duration::from_secs(2);
+/// Counts kept at most (breaches and day-and-name pairs, ~50 bytes each): a flood of distinct
+/// blocked names has them written sooner, so the writer's memory stays bounded.
+const PENDING_MAX: usize = 65_536;
 
 /// A breach's tally as the writer last knew it.
 #[derive(Clone, Copy)]
@@ -77,11 +80,11 @@ impl Counts {
     }
 
     /// Whether a write is due: counts (or a recount, when the mark is unknown) have waited
-    /// [`EVERY`] since the last write or failure.
+    /// [`EVERY`] since the last write or failure, or [`PENDING_MAX`] of them wait.
     pub fn due(&self) -> bool {
-        let waiting =
-            self.mark.is_none() || !self.tallies.is_empty() || !self.blocked_days.is_empty();
-        waiting && self.written.elapsed() >= EVERY
+        let pending = self.tallies.len() + self.blocked_days.len();
+        pending >= PENDING_MAX
+            || ((self.mark.is_none() || pending > 0) && self.written.elapsed() >= EVERY)
     }
 
     /// Forgets everything after a rolled-back transaction: what was counted in it is gone,
