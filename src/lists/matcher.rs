@@ -196,6 +196,11 @@ impl<D: AsRef<[u8]>> SuffixMap<D> {
 /// The last `depth` labels of `name`, lower-cased without a trailing dot (the listed suffix a
 /// [`Hit`] refers to), for explanations and logs.
 pub fn matched_suffix(name: &str, depth: u8) -> String {
+    suffix_of(name, depth).to_ascii_lowercase()
+}
+
+/// The last `depth` labels of `name` as they are spelled there (all of it when it has fewer).
+pub(crate) fn suffix_of(name: &str, depth: u8) -> &str {
     let name = name.strip_suffix('.').unwrap_or(name);
     let mut start = name.len();
     for _ in 0..depth {
@@ -207,12 +212,11 @@ pub fn matched_suffix(name: &str, depth: u8) -> String {
             }
         }
     }
-    let s = if start == 0 || start >= name.len() {
+    if start == 0 || start >= name.len() {
         name
     } else {
         &name[start + 1..]
-    };
-    s.to_ascii_lowercase()
+    }
 }
 
 /// Maps a private copy of `path`: the copy is unlinked as soon as it is open, so nothing
@@ -845,6 +849,11 @@ impl Blocklists {
     /// The listed suffix of `name` a hit at `depth` refers to.
     pub fn matched_key(&self, name: &str, depth: u8) -> String {
         matched_suffix(name, depth)
+    }
+
+    /// [`Blocklists::matched_key`] for a key already in lower case: a slice of it.
+    pub fn matched_part<'k>(&self, key: &'k str, depth: u8) -> &'k str {
+        suffix_of(key, depth)
     }
 }
 

@@ -227,20 +227,26 @@ pub fn decide(cx: &Context<'_>, key: &str) -> Decision {
             let exception = cx.lists.allow_lookup(key, hit.bits);
             let excepted = exception.is_some_and(|e| e.depth >= hit.depth);
             if usize::from(hit.depth) > allow_depth && !excepted {
-                let severity = cx.lists.categories_in(hit.bits).map(|c| c.severity).min(); // High < Medium < Low: the most serious category
-                let names: Vec<&str> = cx
-                    .lists
-                    .categories_in(hit.bits)
-                    .map(|c| c.id.as_str())
-                    .collect();
-                let category = names.join(", ");
+                // One pass over the hit's categories, straight into one string, and the list
+                // entry a slice of the key: this runs on the DNS thread for every blocked
+                // query (callgrind: the reason's text was ~1,600 of its instructions).
+                let mut severity: Option<Severity> = None;
+                let mut category = String::with_capacity(32);
+                for c in cx.lists.categories_in(hit.bits) {
+                    // High < Medium < Low: the most serious category.
+                    severity = Some(severity.map_or(c.severity, |s| s.min(c.severity)));
+                    if !category.is_empty() {
+                        category.push_str(", ");
+                    }
+                    category.push_str(&c.id);
+                }
                 return Decision::Block(Block {
                     reason: Reason {
                         kind: BlockReason::Category,
                         detail: format!(
                             "group `{}`: category {category} (list entry `{}`)",
                             cx.group,
-                            cx.lists.matched_key(key, hit.depth)
+                            cx.lists.matched_part(key, hit.depth)
                         ),
                         severity,
                         category: Some(category),
