@@ -123,6 +123,19 @@ struct Follower {
 }
 
 impl Follower {
+    fn new(path: PathBuf, format: LeaseFormat) -> Follower {
+        Follower {
+            path,
+            format,
+            seen: None,
+            leases: HashMap::new(),
+            unavailable: false,
+            bad_lines: Vec::new(),
+            doubted: None,
+            doubts: 0,
+        }
+    }
+
     /// One poll: the events to report (none when nothing changed).
     fn poll(&mut self) -> Vec<WatchEvent> {
         let mut events = Vec::new();
@@ -255,16 +268,7 @@ impl LeaseWatcher {
     ) -> std::io::Result<LeaseWatcher> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let interval = interval.max(Duration::from_millis(100));
-        let mut follower = Follower {
-            path,
-            format,
-            seen: None,
-            leases: HashMap::new(),
-            unavailable: false,
-            bad_lines: Vec::new(),
-            doubted: None,
-            doubts: 0,
-        };
+        let mut follower = Follower::new(path, format);
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("hedgerow-leases".into())
@@ -345,16 +349,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("dnsmasq.leases");
         std::fs::write(&path, format!("{}{}", line(1), line(2))).unwrap();
-        let mut f = Follower {
-            path: path.clone(),
-            format: LeaseFormat::Dnsmasq,
-            seen: None,
-            leases: HashMap::new(),
-            unavailable: false,
-            bad_lines: Vec::new(),
-            doubted: None,
-            doubts: 0,
-        };
+        let mut f = Follower::new(path.clone(), LeaseFormat::Dnsmasq);
         let interval = Duration::from_secs(5);
         let ips = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(poll(&mut f), Some((ips(&["10.0.0.1", "10.0.0.2"]), vec![])));

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::clock::{unix_millis, Clock};
 
 use super::{
-    audit, bump_breach_generation, bump_cache_generation, ip_text, key_base, open_read, open_write,
+    audit, bump_breach_generation, bump_cache_generation, ip_text, key_base, meta_int, open_read,
+    open_write,
     presence::{self, Of, Source},
     read, AuditKind, CaseStatus, QueryFilter, QueryRow, StoreError, COUNTED_THROUGH,
 };
@@ -475,14 +476,7 @@ impl Commands {
         // A breach's evidence rows lie within its key range (`migrate::V10`): read there
         // rather than through the whole table. Its last attempts may not be in its tally yet:
         // those lie after the mark the tallies are counted through.
-        let counted: i64 = tx
-            .query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
-                [COUNTED_THROUGH],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(i64::MAX);
+        let counted = meta_int(&tx, COUNTED_THROUGH)?.unwrap_or(i64::MAX);
         let ranges: Vec<(i64, i64, i64)> = tx
             .prepare(
                 "SELECT b.id, b.first_k, t.last_k FROM temp.erase_breaches e

@@ -56,7 +56,7 @@ use std::{
     time::SystemTime,
 };
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use audit::{AuditEntry, AuditKind, ChainReport};
 pub use checks::{CheckItem, CheckKind, CheckRun, CheckTrigger};
@@ -105,6 +105,24 @@ pub(crate) fn bump_breach_generation(conn: &Connection) -> Result<(), StoreError
 /// names' daily counts include every row (the writer writes them every few seconds; rows
 /// after it may not be counted yet, see `writer::counts`).
 pub(crate) const COUNTED_THROUGH: &str = "counted_through";
+
+/// An integer `meta` value (`None` when it was never set).
+pub(crate) fn meta_int(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Sets a `meta` value.
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key, value])?;
+    Ok(())
+}
 
 fn bump(conn: &Connection, key: &str) -> Result<(), StoreError> {
     conn.execute(

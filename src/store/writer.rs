@@ -10,9 +10,7 @@ use std::{
 };
 
 use foldhash::HashMap;
-use rusqlite::{
-    params, CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior,
-};
+use rusqlite::{params, CachedStatement, Connection, Transaction, TransactionBehavior};
 
 mod breaches;
 mod counts;
@@ -26,8 +24,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, must_keep, presence, registrable_domain, BreachNotice,
-    CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, meta_int, must_keep, presence, registrable_domain, set_meta,
+    BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -490,13 +488,7 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Read under the write lock, so no lease, session, erasure or case change can slip
         // in between.
-        let generation = |key: &str| -> Result<i64, StoreError> {
-            Ok(tx
-                .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
-                .query_row([key], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0))
-        };
+        let generation = |key: &str| Ok::<_, StoreError>(meta_int(&tx, key)?.unwrap_or(0));
         let (caches, breaches) = (
             generation(super::CACHE_GENERATION)?,
             generation(super::BREACH_GENERATION)?,
@@ -542,11 +534,7 @@ impl Writer {
             }
             ctx.presence.flush(ctx.tx)?;
             if let Some(seq) = replayed_up_to {
-                ctx.tx.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![journal::LAST_REPLAYED, seq.to_string()],
-                )?;
+                set_meta(ctx.tx, journal::LAST_REPLAYED, &seq.to_string())?;
             }
             Ok(())
         })();

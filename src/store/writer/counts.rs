@@ -22,9 +22,9 @@
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Transaction};
 
-use crate::store::{key_millis, StoreError, COUNTED_THROUGH, DAY_MS};
+use crate::store::{key_millis, meta_int, set_meta, StoreError, COUNTED_THROUGH, DAY_MS};
 
 /// How often the counts are written while queries arrive.
 const EVERY: Duration = Duration::from_secs(2);
@@ -105,10 +105,7 @@ impl Counts {
         if self.mark.is_some() {
             return Ok(());
         }
-        let mark: Option<i64> = tx
-            .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
-            .query_row([COUNTED_THROUGH], |r| r.get(0))
-            .optional()?;
+        let mark = meta_int(tx, COUNTED_THROUGH)?;
         // The v11 upgrade sets the mark; without one (edited by hand) nothing is counted
         // again, rather than counted twice.
         if let Some(mark) = mark {
@@ -183,11 +180,7 @@ impl Counts {
         for ((day, name), n) in self.blocked_days.drain() {
             stmt.execute(params![day, name, n])?;
         }
-        tx.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![COUNTED_THROUGH, last_key.to_string()])?;
+        set_meta(tx, COUNTED_THROUGH, &last_key.to_string())?;
         self.mark = Some(last_key);
         self.written = Instant::now();
         Ok(())
