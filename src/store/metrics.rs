@@ -14,6 +14,9 @@ pub(crate) struct StoreMetrics {
     pub channel_depth: IntGauge,
     /// Allowed events shed under overload (`reason`: `full`, `database`).
     pub shed: IntCounterVec,
+    /// `shed` with `reason="full"`, resolved once: the DNS path counts into it for every
+    /// allowed query while the writer is behind, and a label lookup per query hashes.
+    pub shed_full: IntCounter,
     /// Blocked events written to the journal file.
     pub journalled: IntCounter,
     /// Bytes in the journal files.
@@ -82,6 +85,7 @@ impl StoreMetrics {
             rows_written,
             batch_seconds,
             channel_depth,
+            shed_full: shed.with_label_values(&["full"]),
             shed,
             journalled,
             journal_bytes,
