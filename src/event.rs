@@ -223,6 +223,25 @@ pub struct QueryEvent {
     pub duration: Duration,
 }
 
+impl QueryEvent {
+    /// Whether the query log must keep this event whatever its load ([`must_keep`]).
+    pub fn must_keep(&self) -> bool {
+        must_keep(self.disposition, self.reason, self.severity)
+    }
+}
+
+/// Whether an event with these parts must be kept whatever the query log's load: a block, or
+/// any query with a reason or a severity (an attempt the DSL may need). Every other event
+/// (an allowed query) may be shed while the log is behind. Apart from the event so that the
+/// DNS path can ask before it builds one ([`QuerySink::sheds_allowed`]).
+pub fn must_keep(
+    disposition: Disposition,
+    reason: Option<BlockReason>,
+    severity: Option<Severity>,
+) -> bool {
+    disposition == Disposition::Blocked || reason.is_some() || severity.is_some()
+}
+
 /// Where finished queries go (the store's channel in production).
 ///
 /// `record` must never wait: implementations do a non-blocking send and count what they
@@ -238,6 +257,14 @@ pub trait QuerySink: Send + Sync + 'static {
     /// allocator at once and cost it a millisecond to take in (benches/README.md).
     fn spare(&self) -> Option<QueryEvent> {
         None
+    }
+
+    /// Whether an event that need not be kept ([`must_keep`] false) would be shed now, in
+    /// which case the sink has counted it as shed and the caller builds none. Asked before
+    /// the event is built: while the log is behind, most queries' events would be built
+    /// only to be dropped (benches/README.md).
+    fn sheds_allowed(&self) -> bool {
+        false
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::{
     clock::Clock,
-    event::{EventName, QueryEvent, QuerySink},
+    event::{must_keep, EventName, QueryEvent, QuerySink},
     metrics::Metrics,
     pipeline::{Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
 };
@@ -111,7 +111,15 @@ impl Stage for Record {
                 }
             }
             if let Some(sink) = &self.sink {
-                sink.record(event(sink.spare(), query, &answer, self.clock.now()));
+                let reason = answer.reason.as_ref();
+                let keep = must_keep(
+                    answer.disposition,
+                    reason.map(|r| r.kind),
+                    reason.and_then(|r| r.severity),
+                );
+                if keep || !sink.sheds_allowed() {
+                    sink.record(event(sink.spare(), query, &answer, self.clock.now()));
+                }
             }
             answer
         })
@@ -137,6 +145,97 @@ mod tests {
         fn record(&self, event: QueryEvent) {
             self.0.lock().unwrap().push(event);
         }
+    }
+
+    /// A sink that is behind: it would shed every event it need not keep.
+    #[derive(Default)]
+    struct Behind(Collect, std::sync::atomic::AtomicUsize);
+
+    impl QuerySink for Behind {
+        fn record(&self, event: QueryEvent) {
+            self.0.record(event);
+        }
+
+        fn sheds_allowed(&self) -> bool {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+    }
+
+    /// Answers with the disposition and reason its name's first label asks for.
+    struct AsNamed;
+
+    impl Stage for AsNamed {
+        fn name(&self) -> &'static str {
+            "as-named"
+        }
+
+        fn handle<'a>(&'a self, query: &'a mut Query, _: Next<'a>) -> StageFuture<'a> {
+            use crate::{event::BlockReason, pipeline::answer::Reason};
+            let reason = |kind| Reason {
+                kind,
+                detail: "test".to_string(),
+                severity: None,
+                category: None,
+            };
+            let answer = match query.key.split('.').next() {
+                Some("blocked") => {
+                    let mut a = Answer::empty(ResponseCode::NXDomain, Disposition::Blocked);
+                    a.reason = Some(reason(BlockReason::Category));
+                    a
+                }
+                // Answered, but for a reason (a SafeSearch rewrite): kept too.
+                Some("rewritten") => {
+                    let mut a = Answer::empty(ResponseCode::NoError, Disposition::SafeSearch);
+                    a.reason = Some(reason(BlockReason::Deny));
+                    a
+                }
+                _ => Answer::empty(ResponseCode::NoError, Disposition::Forwarded),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_is_behind_gets_no_allowed_event_but_every_kept_one() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let sink = Arc::new(Behind::default());
+        let record = Record::new(metrics, Some(sink.clone()), Clock::system());
+        let pipeline = Pipeline::new(vec![Arc::new(record), Arc::new(AsNamed)]);
+        for name in [
+            "allowed.test.",
+            "blocked.test.",
+            "rewritten.test.",
+            "other.test.",
+        ] {
+            let mut q = Query::new(
+                "127.0.0.1".parse().unwrap(),
+                Transport::Udp,
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            );
+            pipeline.resolve(&mut q).await;
+        }
+        let names: Vec<EventName> = sink
+            .0
+             .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                EventName::Clear("blocked.test".into()),
+                EventName::Clear("rewritten.test".into())
+            ]
+        );
+        assert_eq!(
+            sink.1.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "asked only for the two allowed queries"
+        );
     }
 
     /// Answers every query itself, like the cache on a hit.

@@ -75,7 +75,7 @@ pub use users::{LoginOutcome, UserRecord};
 use crate::{
     clock::Clock,
     config::StoreConfig,
-    event::{BlockReason, Disposition, QueryEvent, QuerySink, Severity, Transport},
+    event::{BlockReason, Disposition, QuerySink, Severity, Transport},
 };
 pub use unblock::{
     GrantRecord, NewUnblockRequest, RequestStatus, UnblockRequest, UnblockStats, MAX_PERIOD,
@@ -165,8 +165,8 @@ fn background_priority() {
 
 /// A blocked event named `name`, for the store's unit tests.
 #[cfg(test)]
-pub(crate) fn test_event(name: crate::event::EventName) -> QueryEvent {
-    QueryEvent {
+pub(crate) fn test_event(name: crate::event::EventName) -> crate::event::QueryEvent {
+    crate::event::QueryEvent {
         at: crate::clock::from_unix_millis(1_788_256_800_123),
         client: "10.0.0.1".parse().unwrap(),
         device: Some("pc".into()),
@@ -328,6 +328,9 @@ pub(crate) struct Shared {
     pub(crate) depth: AtomicI64,
     /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
+    /// Set by the sink when the allowed queue was full, cleared by the writer when it takes
+    /// from that queue: while set, allowed events are shed before they are built.
+    pub(crate) allowed_full: std::sync::atomic::AtomicBool,
 }
 
 enum Control {
@@ -365,6 +368,7 @@ impl Store {
             journal,
             depth: AtomicI64::new(0),
             spent: sink::Spent::default(),
+            allowed_full: Default::default(),
         });
         let (allowed_tx, allowed_rx) = mpsc::sync_channel(config.channel_capacity);
         let (blocked_tx, blocked_rx) = mpsc::sync_channel(config.channel_capacity);
@@ -541,12 +545,6 @@ pub(crate) fn key_base(unix_ms: i64) -> i64 {
 /// The arrival time of a query key, in Unix milliseconds.
 pub(crate) fn key_millis(key: i64) -> i64 {
     (key >> 8) + KEY_EPOCH_MS
-}
-
-/// Whether an event must never be dropped: blocked, answered locally for a reason, or
-/// carrying a severity.
-pub(crate) fn must_keep(event: &QueryEvent) -> bool {
-    event.disposition == Disposition::Blocked || event.reason.is_some() || event.severity.is_some()
 }
 
 pub(crate) fn disposition_of(label: &str) -> Option<Disposition> {

@@ -5,7 +5,7 @@ use std::sync::{atomic::Ordering, mpsc, Arc, Mutex};
 
 use crate::event::{QueryEvent, QuerySink};
 
-use super::{must_keep, Shared};
+use super::Shared;
 
 /// The queue depth at which the sink wakes the writer early. Waking it for every event (as
 /// this did at first) cost a context switch per query: on a one-core school server the
@@ -34,6 +34,17 @@ impl StoreSink {
 }
 
 impl QuerySink for StoreSink {
+    fn sheds_allowed(&self) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let full = self.shared.allowed_full.load(Ordering::Relaxed);
+        if full {
+            self.shared.metrics.shed_full.inc();
+        }
+        full
+    }
+
     fn spare(&self) -> Option<QueryEvent> {
         if !self.enabled {
             return None;
@@ -45,7 +56,7 @@ impl QuerySink for StoreSink {
         if !self.enabled {
             return;
         }
-        let unqueued = if must_keep(&event) {
+        let unqueued = if event.must_keep() {
             match self.blocked.try_send(event) {
                 Ok(()) => return self.queued(),
                 // Never dropped: the journal file takes it. This path only runs when the
@@ -64,6 +75,7 @@ impl QuerySink for StoreSink {
             match self.allowed.try_send(event) {
                 Ok(()) => return self.queued(),
                 Err(mpsc::TrySendError::Full(event) | mpsc::TrySendError::Disconnected(event)) => {
+                    self.shared.allowed_full.store(true, Ordering::Relaxed);
                     self.shared.metrics.shed_full.inc();
                     event
                 }

@@ -24,8 +24,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, meta_int, must_keep, presence, registrable_domain, set_meta,
-    BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta, BreachNotice,
+    CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -279,12 +279,17 @@ impl Writer {
             }
             n += 1;
         }
+        let before = n;
         while batch.len() < BATCH_ROWS {
             match self.queues.allowed.try_recv() {
                 Ok(e) => batch.push(e),
                 Err(_) => break,
             }
             n += 1;
+        }
+        if n > before {
+            // Room again: the sink stops shedding allowed events before they are built.
+            self.shared.allowed_full.store(false, Ordering::Relaxed);
         }
         if n > 0 {
             let left = self.shared.depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
@@ -392,7 +397,7 @@ impl Writer {
                     tracing::error!(%error, "store: cannot write the query log; blocked queries go to the journal until it can");
                     self.db_failing = true;
                 }
-                let keep: Vec<&QueryEvent> = events.iter().filter(|e| must_keep(e)).collect();
+                let keep: Vec<&QueryEvent> = events.iter().filter(|e| e.must_keep()).collect();
                 self.shared
                     .metrics
                     .shed
@@ -644,7 +649,7 @@ struct Batch<'a, 'c> {
 impl Batch<'_, '_> {
     fn event(&mut self, e: &QueryEvent) -> Result<(), StoreError> {
         let t = unix_millis(e.at);
-        let blocked = must_keep(e);
+        let blocked = e.must_keep();
         let group = match &e.group {
             Some(g) => Some(self.group(g)?),
             None => None,

@@ -646,6 +646,41 @@ fn store_journal_keeps_blocked_events_while_the_database_is_locked() {
 }
 
 #[test]
+fn store_sheds_allowed_events_before_they_are_built_while_their_queue_is_full() {
+    let dir = TempDir::new("store-shed-early");
+    let (clock, _) = clock();
+    // A queue of 16 and a writer that takes from it only when told (or after 5 s).
+    let config = StoreConfig {
+        channel_capacity: 16,
+        batch_interval: Duration::from_millis(5_000),
+        ..StoreConfig::default()
+    };
+    let (store, registry) = open(&dir, &config, &clock);
+    store.flush().unwrap();
+    let sink = store.sink();
+    assert!(!sink.sheds_allowed(), "an empty queue takes allowed events");
+    for i in 0..200 {
+        sink.record(allowed(i, "10.0.0.7", &format!("a{i}.example")));
+    }
+    let shed = metric(&registry, "store_shed_events_total");
+    assert_eq!(shed, 184.0, "16 queued, the rest shed");
+    assert!(
+        sink.sheds_allowed(),
+        "a full queue sheds before the event is built"
+    );
+    assert_eq!(
+        metric(&registry, "store_shed_events_total"),
+        shed + 1.0,
+        "and counts it as shed"
+    );
+    // Once the writer takes from the queue, allowed events are built and sent again.
+    store.flush().unwrap();
+    assert!(!sink.sheds_allowed());
+    store.close().unwrap();
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 16);
+}
+
+#[test]
 fn store_journal_replays_a_journal_longer_than_one_replay_chunk() {
     // More entries than one replay chunk (16,384): read and committed a chunk at a time,
     // every one exactly once.
