@@ -149,15 +149,19 @@ mod tests {
 
     /// A sink that is behind: it would shed every event it need not keep.
     #[derive(Default)]
-    struct Behind(Collect, std::sync::atomic::AtomicUsize);
+    struct Behind {
+        kept: Collect,
+        asked: std::sync::atomic::AtomicUsize,
+    }
 
     impl QuerySink for Behind {
         fn record(&self, event: QueryEvent) {
-            self.0.record(event);
+            self.kept.record(event);
         }
 
         fn sheds_allowed(&self) -> bool {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             true
         }
     }
@@ -184,7 +188,7 @@ mod tests {
                     a.reason = Some(reason(BlockReason::Category));
                     a
                 }
-                // Answered, but for a reason (a SafeSearch rewrite): kept too.
+                // Not blocked, but answered for a reason: kept too.
                 Some("rewritten") => {
                     let mut a = Answer::empty(ResponseCode::NoError, Disposition::SafeSearch);
                     a.reason = Some(reason(BlockReason::Deny));
@@ -217,8 +221,8 @@ mod tests {
             pipeline.resolve(&mut q).await;
         }
         let names: Vec<EventName> = sink
+            .kept
             .0
-             .0
             .lock()
             .unwrap()
             .iter()
@@ -232,7 +236,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            sink.1.load(std::sync::atomic::Ordering::Relaxed),
+            sink.asked.load(std::sync::atomic::Ordering::Relaxed),
             2,
             "asked only for the two allowed queries"
         );
