@@ -280,15 +280,24 @@ impl Writer {
             n += 1;
         }
         let before = n;
+        let mut emptied = false;
         while batch.len() < BATCH_ROWS {
             match self.queues.allowed.try_recv() {
                 Ok(e) => batch.push(e),
-                Err(_) => break,
+                Err(_) => {
+                    emptied = true;
+                    break;
+                }
             }
             n += 1;
         }
-        if n > before {
+        if n > before || emptied {
             // Room again: the sink stops shedding allowed events before they are built.
+            // Cleared on every pass that finds the queue empty too, not only when it took
+            // from it: a sink whose `try_send` failed just before this pass sets the flag
+            // after it, and then sheds every allowed event before it is built, so none would
+            // reach the queue to be taken. Such a flag lasts until the next pass (a batch
+            // interval at most).
             self.shared.allowed_full.store(false, Ordering::Relaxed);
         }
         if n > 0 {
