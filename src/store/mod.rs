@@ -329,7 +329,8 @@ pub(crate) struct Shared {
     /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
     /// Set by the sink when the allowed queue was full, cleared by the writer when it takes
-    /// from that queue: while set, allowed events are shed before they are built.
+    /// from that queue or finds it empty: while set, allowed events are shed before they
+    /// are built.
     pub(crate) allowed_full: std::sync::atomic::AtomicBool,
 }
 
