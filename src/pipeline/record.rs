@@ -34,8 +34,8 @@ impl Record {
     }
 }
 
-/// The event for `query` answered with `answer`, stamped `at`, built in `spare`'s buffers
-/// when the sink gave one ([`QuerySink::spare`]).
+/// The event for `query` answered with `answer` after `duration`, stamped `at`, built in
+/// `spare`'s buffers when the sink gave one ([`QuerySink::spare`]).
 ///
 /// Built here, once, from the finished query: an illegal-tier name is withheld at this point,
 /// so it never reaches a channel, a journal or a database.
@@ -44,6 +44,7 @@ pub fn event(
     query: &Query,
     answer: &Answer,
     at: std::time::SystemTime,
+    duration: std::time::Duration,
 ) -> QueryEvent {
     let (name, category, rule) = match spare {
         Some(e) => (e.name.into_buffer(), e.category, e.rule),
@@ -78,7 +79,7 @@ pub fn event(
         },
         severity: reason.and_then(|r| r.severity),
         rcode: u16::from(answer.rcode),
-        duration: query.received.elapsed(),
+        duration,
     }
 }
 
@@ -101,10 +102,15 @@ impl Stage for Record {
             if query.origin == Origin::Check {
                 return answer;
             }
-            let elapsed = query.received.elapsed().as_secs_f64();
+            // Read once, for the histogram and the event.
+            let elapsed = query.received.elapsed();
             let group = query.group.as_ref().map(|g| &g.metrics);
-            self.metrics
-                .observe_query(group, query.qtype, answer.disposition, elapsed);
+            self.metrics.observe_query(
+                group,
+                query.qtype,
+                answer.disposition,
+                elapsed.as_secs_f64(),
+            );
             if let (Some(reason), Some(g)) = (&answer.reason, group) {
                 if answer.disposition == Disposition::Blocked {
                     g.blocked(reason.kind);
@@ -118,7 +124,8 @@ impl Stage for Record {
                     reason.and_then(|r| r.severity),
                 );
                 if keep || !sink.sheds_allowed() {
-                    sink.record(event(sink.spare(), query, &answer, self.clock.now()));
+                    let at = self.clock.now();
+                    sink.record(event(sink.spare(), query, &answer, at, elapsed));
                 }
             }
             answer
@@ -309,9 +316,10 @@ mod tests {
         let allowed =
             Answer::empty(ResponseCode::NoError, Disposition::Forwarded).with_note("cached");
         let at = std::time::SystemTime::now();
+        let took = std::time::Duration::from_micros(7);
 
         // A spare whose buffers are larger than anything this query writes.
-        let mut spare = event(None, &query, &blocked, at);
+        let mut spare = event(None, &query, &blocked, at, took);
         let long = "x".repeat(300);
         for s in [
             match &mut spare.name {
@@ -334,20 +342,15 @@ mod tests {
             )
         };
         let before = buffers(&spare);
-        let refilled = event(Some(spare), &query, &blocked, at);
-        let fresh = event(None, &query, &blocked, at);
-        assert_eq!(
-            QueryEvent {
-                duration: fresh.duration,
-                ..refilled.clone()
-            },
-            fresh
-        );
+        let refilled = event(Some(spare), &query, &blocked, at, took);
+        let fresh = event(None, &query, &blocked, at, took);
+        assert_eq!(refilled, fresh);
+        assert_eq!(fresh.duration, took);
         assert_eq!(buffers(&refilled), before, "every buffer reused");
 
         // Allowed, into a blocked spare: no category left over, the note as the rule.
         let rule = refilled.rule.as_ref().map(|s| s.as_ptr());
-        let allowed_event = event(Some(refilled), &query, &allowed, at);
+        let allowed_event = event(Some(refilled), &query, &allowed, at, took);
         assert_eq!(allowed_event.category, None);
         assert_eq!(allowed_event.rule.as_deref(), Some("cached"));
         assert_eq!(allowed_event.rule.as_ref().map(|s| s.as_ptr()), rule);
@@ -361,7 +364,7 @@ mod tests {
         if let Some(r) = illegal.reason.as_mut() {
             r.kind = BlockReason::Illegal;
         }
-        let withheld = event(Some(allowed_event), &query, &illegal, at);
+        let withheld = event(Some(allowed_event), &query, &illegal, at, took);
         assert_eq!(withheld.name, EventName::Withheld);
         assert_eq!(
             withheld.rule.as_deref(),

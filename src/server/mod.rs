@@ -277,9 +277,7 @@ impl Sockets {
         udp_sockets: UdpSockets,
     ) -> Result<Sockets, ListenError> {
         let group = match udp_sockets {
-            UdpSockets::PerWorker if cfg!(target_os = "linux") => {
-                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
-            }
+            UdpSockets::PerWorker if cfg!(target_os = "linux") => workers(),
             _ => 1,
         };
         let mut udp = Vec::new();
@@ -324,13 +322,11 @@ impl Sockets {
                 "dns udp {}",
                 first.local_addr().map_or("?".into(), |a| a.to_string())
             );
-            // A group: one loop per socket, one socket per worker. One socket: several loops
-            // on it, so that whichever worker is free reads the next datagrams.
-            let loops_per_socket = if group.len() > 1 {
-                1
-            } else {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
-            };
+            // A group: one loop per socket, one socket per worker. One socket: one loop per
+            // worker on it (up to 4), so that whichever worker is free reads the next
+            // datagrams. Not one per CPU: a datagram's readiness wakes every loop waiting on
+            // the socket, and loops beyond the workers only add wake-ups that find nothing.
+            let loops_per_socket = if group.len() > 1 { 1 } else { workers().min(4) };
             let mut i = 0;
             for socket in group {
                 let socket = Arc::new(socket);
@@ -473,6 +469,11 @@ impl ServeOptions {
 }
 
 /// Runs a listener task; if it ends (or panics) before shutdown, marks it down in `health`.
+/// The current runtime's worker threads (1 outside a runtime).
+fn workers() -> usize {
+    tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
+}
+
 fn supervise(
     health: &Health,
     name: String,
