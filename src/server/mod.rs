@@ -468,12 +468,12 @@ impl ServeOptions {
     }
 }
 
-/// Runs a listener task; if it ends (or panics) before shutdown, marks it down in `health`.
 /// The current runtime's worker threads (1 outside a runtime).
 fn workers() -> usize {
     tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers())
 }
 
+/// Runs a listener task; if it ends (or panics) before shutdown, marks it down in `health`.
 fn supervise(
     health: &Health,
     name: String,
