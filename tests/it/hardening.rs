@@ -412,7 +412,7 @@ async fn a_panic_while_answering_costs_that_query_not_the_listener() {
 
 /// One socket gets one UDP loop per worker thread, not per CPU: a datagram's readiness wakes
 /// every loop waiting on the socket, so loops beyond the workers only add wake-ups that find
-/// nothing (with `--threads 1` on two CPUs: 3.3 µs of CPU a query at 10k qps,
+/// nothing (with `--threads 1` on two CPUs: 2.1–3.2 µs of CPU a query at 10k qps,
 /// benches/README.md).
 #[test]
 fn a_shared_udp_socket_is_read_by_one_loop_per_worker() {
