@@ -472,33 +472,6 @@ impl Encoded {
 mod tests {
     use std::net::Ipv4Addr;
 
-    #[test]
-    fn same_name_is_hickorys_equality() {
-        let names = [
-            "www.example.test.",
-            "WWW.Example.TEST.",
-            "www.example.test",
-            "www.examplf.test.",
-            "xyz.example.test.",
-            "ww.wexample.test.",
-            "example.test.",
-            "*.example.test.",
-            ".",
-            "",
-        ];
-        let names: Vec<Name> = names.iter().map(|s| Name::from_ascii(s).unwrap()).collect();
-        let mut equal = 0;
-        for a in &names {
-            for b in &names {
-                assert_eq!(same_name(a, b), a == b, "{a:?} vs {b:?}");
-                equal += usize::from(a == b);
-            }
-        }
-        // The pairs above that are equal: each name with itself, and the two spellings of
-        // www.example.test. both ways.
-        assert_eq!(equal, names.len() + 2);
-    }
-
     use hickory_proto::{
         op::{Message, MessageType, OpCode, Query},
         rr::{
@@ -736,5 +709,32 @@ mod tests {
             let m = Message::from_vec(&out).unwrap();
             assert_eq!(m.metadata.response_code, expect);
         }
+    }
+
+    #[test]
+    fn same_name_is_hickorys_equality() {
+        let names = [
+            "www.example.test.",
+            "WWW.Example.TEST.",
+            "www.example.test",
+            "www.examplf.test.",
+            "xyz.example.test.",
+            "ww.wexample.test.",
+            "example.test.",
+            "*.example.test.",
+            ".",
+            "",
+        ];
+        let names: Vec<Name> = names.iter().map(|s| Name::from_ascii(s).unwrap()).collect();
+        let mut equal = 0;
+        for a in &names {
+            for b in &names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} vs {b:?}");
+                equal += usize::from(a == b);
+            }
+        }
+        // The pairs above that are equal: each name with itself, and the two spellings of
+        // www.example.test. both ways.
+        assert_eq!(equal, names.len() + 2);
     }
 }
