@@ -72,6 +72,8 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     /// Answers served but not cached because they were above the per-entry size.
     pub cache_too_large: IntCounter,
+    /// Answers repeated from the replay memo (also counted in the query counts).
+    pub answers_replayed: IntCounter,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     /// Fraction of cache lookups that hit, since start (updated at each scrape).
@@ -147,6 +149,12 @@ impl Metrics {
             "Answers served but not cached because they were above [cache] max_entry_bytes",
         )?;
         registry.register(Box::new(cache_too_large.clone()))?;
+        let answers_replayed = IntCounter::new(
+            "answers_replayed_total",
+            "Answers repeated from the bytes kept for the same question and group (blocked \
+             answers and cache hits; also counted in queries_total)",
+        )?;
+        registry.register(Box::new(answers_replayed.clone()))?;
         let cache_lookups = IntCounterVec::new(
             Opts::new("cache_lookups_total", "Cache lookups by result"),
             &["result"],
@@ -216,6 +224,7 @@ impl Metrics {
             cache_entries,
             cache_bytes,
             cache_too_large,
+            answers_replayed,
             cache_hits: cache_lookups.with_label_values(&["hit"]),
             cache_misses: cache_lookups.with_label_values(&["miss"]),
             cache_hit_ratio,

@@ -66,11 +66,26 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
 
-impl WireQuery {
-    /// Reads a standard query (opcode QUERY, one class-IN question, no answer or authority
-    /// records, at most one OPT record of EDNS version 0, nothing after it). `None` for
-    /// anything else, including every malformed datagram: the caller falls back to hickory.
-    pub fn read(bytes: &[u8]) -> Option<WireQuery> {
+/// A plain query seen in place: the shape [`WireQuery::read`] accepts, checked without
+/// building anything, so that a repeat can be recognised by its bytes
+/// ([`crate::pipeline::replay`]) before any name is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct RawQuery<'a> {
+    bytes: &'a [u8],
+    /// Where the question (name, type, class) ends.
+    question_end: usize,
+    flags: u16,
+    qtype: u16,
+    /// The client's EDNS, when it sent an OPT record (version 0).
+    pub edns: Option<ClientEdns>,
+}
+
+impl<'a> RawQuery<'a> {
+    /// Checks that `bytes` is a standard query (opcode QUERY, one class-IN question, no
+    /// answer or authority records, at most one OPT record of EDNS version 0, nothing after
+    /// it). `None` for anything else, including every malformed datagram: the caller falls
+    /// back to hickory.
+    pub fn scan(bytes: &'a [u8]) -> Option<RawQuery<'a>> {
         let flags = u16_at(bytes, 2)?;
         // QR clear, opcode 0 (QUERY), TC clear.
         if flags & 0xFA00 != 0 {
@@ -99,12 +114,12 @@ impl WireQuery {
             }
             at += len;
         }
-        let name_end = at;
-        let qtype = RecordType::from(u16_at(bytes, at)?);
+        let qtype = u16_at(bytes, at)?;
         if DNSClass::from(u16_at(bytes, at + 2)?) != DNSClass::IN {
             return None;
         }
         at += 4;
+        let question_end = at;
         let edns = if counts[3] == 1 {
             // OPT: root owner, TYPE 41, CLASS = payload, TTL = ext-rcode, version, flags.
             if bytes.get(at) != Some(&0) || u16_at(bytes, at + 1)? != 41 {
@@ -136,14 +151,57 @@ impl WireQuery {
         if at != bytes.len() {
             return None;
         }
-        let name = Name::read(&mut BinDecoder::new(&bytes[start..name_end])).ok()?;
-        Some(WireQuery {
-            id: u16_at(bytes, 0)?,
+        Some(RawQuery {
+            bytes,
+            question_end,
             flags,
-            name,
             qtype,
             edns,
         })
+    }
+
+    /// The message ID.
+    pub fn id(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[0], self.bytes[1]])
+    }
+
+    /// The question as sent: name (in the client's letter case), type and class. A response
+    /// to this query repeats these bytes right after its header.
+    pub fn question(&self) -> &'a [u8] {
+        &self.bytes[usize::from(QUESTION_OFFSET)..self.question_end]
+    }
+
+    /// The question type, as on the wire.
+    pub fn qtype(&self) -> u16 {
+        self.qtype
+    }
+
+    /// The header bits a response echoes (RD, CD); nothing else in the query's flags changes
+    /// what [`write_response`] writes.
+    pub fn echoed_flags(&self) -> u16 {
+        self.flags & 0x0110
+    }
+
+    /// The query with its name decoded, for the pipeline.
+    pub fn read(&self) -> Option<WireQuery> {
+        let name_end = self.question_end - 4;
+        let qname = &self.bytes[usize::from(QUESTION_OFFSET)..name_end];
+        let name = Name::read(&mut BinDecoder::new(qname)).ok()?;
+        Some(WireQuery {
+            id: self.id(),
+            flags: self.flags,
+            name,
+            qtype: RecordType::from(self.qtype),
+            edns: self.edns,
+        })
+    }
+}
+
+impl WireQuery {
+    /// Reads a standard query (the shape [`RawQuery::scan`] accepts). `None` for anything
+    /// else, including every malformed datagram: the caller falls back to hickory.
+    pub fn read(bytes: &[u8]) -> Option<WireQuery> {
+        RawQuery::scan(bytes)?.read()
     }
 
     /// The RD bit.
@@ -468,6 +526,40 @@ impl Encoded {
     }
 }
 
+/// Where the TTL of each record in `response` sits (the OPT record's is its flags, and is
+/// left out), for serving the same bytes again with the TTLs lowered by their age. `None`
+/// when the message does not parse to its end.
+pub fn ttl_offsets(response: &[u8]) -> Option<Vec<u16>> {
+    let count = |at| u16_at(response, at).map(usize::from);
+    let (question, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let skip_name = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *response.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                // A compression pointer ends the name.
+                l if l & 0xC0 == 0xC0 => return Some(at + 2),
+                l if l > 63 => return None,
+                l => at += 1 + usize::from(l),
+            }
+        }
+    };
+    let mut at = usize::from(QUESTION_OFFSET);
+    for _ in 0..question {
+        at = skip_name(at)? + 4;
+    }
+    let mut offsets = Vec::with_capacity(records);
+    for _ in 0..records {
+        at = skip_name(at)?;
+        let rtype = u16_at(response, at)?;
+        if rtype != u16::from(RecordType::OPT) {
+            offsets.push(u16::try_from(at + 4).ok()?);
+        }
+        at += 10 + usize::from(u16_at(response, at + 8)?);
+    }
+    (at == response.len()).then_some(offsets)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -633,6 +725,37 @@ mod tests {
         let reparsed = Message::from_vec(&direct).unwrap();
         assert_eq!(reparsed.answers[1].ttl, 60);
         assert_eq!(direct.len(), out.len());
+
+        // Every record's TTL is found (names compressed or not), the OPT record's flags not.
+        let offsets = ttl_offsets(&out).unwrap();
+        let ttls: Vec<u32> = offsets
+            .iter()
+            .map(|&at| u32::from_be_bytes(out[usize::from(at)..][..4].try_into().unwrap()))
+            .collect();
+        let mut expected: Vec<u32> = m.answers.iter().map(|r| r.ttl).collect();
+        expected.push(m.authorities[0].ttl);
+        assert_eq!(ttls, expected);
+        for cut in [out.len() - 1, out.len() - 12, 20] {
+            assert_eq!(ttl_offsets(&out[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(ttl_offsets(&[out.as_slice(), &[0]].concat()), None);
+    }
+
+    /// The scan sees what the reader sees: the question's bytes (as sent), the bits a
+    /// response echoes, and the same accept/refuse answer as [`WireQuery::read`].
+    #[test]
+    fn a_scan_shows_the_question_as_sent() {
+        let bytes = query_bytes("WwW.Example.COM.", true);
+        let raw = RawQuery::scan(&bytes).unwrap();
+        assert_eq!(raw.id(), 0xBEEF);
+        assert_eq!(
+            raw.question(),
+            b"\x03WwW\x07Example\x03COM\x00\x00\x01\x00\x01"
+        );
+        assert_eq!(raw.qtype(), 1);
+        // RD and CD set by `query_bytes`; nothing else of the flags.
+        assert_eq!(raw.echoed_flags(), 0x0110);
+        assert_eq!(raw.read().unwrap().name.to_ascii(), "WwW.Example.COM.");
     }
 
     /// Differential check on mutated queries: the reader never panics, and whatever it

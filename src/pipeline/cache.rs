@@ -76,7 +76,7 @@ struct Entry {
 /// The tables are keyed by the key's (keyed, DoS-resistant) hash, computed once per query;
 /// the entry keeps its full key, so a colliding hash is a miss, never a wrong answer.
 #[derive(Default)]
-struct PreHashed(u64);
+pub(super) struct PreHashed(u64);
 
 impl Hasher for PreHashed {
     fn finish(&self) -> u64 {

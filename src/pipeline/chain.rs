@@ -20,6 +20,7 @@ use crate::{
         policy::Policy,
         ratelimit::{Buckets, RateLimit},
         record::Record,
+        replay::Replay,
         safesearch::SafeSearch,
         Pipeline, Stage,
     },
@@ -166,17 +167,33 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         let identify = identify.clone();
         Arc::new(move |ip| identify.client(ip).is_some())
     };
+    let record = Arc::new(Record::new(
+        parts.metrics.clone(),
+        parts.sink.clone(),
+        parts.clock.clone(),
+    ));
+    let ratelimit = Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone()));
+    // A repeat goes through these three, called directly, and gets the bytes kept from the
+    // chain's answer; it is built with the chain, so a reload starts it empty. Off with the
+    // cache, and as large.
+    let replay = (config.cache.size > 0).then(|| {
+        Arc::new(Replay::new(
+            config.cache.size,
+            identify.clone(),
+            ratelimit.clone(),
+            record.clone(),
+            parts.metrics.clone(),
+            parts.grants.clone(),
+            parts.clock.clone(),
+        ))
+    });
     let stages: Vec<Arc<dyn Stage>> = vec![
         // Outermost, so it sees every answer, including refusals, and times the whole path.
-        Arc::new(Record::new(
-            parts.metrics.clone(),
-            parts.sink.clone(),
-            parts.clock.clone(),
-        )),
+        record,
         // Before anything spends effort: clients outside the school's subnets are REFUSED.
         identify,
         // Keyed by the real source address, and after identify so outsiders hold no buckets.
-        Arc::new(RateLimit::new(config.rate_limit, parts.buckets.clone())),
+        ratelimit,
         // Decides on the name as asked, before any rewrite or cached answer can be served;
         // it also checks CNAME targets in what comes back from below.
         Arc::new(
@@ -202,5 +219,9 @@ pub fn build(config: &Config, parts: &ChainParts) -> Result<Pipeline, ChainError
         // Last: asks the upstreams.
         Arc::new(forward),
     ];
-    Ok(Pipeline::new(stages).with_gate(gate))
+    let pipeline = Pipeline::new(stages).with_gate(gate);
+    Ok(match replay {
+        Some(replay) => pipeline.with_replay(replay),
+        None => pipeline,
+    })
 }

@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::SystemTime,
@@ -131,7 +131,8 @@ pub struct Grants {
     /// By group name. Few groups ever hold grants at once, so a short list compared by name
     /// costs less than hashing the name.
     groups: Vec<(Box<str>, GroupGrants)>,
-    earliest_expiry: Option<SystemTime>,
+    /// When each name's grant lapses, earliest first: the times a decision can change.
+    expiries: Vec<SystemTime>,
 }
 
 impl Grants {
@@ -139,10 +140,6 @@ impl Grants {
     pub fn new(grants: impl IntoIterator<Item = Grant>) -> Grants {
         let mut out = Grants::default();
         for g in grants {
-            out.earliest_expiry = Some(match out.earliest_expiry {
-                Some(e) => e.min(g.expires),
-                None => g.expires,
-            });
             let index = match out.groups.iter().position(|(name, _)| **name == *g.group) {
                 Some(i) => i,
                 None => {
@@ -159,6 +156,12 @@ impl Grants {
                 .or_insert(g.expires);
             *expires = (*expires).max(g.expires);
         }
+        out.expiries = out
+            .groups
+            .iter()
+            .flat_map(|(_, g)| g.names.values().copied())
+            .collect();
+        out.expiries.sort_unstable();
         out
     }
 
@@ -178,7 +181,14 @@ impl Grants {
     /// When the first grant in the snapshot lapses (after that the snapshot carries a grant
     /// that no longer counts, and is worth replacing).
     pub fn earliest_expiry(&self) -> Option<SystemTime> {
-        self.earliest_expiry
+        self.expiries.first().copied()
+    }
+
+    /// The first time after `now` at which a grant lapses: until then, every decision made
+    /// at `now` with this snapshot stands (as far as grants go).
+    pub fn next_expiry_after(&self, now: SystemTime) -> Option<SystemTime> {
+        let i = self.expiries.partition_point(|&e| e <= now);
+        self.expiries.get(i).copied()
     }
 }
 
@@ -189,6 +199,9 @@ pub struct LiveGrants {
     /// Whether the snapshot holds any grant: the one atomic load a query pays when none does.
     any: AtomicBool,
     table: ArcSwap<Grants>,
+    /// Bumped after every replacement, so that whatever remembers a decision can tell that
+    /// it was made with an older table ([`super::replay`]).
+    generation: AtomicU64,
 }
 
 impl Default for LiveGrants {
@@ -196,6 +209,7 @@ impl Default for LiveGrants {
         LiveGrants {
             any: AtomicBool::new(false),
             table: ArcSwap::from_pointee(Grants::default()),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -218,6 +232,13 @@ impl LiveGrants {
             self.table.store(Arc::new(grants));
             self.any.store(true, Ordering::Release);
         }
+        // Last: a reader that sees the new generation also sees the new table.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times the table has been replaced; read it before the table.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The snapshot in force, or `None` when no group has a grant. Lock-free and allocation-
@@ -275,6 +296,13 @@ mod tests {
         assert_eq!(staff.deepest("games.test", now), None);
         assert!(grants.group("guests").is_none());
         assert_eq!(grants.earliest_expiry(), Some(now - minute));
+        // games.test lapses next; example.org (granted twice) only at its later expiry.
+        assert_eq!(grants.next_expiry_after(now), Some(now + minute));
+        assert_eq!(
+            grants.next_expiry_after(now + minute),
+            Some(now + 2 * minute)
+        );
+        assert_eq!(grants.next_expiry_after(now + 2 * minute), None);
         // Names of several depths in one group: each is found at its own depth.
         let deep = Grants::new([
             grant("staff", "example.org", now + minute),
@@ -302,5 +330,6 @@ mod tests {
         live.replace(Grants::default());
         assert!(live.load().is_none());
         assert!(live.snapshot().is_empty());
+        assert_eq!(live.generation(), 2, "every replacement counted");
     }
 }

@@ -12,6 +12,8 @@
 //!   enums they carry ([`Disposition`], [`BlockReason`], [`Transport`]) live in
 //!   [`crate::event`], which the store shares.
 //! - [`group`] is the per-client context: the group, its policy and its SafeSearch settings.
+//! - [`replay`] keeps finished answers for repeats, which the UDP listener answers without
+//!   running the chain (the same identify, rate-limit and record stages, called directly).
 //! - [`grants`] is the live table of time-limited allow grants, replaced while the resolver
 //!   runs and read by policy once per query.
 //!
@@ -30,12 +32,13 @@ pub mod policy;
 mod query;
 pub mod ratelimit;
 pub mod record;
+pub mod replay;
 pub mod safesearch;
 
 use std::{future::Future, net::IpAddr, pin::Pin, sync::Arc};
 
 pub use answer::{Answer, Reason, Sections, SharedSections, Ttl};
-pub use query::{Origin, Query};
+pub use query::{Admission, Origin, Query};
 
 pub use crate::event::{BlockReason, Disposition, Transport};
 
@@ -80,6 +83,8 @@ pub struct Pipeline {
     stages: Arc<[Arc<dyn Stage>]>,
     /// `None`: every client is served as far as the listeners know (the stages decide).
     gate: Option<Gate>,
+    /// Answers kept for repeats, when the chain has a memo.
+    replay: Option<Arc<replay::Replay>>,
 }
 
 impl Pipeline {
@@ -88,7 +93,20 @@ impl Pipeline {
         Pipeline {
             stages: stages.into(),
             gate: None,
+            replay: None,
         }
+    }
+
+    /// Lets the listeners answer repeats from `replay`, which must answer for this chain's
+    /// own identify, rate-limit and record stages.
+    pub fn with_replay(mut self, replay: Arc<replay::Replay>) -> Pipeline {
+        self.replay = Some(replay);
+        self
+    }
+
+    /// The memo of answers kept for repeats, if the chain has one.
+    pub fn replay(&self) -> Option<&replay::Replay> {
+        self.replay.as_deref()
     }
 
     /// Tells the listeners which clients are served, so that a TCP connection from outside

@@ -21,6 +21,20 @@ pub enum Origin {
     Check,
 }
 
+/// Whether the listener already charged a query to its client's rate limit: a repeat is
+/// checked against the limit before the replay memo is asked ([`super::replay`]), and when
+/// the memo has no answer the query goes down the chain with its token already spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Not yet: the rate-limit stage takes a token.
+    #[default]
+    Unchecked,
+    /// A token was taken.
+    Admitted,
+    /// The client was over its limit.
+    OverLimit,
+}
+
 /// One question from one client, as the stages see it.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -48,6 +62,8 @@ pub struct Query {
     pub received: Instant,
     /// A device's query or a filtering check's (kept by [`Query::for_name`]).
     pub origin: Origin,
+    /// Whether the rate limit has been applied already.
+    pub admission: Admission,
 }
 
 impl Query {
@@ -74,6 +90,7 @@ impl Query {
             device: None,
             received: Instant::now(),
             origin: Origin::Client,
+            admission: Admission::Unchecked,
         }
     }
 

@@ -14,7 +14,7 @@ use hickory_proto::op::ResponseCode;
 
 use crate::{
     config::RateLimitConfig,
-    pipeline::{Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
+    pipeline::{Admission, Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
 };
 
 /// Buckets are spread over shards so concurrent clients rarely share a lock.
@@ -125,7 +125,13 @@ impl Stage for RateLimit {
     fn handle<'a>(&'a self, query: &'a mut Query, next: Next<'a>) -> StageFuture<'a> {
         // A filtering check borrows a device's address: it must neither spend that device's
         // tokens nor be refused because the device (or a pupil's flood) spent them.
-        if query.origin == Origin::Check || self.admit(query.client, query.received) {
+        let admitted = match query.admission {
+            _ if query.origin == Origin::Check => true,
+            Admission::Unchecked => self.admit(query.client, query.received),
+            Admission::Admitted => true,
+            Admission::OverLimit => false,
+        };
+        if admitted {
             next.run(query)
         } else {
             Box::pin(async {

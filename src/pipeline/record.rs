@@ -6,13 +6,19 @@
 //! breach or reach the DSL's reports. Honouring the flag here, rather than running checks on
 //! a chain without this stage, keeps the check on the very `Pipeline` the listeners use.
 
-use std::sync::Arc;
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use hickory_proto::rr::RecordType;
 
 use crate::{
     clock::Clock,
-    event::{must_keep, EventName, QueryEvent, QuerySink},
+    event::{must_keep, BlockReason, EventName, QueryEvent, QuerySink, Severity},
     metrics::Metrics,
-    pipeline::{Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
+    pipeline::{group::Group, Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
 };
 
 /// Times, counts and logs every query.
@@ -43,8 +49,8 @@ pub fn event(
     spare: Option<QueryEvent>,
     query: &Query,
     answer: &Answer,
-    at: std::time::SystemTime,
-    duration: std::time::Duration,
+    at: SystemTime,
+    duration: Duration,
 ) -> QueryEvent {
     let (name, category, rule) = match spare {
         Some(e) => (e.name.into_buffer(), e.category, e.rule),
@@ -91,6 +97,73 @@ fn refill(buffer: Option<String>, text: &str) -> String {
     s
 }
 
+impl Record {
+    /// Counts one finished query of `group` and hands its event to the query log: the
+    /// record stage's work, shared with repeats answered from the replay memo
+    /// ([`super::replay`]) so that both count and log alike. `event` builds the event in a
+    /// spare's buffers, stamped with the time given; it runs only when the log wants it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &self,
+        group: Option<&Group>,
+        qtype: RecordType,
+        disposition: Disposition,
+        reason: Option<BlockReason>,
+        severity: Option<Severity>,
+        elapsed: Duration,
+        event: impl FnOnce(Option<QueryEvent>, SystemTime) -> QueryEvent,
+    ) {
+        let group = group.map(|g| &g.metrics);
+        self.metrics
+            .observe_query(group, qtype, disposition, elapsed.as_secs_f64());
+        if let (Some(reason), Some(g)) = (reason, group) {
+            if disposition == Disposition::Blocked {
+                g.blocked(reason);
+            }
+        }
+        if let Some(sink) = &self.sink {
+            if must_keep(disposition, reason, severity) || !sink.sheds_allowed() {
+                sink.record(event(sink.spare(), self.clock.now()));
+            }
+        }
+    }
+}
+
+/// The event of a repeat: `template` (the event of the query whose answer is repeated) for
+/// `client` and `device`, stamped `at` after `duration`, built in `spare`'s buffers.
+pub fn repeat_event(
+    spare: Option<QueryEvent>,
+    template: &QueryEvent,
+    client: IpAddr,
+    device: Option<&Arc<str>>,
+    at: SystemTime,
+    duration: Duration,
+) -> QueryEvent {
+    let (name, category, rule) = match spare {
+        Some(e) => (e.name.into_buffer(), e.category, e.rule),
+        None => (None, None, None),
+    };
+    QueryEvent {
+        at,
+        client,
+        device: device.cloned(),
+        group: template.group.clone(),
+        name: match &template.name {
+            EventName::Clear(text) => EventName::Clear(refill(name, text)),
+            EventName::Withheld => EventName::Withheld,
+        },
+        qtype: template.qtype,
+        transport: template.transport,
+        disposition: template.disposition,
+        reason: template.reason,
+        category: template.category.as_deref().map(|c| refill(category, c)),
+        rule: template.rule.as_deref().map(|r| refill(rule, r)),
+        severity: template.severity,
+        rcode: template.rcode,
+        duration,
+    }
+}
+
 impl Stage for Record {
     fn name(&self) -> &'static str {
         "record"
@@ -104,30 +177,16 @@ impl Stage for Record {
             }
             // Read once, for the histogram and the event.
             let elapsed = query.received.elapsed();
-            let group = query.group.as_ref().map(|g| &g.metrics);
-            self.metrics.observe_query(
-                group,
+            let reason = answer.reason.as_ref();
+            self.finish(
+                query.group.as_deref(),
                 query.qtype,
                 answer.disposition,
-                elapsed.as_secs_f64(),
+                reason.map(|r| r.kind),
+                reason.and_then(|r| r.severity),
+                elapsed,
+                |spare, at| event(spare, query, &answer, at, elapsed),
             );
-            if let (Some(reason), Some(g)) = (&answer.reason, group) {
-                if answer.disposition == Disposition::Blocked {
-                    g.blocked(reason.kind);
-                }
-            }
-            if let Some(sink) = &self.sink {
-                let reason = answer.reason.as_ref();
-                let keep = must_keep(
-                    answer.disposition,
-                    reason.map(|r| r.kind),
-                    reason.and_then(|r| r.severity),
-                );
-                if keep || !sink.sheds_allowed() {
-                    let at = self.clock.now();
-                    sink.record(event(sink.spare(), query, &answer, at, elapsed));
-                }
-            }
             answer
         })
     }

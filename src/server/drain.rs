@@ -24,6 +24,11 @@ impl Drain {
         Some(self.tracker.token())
     }
 
+    /// Whether draining has begun (for answers that need no token: nothing waits on them).
+    pub(crate) fn draining(&self) -> bool {
+        self.tracker.is_closed()
+    }
+
     /// Refuses new queries and waits up to `grace` for those in flight; returns how many were
     /// still running when the grace period ended.
     pub(crate) async fn drain(&self, grace: Duration) -> usize {

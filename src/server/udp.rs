@@ -7,8 +7,11 @@
 //! and blocked names inline, without a spawn or a channel hop; only a query that has to wait
 //! (an upstream exchange) is moved to its own task, which sends its own answer.
 //!
-//! Plain queries (nearly all of them) take the fast path: read with [`WireQuery`], answered
-//! with [`crate::wire`]'s writer (a cache hit is a copy of pre-encoded bytes). Anything else —
+//! Plain queries (nearly all of them) take the fast path: a repeat of a question whose answer
+//! the pipeline's replay memo keeps ([`crate::pipeline::replay`]) is answered with a copy of
+//! those bytes; any other is read with [`WireQuery`], run down the chain and answered with
+//! [`crate::wire`]'s writer (a cache hit is a copy of pre-encoded bytes), and what it was
+//! answered with is offered to the memo. Anything else —
 //! other opcodes, classes or EDNS versions, malformed bodies — goes through hickory's
 //! `Request` and the same [`Handler`] as TCP, which stays on hickory-server.
 
@@ -40,8 +43,11 @@ use super::{
     Handler, MAX_UDP_PAYLOAD,
 };
 use crate::{
-    pipeline::{Answer, Query, Transport},
-    wire::{self, WireQuery},
+    pipeline::{
+        replay::{Now, Replay, Replayed},
+        Admission, Answer, Pipeline, Query, Transport,
+    },
+    wire::{self, RawQuery, WireQuery},
 };
 
 /// Writes one response to one client.
@@ -86,19 +92,30 @@ async fn send(socket: &UdpSocket, bytes: &[u8], client: SocketAddr) -> std::io::
     }
 }
 
-/// Answers a plain query into `out`: the pipeline, then [`crate::wire`]'s writer. `None`
+/// A plain query answered down the chain: the response, and the query and answer it was
+/// made from (for the replay memo).
+struct Finished {
+    out: Vec<u8>,
+    query: Query,
+    answer: Answer,
+}
+
+/// Answers a plain query into `out`: `pipeline`, then [`crate::wire`]'s writer. `None`
 /// while draining for shutdown (silence sends the client to its other server).
 async fn answer_plain(
     handler: &Handler,
+    pipeline: &Pipeline,
     client: SocketAddr,
     mut wire_query: WireQuery,
+    admission: Admission,
     mut out: Vec<u8>,
-) -> Option<Vec<u8>> {
+) -> Option<Finished> {
     let _guard = handler.drain.enter()?;
     let mut query = query_from_wire(&mut wire_query, client.ip());
-    let answer = handler.pipeline.load_full().resolve(&mut query).await;
+    query.admission = admission;
+    let answer = pipeline.resolve(&mut query).await;
     write_answer(&wire_query, &query, &answer, MAX_UDP_PAYLOAD, &mut out);
-    Some(out)
+    Some(Finished { out, query, answer })
 }
 
 /// The pipeline's view of `wire_query` from `client`. The name moves into it; pass the query
@@ -168,12 +185,23 @@ pub(crate) async fn serve(
             },
             _ = shutdown.cancelled() => break,
         }
+        // One pipeline and one reading of the clocks for the batch.
+        let pipeline = handler.pipeline.load_full();
+        let now = pipeline.replay().map(Replay::now);
         for (bytes, client) in received.iter() {
             match client {
                 Some(client) if client.port() != 0 => {
                     // A panic while answering costs this datagram, not the listener.
                     guard(&panics, "udp", || {
-                        datagram(bytes, client, &socket, &handler, &mut replies, &panics)
+                        let at = Datagram {
+                            bytes,
+                            client,
+                            socket: &socket,
+                            handler: &handler,
+                            pipeline: &pipeline,
+                            now,
+                        };
+                        at.handle(&mut replies, &panics)
                     });
                 }
                 _ => {}
@@ -183,63 +211,99 @@ pub(crate) async fn serve(
     }
 }
 
-/// Handles one datagram: answers it into `replies` when it can be answered at once, or spawns
-/// a task that answers it later.
-fn datagram(
-    bytes: &[u8],
+/// One datagram and what it is answered with.
+struct Datagram<'a> {
+    bytes: &'a [u8],
     client: SocketAddr,
-    socket: &Arc<UdpSocket>,
-    handler: &Arc<Handler>,
-    replies: &mut Replies,
-    panics: &IntCounter,
-) {
-    if let Some(wire_query) = WireQuery::read(bytes) {
-        let handler = handler.clone();
-        let out = replies.buffer();
-        let mut work =
-            Box::pin(async move { answer_plain(&handler, client, wire_query, out).await });
+    socket: &'a Arc<UdpSocket>,
+    handler: &'a Arc<Handler>,
+    pipeline: &'a Arc<Pipeline>,
+    /// The batch's time, when the pipeline has a replay memo.
+    now: Option<Now>,
+}
+
+impl Datagram<'_> {
+    /// Answers into `replies` when the answer is at hand (kept for a repeat, or made
+    /// without waiting), or spawns a task that answers later.
+    fn handle(&self, replies: &mut Replies, panics: &IntCounter) {
+        match RawQuery::scan(self.bytes) {
+            Some(raw) => self.plain(raw, replies, panics),
+            None => self.other(panics),
+        }
+    }
+
+    fn plain(&self, raw: RawQuery<'_>, replies: &mut Replies, panics: &IntCounter) {
+        let client = self.client;
+        let mut out = replies.buffer();
+        let replay = self.pipeline.replay().zip(self.now);
+        let admission = match replay {
+            Some(_) if self.handler.drain.draining() => return,
+            Some((replay, now)) => match replay.answer(&raw, client.ip(), now, &mut out) {
+                Replayed::Answered => return replies.push(out, client),
+                Replayed::Miss(admission) => admission,
+            },
+            None => Admission::Unchecked,
+        };
+        // A name the scan accepts and the decoder does not is left to hickory.
+        let Some(wire_query) = raw.read() else {
+            return self.other(panics);
+        };
+        let stamp = replay.map(|(replay, now)| replay.stamp(now));
+        let (handler, pipeline) = (self.handler.clone(), self.pipeline.clone());
+        let mut work = Box::pin(async move {
+            answer_plain(&handler, &pipeline, client, wire_query, admission, out).await
+        });
         // Cached answers and local decisions finish on the first poll; only queries that
         // wait for an upstream get a task of their own.
         match poll_once(work.as_mut()) {
-            Poll::Ready(Some(out)) => replies.push(out, client),
+            Poll::Ready(Some(done)) => {
+                if let (Some((replay, now)), Some(stamp)) = (replay, stamp) {
+                    replay.keep(stamp, &raw, &done.query, &done.answer, &done.out, now);
+                }
+                replies.push(done.out, client)
+            }
             Poll::Ready(None) => {}
             Poll::Pending => {
-                let socket = socket.clone();
+                let socket = self.socket.clone();
                 let work = CatchUnwind::pinned(work, panics.clone(), "udp");
                 tokio::spawn(async move {
-                    if let Some(Some(out)) = work.await {
-                        if let Err(error) = send(&socket, &out, client).await {
+                    if let Some(Some(done)) = work.await {
+                        if let Err(error) = send(&socket, &done.out, client).await {
                             tracing::debug!(%error, "failed to send a response");
                         }
                     }
                 });
             }
         }
-        return;
     }
-    let request = match Request::from_bytes(bytes.to_vec(), client, Protocol::Udp) {
-        Ok(request) => request,
-        Err(_) => {
-            form_error(socket, bytes, client);
+
+    /// Anything but a plain query: hickory's `Request` and the same [`Handler`] as TCP.
+    fn other(&self, panics: &IntCounter) {
+        let (bytes, client, socket) = (self.bytes, self.client, self.socket);
+        let request = match Request::from_bytes(bytes.to_vec(), client, Protocol::Udp) {
+            Ok(request) => request,
+            Err(_) => {
+                form_error(socket, bytes, client);
+                return;
+            }
+        };
+        if request.metadata.message_type == MessageType::Response {
+            // Never answer responses: that would make us a reflector.
             return;
         }
-    };
-    if request.metadata.message_type == MessageType::Response {
-        // Never answer responses: that would make us a reflector.
-        return;
-    }
-    let reply = UdpReply {
-        socket: socket.clone(),
-        client,
-    };
-    let handler = handler.clone();
-    let mut work = Box::pin(async move {
-        handler
-            .handle_request::<_, TokioTime>(&request, reply)
-            .await;
-    });
-    if poll_once(work.as_mut()).is_pending() {
-        tokio::spawn(CatchUnwind::pinned(work, panics.clone(), "udp"));
+        let reply = UdpReply {
+            socket: socket.clone(),
+            client,
+        };
+        let handler = self.handler.clone();
+        let mut work = Box::pin(async move {
+            handler
+                .handle_request::<_, TokioTime>(&request, reply)
+                .await;
+        });
+        if poll_once(work.as_mut()).is_pending() {
+            tokio::spawn(CatchUnwind::pinned(work, panics.clone(), "udp"));
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod lists_update;
 mod policy;
 mod querylog;
 mod reload;
+mod replay;
 mod report;
 mod resolver;
 mod safesearch;

@@ -1,0 +1,358 @@
+//! The replay memo: a finished answer kept as the bytes that were sent, so that the same
+//! question from the same group is answered again by copying them.
+//!
+//! Most of a school's queries repeat a question asked moments before: the same blocked
+//! tracker, the same cached CDN name. Down the chain, each repeat still decodes its name,
+//! runs policy, looks up the cache and encodes the answer again — about 8,000 instructions
+//! a query under load, against a kernel cost of a datagram in and out that is smaller than
+//! that (benches/README.md). The listener asks [`Replay::answer`] first: it identifies the
+//! client, charges its rate limit, finds the bytes kept for the question and counts and logs
+//! the query exactly as the record stage would ([`Record::finish`]); only a miss goes down
+//! the chain, which then [`Replay::keep`]s what it answered.
+//!
+//! What is kept, and for how long — a repeat must get what the chain would give it:
+//!
+//! - only blocked answers and cache hits, the two answers whose bytes depend on nothing but
+//!   the question, the group and the time (forwarded answers are kept once the cache holds
+//!   them; SafeSearch rewrites, refusals and failures are never kept);
+//! - per group, question as sent (name in the client's letter case, type), the echoed header
+//!   bits and the client's EDNS: everything [`crate::wire::write_response`] reads;
+//! - a decision stands until the next lapse of a grant or a change of the grants table, and
+//!   for a group with schedules until the end of the wall-clock minute it was made in
+//!   (schedules are minute windows); a reload builds a new pipeline, and with it an empty
+//!   memo;
+//! - a cache hit's TTLs are lowered by the seconds since it was kept, rounded up (so never
+//!   above what the cache would send, at most a second below), and it is kept no longer
+//!   than its shortest TTL.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use hickory_proto::rr::RecordType;
+
+use crate::{
+    clock::{unix_secs, Clock},
+    event::QueryEvent,
+    metrics::Metrics,
+    pipeline::{
+        cache::PreHashed,
+        grants::LiveGrants,
+        identify::Identify,
+        ratelimit::RateLimit,
+        record::{self, Record},
+        Admission, Answer, Disposition, Origin, Query,
+    },
+    wire::{self, RawQuery},
+};
+
+const SHARDS: usize = 16;
+
+/// The moment a batch of datagrams is answered at, read once for the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    instant: Instant,
+    wall: SystemTime,
+    /// `wall` in whole seconds since the Unix epoch.
+    unix: u64,
+}
+
+/// What a decision is made under, read before the chain runs: the grants table's generation
+/// and the span of wall-clock seconds the decision stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    generation: u64,
+    from: u64,
+    until: u64,
+}
+
+/// What [`Replay::answer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replayed {
+    /// The response is in the buffer, and the query is counted and logged.
+    Answered,
+    /// Nothing kept answers it: the query goes down the chain, charged to the rate limit
+    /// as this says.
+    Miss(Admission),
+}
+
+/// One kept answer.
+struct Entry {
+    group: usize,
+    /// The query's echoed flags and EDNS ([`shape`]).
+    shape: u64,
+    /// The response without its ID.
+    response: Box<[u8]>,
+    question_len: usize,
+    /// Where the TTLs to lower by age sit in the response with its ID (none for a block).
+    ttls: Box<[u16]>,
+    /// Seconds after `kept` it stays valid (its shortest TTL; `u32::MAX` for a block).
+    life: u32,
+    kept: Instant,
+    stamp: Stamp,
+    qtype: RecordType,
+    /// The event of the query that was answered, for its repeats' events.
+    template: QueryEvent,
+}
+
+impl Entry {
+    fn answers(&self, group: usize, shape: u64, question: &[u8]) -> bool {
+        self.group == group
+            && self.shape == shape
+            && self.response.get(10..10 + self.question_len) == Some(question)
+    }
+
+    /// Its age in whole seconds rounded up, while it is valid at `now` under `generation`.
+    fn age(&self, now: Now, generation: u64) -> Option<u32> {
+        if self.stamp.generation != generation
+            || !(self.stamp.from..self.stamp.until).contains(&now.unix)
+        {
+            return None;
+        }
+        let elapsed = now.instant.saturating_duration_since(self.kept);
+        let age = elapsed.as_secs() + u64::from(elapsed.subsec_nanos() > 0);
+        u32::try_from(age).ok().filter(|&age| age < self.life)
+    }
+
+    fn write(&self, id: u16, age: u32, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&self.response);
+        if age == 0 {
+            return;
+        }
+        for &offset in self.ttls.iter() {
+            let at = usize::from(offset);
+            if let Some(field) = out.get_mut(at..at + 4) {
+                let stored = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+                field.copy_from_slice(&stored.saturating_sub(age).max(1).to_be_bytes());
+            }
+        }
+    }
+}
+
+/// The part of the key besides the group and the question: the echoed header bits and the
+/// client's EDNS (presence, DO bit, payload size, which decides truncation).
+fn shape(query: &RawQuery<'_>) -> u64 {
+    let edns = query.edns.map_or(0, |e| {
+        1 << 17 | u64::from(e.dnssec_ok) << 16 | u64::from(e.payload)
+    });
+    u64::from(query.echoed_flags()) << 32 | edns
+}
+
+type Shard = HashMap<u64, Arc<Entry>, BuildHasherDefault<PreHashed>>;
+
+/// The memo, with the parts of the chain a repeat still goes through: identification, the
+/// rate limit and the record stage's counting and logging. One per pipeline.
+pub struct Replay {
+    identify: Arc<Identify>,
+    ratelimit: Arc<RateLimit>,
+    record: Arc<Record>,
+    metrics: Arc<Metrics>,
+    grants: Arc<LiveGrants>,
+    clock: Clock,
+    /// Keyed (random per process), so nobody can choose names that collide.
+    hasher: std::collections::hash_map::RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+}
+
+impl Replay {
+    /// A memo of at most about `entries` answers, answering for the chain's own stages.
+    pub fn new(
+        entries: usize,
+        identify: Arc<Identify>,
+        ratelimit: Arc<RateLimit>,
+        record: Arc<Record>,
+        metrics: Arc<Metrics>,
+        grants: Arc<LiveGrants>,
+        clock: Clock,
+    ) -> Replay {
+        Replay {
+            identify,
+            ratelimit,
+            record,
+            metrics,
+            grants,
+            clock,
+            hasher: Default::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: entries.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Now, for a batch of datagrams.
+    pub fn now(&self) -> Now {
+        let wall = self.clock.now();
+        Now {
+            instant: Instant::now(),
+            wall,
+            unix: unix_secs(wall),
+        }
+    }
+
+    /// The key's hash: the group and shape in one word, then the question's bytes (no
+    /// length prefix needed: only the last part varies in length). Half the instructions of
+    /// hashing the three as a tuple (callgrind, benches/README.md).
+    fn hash(&self, group: usize, shape: u64, question: &[u8]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_u64(shape ^ (group as u64).rotate_right(16));
+        hasher.write(question);
+        hasher.finish()
+    }
+
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash >> 32) as usize % SHARDS]
+    }
+
+    /// Answers `query` from `client` into `out` when an answer is kept for it, doing what
+    /// the chain does around it: identify, rate limit, count, log.
+    pub fn answer(
+        &self,
+        query: &RawQuery<'_>,
+        client: IpAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Replayed {
+        // Outsiders are refused down the chain, which needs no help with that.
+        let Some(who) = self.identify.client(client) else {
+            return Replayed::Miss(Admission::Unchecked);
+        };
+        if !self.ratelimit.admit(client, now.instant) {
+            return Replayed::Miss(Admission::OverLimit);
+        }
+        let (group, shape, question) = (who.group.index, shape(query), query.question());
+        let hash = self.hash(group, shape, question);
+        let found = match self.shard(hash).lock() {
+            Ok(shard) => shard
+                .get(&hash)
+                .filter(|e| e.answers(group, shape, question))
+                .cloned(),
+            Err(_) => None,
+        };
+        let generation = self.grants.generation();
+        let Some((entry, age)) = found.and_then(|e| e.age(now, generation).map(|age| (e, age)))
+        else {
+            return Replayed::Miss(Admission::Admitted);
+        };
+        entry.write(query.id(), age, out);
+        let template = &entry.template;
+        if template.disposition == Disposition::Cached {
+            self.metrics.observe_cache(true);
+        }
+        self.metrics.answers_replayed.inc();
+        let elapsed = now.instant.elapsed();
+        self.record.finish(
+            Some(who.group),
+            entry.qtype,
+            template.disposition,
+            template.reason,
+            template.severity,
+            elapsed,
+            |spare, at| record::repeat_event(spare, template, client, who.device, at, elapsed),
+        );
+        Replayed::Answered
+    }
+
+    /// What a decision made from now on is made under; take it before the chain runs.
+    pub fn stamp(&self, now: Now) -> Stamp {
+        let generation = self.grants.generation();
+        let until = self
+            .grants
+            .snapshot()
+            .next_expiry_after(now.wall)
+            .map_or(u64::MAX, unix_secs);
+        Stamp {
+            generation,
+            from: now.unix,
+            until,
+        }
+    }
+
+    /// Keeps `response` (the chain's `answer` to `query`, read from `raw` under `stamp`) for
+    /// repeats, when it is an answer that may be repeated.
+    pub fn keep(
+        &self,
+        stamp: Stamp,
+        raw: &RawQuery<'_>,
+        query: &Query,
+        answer: &Answer,
+        response: &[u8],
+        now: Now,
+    ) {
+        let Some(group) = &query.group else { return };
+        if query.origin != Origin::Client || query.admission == Admission::OverLimit {
+            return;
+        }
+        let question = raw.question();
+        if response.get(12..12 + question.len()) != Some(question) {
+            return;
+        }
+        let (ttls, life) = match answer.disposition {
+            Disposition::Blocked => (Box::default(), u32::MAX),
+            Disposition::Cached => {
+                let Some(offsets) = wire::ttl_offsets(response) else {
+                    return;
+                };
+                let ttl = |&at: &u16| {
+                    let at = usize::from(at);
+                    response
+                        .get(at..at + 4)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                };
+                let life = offsets.iter().map(ttl).min().unwrap_or(u32::MAX);
+                // A TTL already at its floor would be sent as 1 for the rest of the
+                // entry's life; the chain knows that life, the memo does not.
+                if life <= 1 {
+                    return;
+                }
+                (offsets.into_boxed_slice(), life)
+            }
+            _ => return,
+        };
+        let mut stamp = stamp;
+        if !group.policy.schedules.is_empty() {
+            // A schedule can free a category at the next minute.
+            stamp.until = stamp.until.min((stamp.from / 60 + 1) * 60);
+        }
+        let (shape, hash) = {
+            let shape = shape(raw);
+            (shape, self.hash(group.index, shape, question))
+        };
+        let entry = Arc::new(Entry {
+            group: group.index,
+            shape,
+            response: response[2..].into(),
+            question_len: question.len(),
+            ttls,
+            life,
+            kept: now.instant,
+            stamp,
+            qtype: query.qtype,
+            template: record::event(None, query, answer, now.wall, Duration::ZERO),
+        });
+        let Ok(mut shard) = self.shard(hash).lock() else {
+            return;
+        };
+        if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
+            let generation = self.grants.generation();
+            shard.retain(|_, e| e.age(now, generation).is_some());
+            if shard.len() >= self.per_shard {
+                // Still full: drop an arbitrary tenth (map order is effectively random).
+                let victims: Vec<u64> = shard
+                    .keys()
+                    .take(self.per_shard / 10 + 1)
+                    .copied()
+                    .collect();
+                for victim in victims {
+                    shard.remove(&victim);
+                }
+            }
+        }
+        shard.insert(hash, entry);
+    }
+}
