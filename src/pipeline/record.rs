@@ -16,7 +16,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::{
     clock::Clock,
-    event::{must_keep, BlockReason, EventName, QueryEvent, QuerySink, Severity},
+    event::{must_keep, BlockReason, EventName, QueryEvent, QuerySink, Severity, Transport},
     metrics::Metrics,
     pipeline::{group::Group, Answer, Disposition, Next, Origin, Query, Stage, StageFuture},
 };
@@ -129,11 +129,58 @@ impl Record {
     }
 }
 
-/// The event of a repeat: `template` (the event of the query whose answer is repeated) for
-/// `client` and `device`, stamped `at` after `duration`, built in `spare`'s buffers.
+/// What every repeat of one query has in its event: all but the time, the client, the
+/// device and the duration (borrowed from the replay memo, which keeps it compactly).
+#[derive(Debug, Clone, Copy)]
+pub struct Shared<'a> {
+    /// The group's name.
+    pub group: Option<&'a Arc<str>>,
+    /// The name as recorded; `None` when withheld (illegal tier).
+    pub name: Option<&'a str>,
+    /// The question type.
+    pub qtype: u16,
+    /// How it arrived.
+    pub transport: Transport,
+    /// How it was answered.
+    pub disposition: Disposition,
+    /// Why it was blocked.
+    pub reason: Option<BlockReason>,
+    /// The categories that decided.
+    pub category: Option<&'a str>,
+    /// The rule, in plain words.
+    pub rule: Option<&'a str>,
+    /// Safeguarding severity.
+    pub severity: Option<Severity>,
+    /// The response code.
+    pub rcode: u16,
+}
+
+impl<'a> Shared<'a> {
+    /// The shared part of `event`.
+    pub fn of(event: &'a QueryEvent) -> Shared<'a> {
+        Shared {
+            group: event.group.as_ref(),
+            name: match &event.name {
+                EventName::Clear(name) => Some(name),
+                EventName::Withheld => None,
+            },
+            qtype: event.qtype,
+            transport: event.transport,
+            disposition: event.disposition,
+            reason: event.reason,
+            category: event.category.as_deref(),
+            rule: event.rule.as_deref(),
+            severity: event.severity,
+            rcode: event.rcode,
+        }
+    }
+}
+
+/// The event of a repeat: `shared` for `client` and `device`, stamped `at` after `duration`,
+/// built in `spare`'s buffers.
 pub fn repeat_event(
     spare: Option<QueryEvent>,
-    template: &QueryEvent,
+    shared: Shared<'_>,
     client: IpAddr,
     device: Option<&Arc<str>>,
     at: SystemTime,
@@ -147,19 +194,19 @@ pub fn repeat_event(
         at,
         client,
         device: device.cloned(),
-        group: template.group.clone(),
-        name: match &template.name {
-            EventName::Clear(text) => EventName::Clear(refill(name, text)),
-            EventName::Withheld => EventName::Withheld,
+        group: shared.group.cloned(),
+        name: match shared.name {
+            Some(text) => EventName::Clear(refill(name, text)),
+            None => EventName::Withheld,
         },
-        qtype: template.qtype,
-        transport: template.transport,
-        disposition: template.disposition,
-        reason: template.reason,
-        category: template.category.as_deref().map(|c| refill(category, c)),
-        rule: template.rule.as_deref().map(|r| refill(rule, r)),
-        severity: template.severity,
-        rcode: template.rcode,
+        qtype: shared.qtype,
+        transport: shared.transport,
+        disposition: shared.disposition,
+        reason: shared.reason,
+        category: shared.category.map(|c| refill(category, c)),
+        rule: shared.rule.map(|r| refill(rule, r)),
+        severity: shared.severity,
+        rcode: shared.rcode,
         duration,
     }
 }

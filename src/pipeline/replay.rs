@@ -37,14 +37,14 @@ use hickory_proto::rr::RecordType;
 
 use crate::{
     clock::{unix_secs, Clock},
-    event::QueryEvent,
+    event::{BlockReason, EventName, QueryEvent, Severity, Transport},
     metrics::Metrics,
     pipeline::{
         cache::PreHashed,
         grants::LiveGrants,
         identify::Identify,
         ratelimit::RateLimit,
-        record::{self, Record},
+        record::{self, Record, Shared},
         Admission, Answer, Disposition, Origin, Query,
     },
     wire::{self, RawQuery},
@@ -80,30 +80,132 @@ pub enum Replayed {
     Miss(Admission),
 }
 
-/// One kept answer.
+/// Where a text sits in an entry's buffer (`None`: the event has none).
+type Span = Option<(u16, u16)>;
+
+/// One kept answer, in three allocations: this, the response with the TTLs' places, and the
+/// event's texts (a repeat reads a few cache lines, not one per part).
 struct Entry {
     group: usize,
     /// The query's echoed flags and EDNS ([`shape`]).
     shape: u64,
-    /// The response without its ID.
-    response: Box<[u8]>,
-    question_len: usize,
-    /// Where the TTLs to lower by age sit in the response with its ID (none for a block).
-    ttls: Box<[u16]>,
+    /// The response without its ID, then where the TTLs to lower by age sit in the response
+    /// with its ID (two bytes each).
+    bytes: Box<[u8]>,
+    /// The event's name, category and rule, one after the other.
+    texts: Box<str>,
+    response_len: u16,
+    question_len: u16,
+    name: Span,
+    category: Span,
+    rule: Span,
     /// Seconds after `kept` it stays valid (its shortest TTL; `u32::MAX` for a block).
     life: u32,
     kept: Instant,
     stamp: Stamp,
     qtype: RecordType,
-    /// The event of the query that was answered, for its repeats' events.
-    template: QueryEvent,
+    /// The event's other shared fields.
+    group_name: Option<Arc<str>>,
+    event_qtype: u16,
+    transport: Transport,
+    disposition: Disposition,
+    reason: Option<BlockReason>,
+    severity: Option<Severity>,
+    rcode: u16,
 }
 
 impl Entry {
+    /// The entry for `response` (its TTLs at `ttls`) and the event `template`; `None` when
+    /// a part is too long to place (never, for anything a UDP listener sends).
+    fn new(
+        head: Head,
+        response: &[u8],
+        question_len: usize,
+        ttls: &[u16],
+        template: &QueryEvent,
+    ) -> Option<Entry> {
+        let response = response.get(2..)?;
+        let mut texts = String::new();
+        let mut place = |text: Option<&str>| -> Option<Span> {
+            let Some(text) = text else {
+                return Some(None);
+            };
+            let start = u16::try_from(texts.len()).ok()?;
+            texts.push_str(text);
+            Some(Some((start, u16::try_from(texts.len()).ok()?)))
+        };
+        let name = place(match &template.name {
+            EventName::Clear(name) => Some(name),
+            EventName::Withheld => None,
+        })?;
+        let category = place(template.category.as_deref())?;
+        let rule = place(template.rule.as_deref())?;
+        let mut bytes = Vec::with_capacity(response.len() + 2 * ttls.len());
+        bytes.extend_from_slice(response);
+        for offset in ttls {
+            bytes.extend_from_slice(&offset.to_be_bytes());
+        }
+        Some(Entry {
+            group: head.group,
+            shape: head.shape,
+            bytes: bytes.into_boxed_slice(),
+            texts: texts.into_boxed_str(),
+            response_len: u16::try_from(response.len()).ok()?,
+            question_len: u16::try_from(question_len).ok()?,
+            name,
+            category,
+            rule,
+            life: head.life,
+            kept: head.kept,
+            stamp: head.stamp,
+            qtype: head.qtype,
+            group_name: template.group.clone(),
+            event_qtype: template.qtype,
+            transport: template.transport,
+            disposition: template.disposition,
+            reason: template.reason,
+            severity: template.severity,
+            rcode: template.rcode,
+        })
+    }
+
+    fn response(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.response_len)]
+    }
+
+    fn text(&self, span: Span) -> Option<&str> {
+        let (start, end) = span?;
+        // Placed whole, so on character boundaries: `get` checks that in O(1).
+        self.texts.get(usize::from(start)..usize::from(end))
+    }
+
+    /// The TTLs' places in the response with its ID.
+    fn ttls(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bytes[usize::from(self.response_len)..]
+            .chunks_exact(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    fn shared(&self) -> Shared<'_> {
+        Shared {
+            group: self.group_name.as_ref(),
+            name: self.text(self.name),
+            qtype: self.event_qtype,
+            transport: self.transport,
+            disposition: self.disposition,
+            reason: self.reason,
+            category: self.text(self.category),
+            rule: self.text(self.rule),
+            severity: self.severity,
+            rcode: self.rcode,
+        }
+    }
+
     fn answers(&self, group: usize, shape: u64, question: &[u8]) -> bool {
         self.group == group
             && self.shape == shape
-            && self.response.get(10..10 + self.question_len) == Some(question)
+            && usize::from(self.question_len) == question.len()
+            && self.bytes.get(10..10 + question.len()) == Some(question)
     }
 
     /// Its age in whole seconds rounded up, while it is valid at `now` under `generation`.
@@ -121,18 +223,27 @@ impl Entry {
     fn write(&self, id: u16, age: u32, out: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(&self.response);
+        out.extend_from_slice(self.response());
         if age == 0 {
             return;
         }
-        for &offset in self.ttls.iter() {
-            let at = usize::from(offset);
+        for at in self.ttls() {
             if let Some(field) = out.get_mut(at..at + 4) {
                 let stored = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
                 field.copy_from_slice(&stored.saturating_sub(age).max(1).to_be_bytes());
             }
         }
     }
+}
+
+/// An entry's fixed-size parts, as [`Replay::keep`] works them out.
+struct Head {
+    group: usize,
+    shape: u64,
+    life: u32,
+    kept: Instant,
+    stamp: Stamp,
+    qtype: RecordType,
 }
 
 /// The part of the key besides the group and the question: the echoed header bits and the
@@ -240,8 +351,7 @@ impl Replay {
             return Replayed::Miss(Admission::Admitted);
         };
         entry.write(query.id(), age, out);
-        let template = &entry.template;
-        if template.disposition == Disposition::Cached {
+        if entry.disposition == Disposition::Cached {
             self.metrics.observe_cache(true);
         }
         self.metrics.answers_replayed.inc();
@@ -249,11 +359,13 @@ impl Replay {
         self.record.finish(
             Some(who.group),
             entry.qtype,
-            template.disposition,
-            template.reason,
-            template.severity,
+            entry.disposition,
+            entry.reason,
+            entry.severity,
             elapsed,
-            |spare, at| record::repeat_event(spare, template, client, who.device, at, elapsed),
+            |spare, at| {
+                record::repeat_event(spare, entry.shared(), client, who.device, at, elapsed)
+            },
         );
         Replayed::Answered
     }
@@ -293,7 +405,7 @@ impl Replay {
             return;
         }
         let (ttls, life) = match answer.disposition {
-            Disposition::Blocked => (Box::default(), u32::MAX),
+            Disposition::Blocked => (Vec::new(), u32::MAX),
             Disposition::Cached => {
                 let Some(offsets) = wire::ttl_offsets(response) else {
                     return;
@@ -310,7 +422,7 @@ impl Replay {
                 if life <= 1 {
                     return;
                 }
-                (offsets.into_boxed_slice(), life)
+                (offsets, life)
             }
             _ => return,
         };
@@ -319,22 +431,21 @@ impl Replay {
             // A schedule can free a category at the next minute.
             stamp.until = stamp.until.min((stamp.from / 60 + 1) * 60);
         }
-        let (shape, hash) = {
-            let shape = shape(raw);
-            (shape, self.hash(group.index, shape, question))
-        };
-        let entry = Arc::new(Entry {
+        let shape = shape(raw);
+        let hash = self.hash(group.index, shape, question);
+        let head = Head {
             group: group.index,
             shape,
-            response: response[2..].into(),
-            question_len: question.len(),
-            ttls,
             life,
             kept: now.instant,
             stamp,
             qtype: query.qtype,
-            template: record::event(None, query, answer, now.wall, Duration::ZERO),
-        });
+        };
+        let template = record::event(None, query, answer, now.wall, Duration::ZERO);
+        let Some(entry) = Entry::new(head, response, question.len(), &ttls, &template) else {
+            return;
+        };
+        let entry = Arc::new(entry);
         let Ok(mut shard) = self.shard(hash).lock() else {
             return;
         };
@@ -354,5 +465,65 @@ impl Replay {
             }
         }
         shard.insert(hash, entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry gives back, from its one buffer, the response, the TTLs' places and the
+    /// event's texts it was made from; a withheld name stays withheld.
+    #[test]
+    fn an_entry_keeps_its_parts_in_one_buffer() {
+        let mut response = vec![0xAB, 0xCD];
+        response.extend_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0]);
+        response.extend_from_slice(b"\x04play\x05games\x04test\x00\x00\x01\x00\x01");
+        let head = || Head {
+            group: 3,
+            shape: 0,
+            life: 60,
+            kept: Instant::now(),
+            stamp: Stamp {
+                generation: 0,
+                from: 0,
+                until: u64::MAX,
+            },
+            qtype: RecordType::A,
+        };
+        let mut template = QueryEvent {
+            at: SystemTime::UNIX_EPOCH,
+            client: IpAddr::from([127, 0, 0, 1]),
+            device: None,
+            group: Some("pupils".into()),
+            name: EventName::Clear("play.games.test".into()),
+            qtype: 1,
+            transport: Transport::Udp,
+            disposition: Disposition::Blocked,
+            reason: Some(BlockReason::Category),
+            category: Some("games".into()),
+            rule: Some("group `pupils`: category games (list entry `games.test`)".into()),
+            severity: Some(Severity::Low),
+            rcode: 3,
+            duration: Duration::ZERO,
+        };
+        for ttls in [vec![], vec![40u16, 62]] {
+            let entry = Entry::new(head(), &response, 21, &ttls, &template).unwrap();
+            assert_eq!(entry.response(), &response[2..]);
+            assert_eq!(
+                entry.ttls().collect::<Vec<_>>(),
+                ttls.iter().map(|&t| usize::from(t)).collect::<Vec<_>>()
+            );
+            assert!(entry.answers(3, 0, &response[12..]));
+            assert!(!entry.answers(2, 0, &response[12..]));
+            let (shared, expected) = (entry.shared(), Shared::of(&template));
+            assert_eq!(format!("{shared:?}"), format!("{expected:?}"));
+        }
+        template.name = EventName::Withheld;
+        template.category = None;
+        let entry = Entry::new(head(), &response, 21, &[], &template).unwrap();
+        assert_eq!(entry.shared().name, None);
+        assert_eq!(entry.shared().category, None);
+        assert_eq!(entry.shared().rule, template.rule.as_deref());
     }
 }
