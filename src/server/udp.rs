@@ -244,7 +244,8 @@ impl Datagram<'_> {
             },
             None => Admission::Unchecked,
         };
-        // A name the scan accepts and the decoder does not is left to hickory.
+        // A name the scan accepts and the decoder does not is left to hickory (whose chain
+        // charges the rate limit again: a malformed name's sender pays twice).
         let Some(wire_query) = raw.read() else {
             return self.other(panics);
         };
