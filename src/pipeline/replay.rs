@@ -470,7 +470,105 @@ impl Replay {
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::{op::ResponseCode, rr::Name};
+
     use super::*;
+    use crate::{
+        config::RateLimitConfig,
+        pipeline::{group::Group, Reason, Transport as QueryTransport},
+    };
+
+    /// A memo for one group (`pupils`, 127.0.0.0/8) holding at most `entries` answers.
+    fn memo(entries: usize) -> (Replay, Arc<Group>) {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let group = Arc::new(Group {
+            index: 0,
+            name: "pupils".into(),
+            policy: Default::default(),
+            safesearch: Default::default(),
+            metrics: metrics.group("pupils"),
+        });
+        let identify = Identify::new(&[(group.clone(), vec!["127.0.0.0/8".parse().unwrap()])]);
+        let limit = RateLimitConfig {
+            qps: 0,
+            burst: 0,
+            ipv6_prefix: 64,
+        };
+        let replay = Replay::new(
+            entries,
+            Arc::new(identify),
+            Arc::new(RateLimit::new(limit, Default::default())),
+            Arc::new(Record::new(metrics.clone(), None, Clock::system())),
+            metrics,
+            Arc::new(LiveGrants::new()),
+            Clock::system(),
+        );
+        (replay, group)
+    }
+
+    /// A query for `name` (A, no EDNS) and, as its blocked answer's bytes, the query with the
+    /// response bit set (what matters here is that the question is repeated at offset 12).
+    fn blocked(name: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut response = query.clone();
+        response[2] |= 0x80;
+        response[3] = 0x83;
+        (query, response)
+    }
+
+    /// However many names are kept, the memo holds at most about its size (each shard its
+    /// part), and what it holds is answered.
+    #[test]
+    fn the_memo_holds_at_most_its_size() {
+        let (replay, group) = memo(160);
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let mut answer = Answer::empty(ResponseCode::NXDomain, Disposition::Blocked);
+        answer.reason = Some(Reason {
+            kind: BlockReason::Category,
+            detail: "test".into(),
+            severity: None,
+            category: Some("games".into()),
+        });
+        let names: Vec<String> = (0..2_000).map(|i| format!("n{i}.games.test")).collect();
+        for name in &names {
+            let (query, response) = blocked(name);
+            let raw = RawQuery::scan(&query).unwrap();
+            let now = replay.now();
+            let stamp = replay.stamp(now);
+            let mut q = Query::new(
+                client,
+                QueryTransport::Udp,
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            );
+            q.group = Some(group.clone());
+            replay.keep(stamp, &raw, &q, &answer, &response, now);
+            let held: Vec<usize> = replay
+                .shards
+                .iter()
+                .map(|s| s.lock().unwrap().len())
+                .collect();
+            assert!(held.iter().all(|&n| n <= replay.per_shard), "{held:?}");
+        }
+        let held: usize = replay.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!((100..=160).contains(&held), "{held} kept");
+        // What is held is answered, under the query's ID; what was dropped is not.
+        let (mut answered, mut out) = (0, Vec::new());
+        for name in &names {
+            let (query, response) = blocked(name);
+            let raw = RawQuery::scan(&query).unwrap();
+            if replay.answer(&raw, client, replay.now(), &mut out) == Replayed::Answered {
+                assert_eq!(out, response);
+                answered += 1;
+            }
+        }
+        assert_eq!(answered, held);
+    }
 
     /// An entry gives back, from its one buffer, the response, the TTLs' places and the
     /// event's texts it was made from; a withheld name stays withheld.
