@@ -416,7 +416,11 @@ impl Replay {
                         .get(at..at + 4)
                         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                 };
-                let life = offsets.iter().map(ttl).min().unwrap_or(u32::MAX);
+                // No records (truncated, or SERVFAIL for an answer that would not encode):
+                // nothing here says how long the cache will hold it, so it is not kept.
+                let Some(life) = offsets.iter().map(ttl).min() else {
+                    return;
+                };
                 // A TTL already at its floor would be sent as 1 for the rest of the
                 // entry's life; the chain knows that life, the memo does not.
                 if life <= 1 {

@@ -198,6 +198,27 @@ async fn repeats_get_the_chains_bytes_and_are_counted_and_logged_alike() {
             }
         }
     }
+    // A cache hit too big for the client's size is sent truncated, and never kept: nothing in
+    // it says how long the cache will hold the answer.
+    let big = query_bytes(
+        0x6000,
+        "big.example.test.",
+        Shape {
+            qtype: RecordType::TXT,
+            ..plain
+        },
+    );
+    let before = replayed(&app);
+    for _ in 0..3 {
+        let reply = exchange(dns, pupil, &big).await;
+        assert_eq!(reply[2] & 0x02, 0x02, "TC set");
+    }
+    assert_eq!(
+        replayed(&app),
+        before,
+        "a truncated answer is not repeated from the memo"
+    );
+
     // Another ID gets the same answer under its own ID.
     let bytes = query_bytes(0x7777, "play.games.test.", plain);
     let reply = exchange(dns, pupil, &bytes).await;
