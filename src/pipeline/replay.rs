@@ -23,7 +23,8 @@
 //!   memo;
 //! - a cache hit's TTLs are lowered by the seconds since it was kept, rounded up (so never
 //!   above what the cache would send, at most a second below), and it is kept no longer
-//!   than its shortest TTL.
+//!   than its shortest TTL; a block no longer than its own TTL (five minutes), since a block
+//!   of a CNAME into a listed name rests on upstream data the chain would ask for again.
 
 use std::{
     collections::HashMap,
@@ -43,6 +44,7 @@ use crate::{
         cache::PreHashed,
         grants::LiveGrants,
         identify::Identify,
+        policy::BLOCK_TTL,
         ratelimit::RateLimit,
         record::{self, Record, Shared},
         Admission, Answer, Disposition, Origin, Query,
@@ -99,7 +101,7 @@ struct Entry {
     name: Span,
     category: Span,
     rule: Span,
-    /// Seconds after `kept` it stays valid (its shortest TTL; `u32::MAX` for a block).
+    /// Seconds after `kept` it stays valid (its shortest TTL; a block's TTL for a block).
     life: u32,
     kept: Instant,
     stamp: Stamp,
@@ -405,7 +407,9 @@ impl Replay {
             return;
         }
         let (ttls, life) = match answer.disposition {
-            Disposition::Blocked => (Vec::new(), u32::MAX),
+            // As long as the block tells devices to keep it: a block can rest on upstream
+            // data (a CNAME into a listed name) that the chain would ask for again later.
+            Disposition::Blocked => (Vec::new(), BLOCK_TTL),
             Disposition::Cached => {
                 let Some(offsets) = wire::ttl_offsets(response) else {
                     return;
@@ -561,6 +565,12 @@ mod tests {
         }
         let held: usize = replay.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!((100..=160).contains(&held), "{held} kept");
+        // A block is kept as long as it tells devices to keep it, no longer.
+        assert!(replay.shards.iter().all(|s| s
+            .lock()
+            .unwrap()
+            .values()
+            .all(|e| e.life == BLOCK_TTL)));
         // What is held is answered, under the query's ID; what was dropped is not.
         let (mut answered, mut out) = (0, Vec::new());
         for name in &names {
@@ -621,6 +631,32 @@ mod tests {
             let (shared, expected) = (entry.shared(), Shared::of(&template));
             assert_eq!(format!("{shared:?}"), format!("{expected:?}"));
         }
+        // Ages in whole seconds rounded up, TTLs lowered by the age (never below 1), and
+        // lapses when the age reaches its life.
+        let ttl_at = 14;
+        let mut with_ttl = response.clone();
+        with_ttl[ttl_at..ttl_at + 4].copy_from_slice(&30u32.to_be_bytes());
+        let ago = |secs: f64| Instant::now() - Duration::from_secs_f64(secs);
+        let entry = |kept| {
+            let head = Head { kept, ..head() };
+            Entry::new(head, &with_ttl, 21, &[ttl_at as u16], &template).unwrap()
+        };
+        let now = Now {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+            unix: unix_secs(SystemTime::now()),
+        };
+        let ttl = |out: &[u8]| u32::from_be_bytes(out[ttl_at..ttl_at + 4].try_into().unwrap());
+        let mut out = Vec::new();
+        let aged = entry(ago(2.5));
+        assert_eq!(aged.age(now, 0), Some(3));
+        aged.write(0x0102, 3, &mut out);
+        assert_eq!((&out[..2], ttl(&out)), (&[1u8, 2][..], 27));
+        aged.write(0x0102, 40, &mut out);
+        assert_eq!(ttl(&out), 1);
+        assert_eq!(entry(ago(59.5)).age(now, 0), None, "life 60: lapsed at 60");
+        assert_eq!(aged.age(now, 1), None, "another grants table");
+
         template.name = EventName::Withheld;
         template.category = None;
         let entry = Entry::new(head(), &response, 21, &[], &template).unwrap();
