@@ -38,7 +38,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::{
     clock::{unix_secs, Clock},
-    event::{BlockReason, EventName, QueryEvent, Severity, Transport},
+    event::{BlockReason, QueryEvent, Severity, Transport},
     metrics::Metrics,
     pipeline::{
         cache::PreHashed,
@@ -127,6 +127,7 @@ impl Entry {
         template: &QueryEvent,
     ) -> Option<Entry> {
         let response = response.get(2..)?;
+        let shared = Shared::of(template);
         let mut texts = String::new();
         let mut place = |text: Option<&str>| -> Option<Span> {
             let Some(text) = text else {
@@ -136,12 +137,11 @@ impl Entry {
             texts.push_str(text);
             Some(Some((start, u16::try_from(texts.len()).ok()?)))
         };
-        let name = place(match &template.name {
-            EventName::Clear(name) => Some(name),
-            EventName::Withheld => None,
-        })?;
-        let category = place(template.category.as_deref())?;
-        let rule = place(template.rule.as_deref())?;
+        let (name, category, rule) = (
+            place(shared.name)?,
+            place(shared.category)?,
+            place(shared.rule)?,
+        );
         let mut bytes = Vec::with_capacity(response.len() + 2 * ttls.len());
         bytes.extend_from_slice(response);
         for offset in ttls {
@@ -161,13 +161,13 @@ impl Entry {
             kept: head.kept,
             stamp: head.stamp,
             qtype: head.qtype,
-            group_name: template.group.clone(),
-            event_qtype: template.qtype,
-            transport: template.transport,
-            disposition: template.disposition,
-            reason: template.reason,
-            severity: template.severity,
-            rcode: template.rcode,
+            group_name: shared.group.cloned(),
+            event_qtype: shared.qtype,
+            transport: shared.transport,
+            disposition: shared.disposition,
+            reason: shared.reason,
+            severity: shared.severity,
+            rcode: shared.rcode,
         })
     }
 
@@ -483,6 +483,7 @@ mod tests {
     use super::*;
     use crate::{
         config::RateLimitConfig,
+        event::EventName,
         pipeline::{group::Group, Reason, Transport as QueryTransport},
     };
 
