@@ -171,11 +171,6 @@ impl<'a> RawQuery<'a> {
         &self.bytes[usize::from(QUESTION_OFFSET)..self.question_end]
     }
 
-    /// The question type, as on the wire.
-    pub fn qtype(&self) -> u16 {
-        self.qtype
-    }
-
     /// The header bits a response echoes (RD, CD); nothing else in the query's flags changes
     /// what [`write_response`] writes.
     pub fn echoed_flags(&self) -> u16 {
@@ -752,10 +747,11 @@ mod tests {
             raw.question(),
             b"\x03WwW\x07Example\x03COM\x00\x00\x01\x00\x01"
         );
-        assert_eq!(raw.qtype(), 1);
         // RD and CD set by `query_bytes`; nothing else of the flags.
         assert_eq!(raw.echoed_flags(), 0x0110);
-        assert_eq!(raw.read().unwrap().name.to_ascii(), "WwW.Example.COM.");
+        let read = raw.read().unwrap();
+        assert_eq!(read.name.to_ascii(), "WwW.Example.COM.");
+        assert_eq!(read.qtype, RecordType::A);
     }
 
     /// Differential check on mutated queries: the reader never panics, and whatever it

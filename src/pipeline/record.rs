@@ -52,10 +52,7 @@ pub fn event(
     at: SystemTime,
     duration: Duration,
 ) -> QueryEvent {
-    let (name, category, rule) = match spare {
-        Some(e) => (e.name.into_buffer(), e.category, e.rule),
-        None => (None, None, None),
-    };
+    let (name, category, rule) = buffers(spare);
     let reason = answer.reason.as_ref();
     let illegal = reason.is_some_and(|r| r.kind.is_illegal_tier());
     QueryEvent {
@@ -86,6 +83,14 @@ pub fn event(
         severity: reason.and_then(|r| r.severity),
         rcode: u16::from(answer.rcode),
         duration,
+    }
+}
+
+/// A spare event's string buffers (name, category, rule), for a new event to reuse.
+fn buffers(spare: Option<QueryEvent>) -> (Option<String>, Option<String>, Option<String>) {
+    match spare {
+        Some(e) => (e.name.into_buffer(), e.category, e.rule),
+        None => (None, None, None),
     }
 }
 
@@ -186,10 +191,7 @@ pub fn repeat_event(
     at: SystemTime,
     duration: Duration,
 ) -> QueryEvent {
-    let (name, category, rule) = match spare {
-        Some(e) => (e.name.into_buffer(), e.category, e.rule),
-        None => (None, None, None),
-    };
+    let (name, category, rule) = buffers(spare);
     QueryEvent {
         at,
         client,

@@ -105,10 +105,9 @@ struct Entry {
     life: u32,
     kept: Instant,
     stamp: Stamp,
-    qtype: RecordType,
     /// The event's other shared fields.
     group_name: Option<Arc<str>>,
-    event_qtype: u16,
+    qtype: u16,
     transport: Transport,
     disposition: Disposition,
     reason: Option<BlockReason>,
@@ -160,9 +159,8 @@ impl Entry {
             life: head.life,
             kept: head.kept,
             stamp: head.stamp,
-            qtype: head.qtype,
             group_name: shared.group.cloned(),
-            event_qtype: shared.qtype,
+            qtype: shared.qtype,
             transport: shared.transport,
             disposition: shared.disposition,
             reason: shared.reason,
@@ -192,7 +190,7 @@ impl Entry {
         Shared {
             group: self.group_name.as_ref(),
             name: self.text(self.name),
-            qtype: self.event_qtype,
+            qtype: self.qtype,
             transport: self.transport,
             disposition: self.disposition,
             reason: self.reason,
@@ -245,7 +243,6 @@ struct Head {
     life: u32,
     kept: Instant,
     stamp: Stamp,
-    qtype: RecordType,
 }
 
 /// The part of the key besides the group and the question: the echoed header bits and the
@@ -360,7 +357,7 @@ impl Replay {
         let elapsed = now.instant.elapsed();
         self.record.finish(
             Some(who.group),
-            entry.qtype,
+            RecordType::from(entry.qtype),
             entry.disposition,
             entry.reason,
             entry.severity,
@@ -377,8 +374,8 @@ impl Replay {
         let generation = self.grants.generation();
         let until = self
             .grants
-            .snapshot()
-            .next_expiry_after(now.wall)
+            .load()
+            .and_then(|grants| grants.next_expiry_after(now.wall))
             .map_or(u64::MAX, unix_secs);
         Stamp {
             generation,
@@ -447,7 +444,6 @@ impl Replay {
             life,
             kept: now.instant,
             stamp,
-            qtype: query.qtype,
         };
         let template = record::event(None, query, answer, now.wall, Duration::ZERO);
         let Some(entry) = Entry::new(head, response, question.len(), &ttls, &template) else {
@@ -602,7 +598,6 @@ mod tests {
                 from: 0,
                 until: u64::MAX,
             },
-            qtype: RecordType::A,
         };
         let mut template = QueryEvent {
             at: SystemTime::UNIX_EPOCH,

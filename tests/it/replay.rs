@@ -25,21 +25,15 @@ use hickory_proto::{
 };
 use tokio::net::UdpSocket;
 
-use crate::common::dns::{scratch_dir, start_hedgerow_with, Upstream};
+use crate::common::{
+    dns::{scratch_dir, start_hedgerow_with, Upstream},
+    games,
+};
 
-/// `games.test` is in the games category.
+/// `games.test` in the games category, compiled from `dir`: the `[lists]` section.
 fn lists_section(dir: &Path) -> String {
-    std::fs::write(dir.join("games.txt"), "games.test\n").unwrap();
-    std::fs::write(
-        dir.join("lists.toml"),
-        "[[category]]\nid = \"games\"\ntitle = \"Games\"\nuk_definition = \"Online games\"\nseverity = \"low\"\n\
-         [[category.source]]\npath = \"games.txt\"\nformat = \"domains\"\n",
-    )
-    .unwrap();
-    format!(
-        "[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n",
-        dir.join("lists.toml").display()
-    )
+    games::write_lists(dir, "games.test\n");
+    games::lists_section(dir)
 }
 
 /// One query's bytes: `name` as written (its letter case kept), with the header bits and
@@ -128,11 +122,8 @@ fn same_but_older(earlier: &[u8], later: &[u8], by: u32) {
 async fn repeats_get_the_chains_bytes_and_are_counted_and_logged_alike() {
     let up = Upstream::start().await;
     let dir = scratch_dir("replay");
-    let config = format!(
-        "{}[rate_limit]\nqps = 0\n[[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\n\
-         block_categories = [\"games\"]\n",
-        lists_section(&dir)
-    );
+    games::write_lists(&dir, "games.test\n");
+    let config = games::config_text(&dir);
     let (app, path) = start_hedgerow_with(&config, up.addr, Overrides::default()).await;
     let dns = app.dns_addrs()[0];
     let pupil = Ipv4Addr::LOCALHOST;

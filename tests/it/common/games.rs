@@ -15,11 +15,19 @@ pub fn write_lists(dir: &Path, games: &str) {
     .unwrap();
 }
 
+/// The `[lists]` section that compiles that manifest.
+pub fn lists_section(dir: &Path) -> String {
+    format!(
+        "[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n",
+        dir.join("lists.toml").display()
+    )
+}
+
 /// Configuration that compiles that manifest and blocks `games` for 127.0.0.1 (no rate limit).
 pub fn config_text(dir: &Path) -> String {
     format!(
-        "[rate_limit]\nqps = 0\n[lists]\nmanifest = \"{}\"\ncompile_if_missing = true\n\
+        "[rate_limit]\nqps = 0\n{}\
          [[group]]\nname = \"pupils\"\nnetworks = [\"127.0.0.1/32\"]\nblock_categories = [\"games\"]\n",
-        dir.join("lists.toml").display()
+        lists_section(dir)
     )
 }
