@@ -106,7 +106,7 @@ impl Record {
     /// Counts one finished query of `group` and hands its event to the query log: the
     /// record stage's work, shared with repeats answered from the replay memo
     /// ([`super::replay`]) so that both count and log alike. `event` builds the event in a
-    /// spare's buffers, stamped with the time given; it runs only when the log wants it.
+    /// spare's buffers; it runs only when the log wants it.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -116,7 +116,7 @@ impl Record {
         reason: Option<BlockReason>,
         severity: Option<Severity>,
         elapsed: Duration,
-        event: impl FnOnce(Option<QueryEvent>, SystemTime) -> QueryEvent,
+        event: impl FnOnce(Option<QueryEvent>) -> QueryEvent,
     ) {
         let group = group.map(|g| &g.metrics);
         self.metrics
@@ -128,7 +128,7 @@ impl Record {
         }
         if let Some(sink) = &self.sink {
             if must_keep(disposition, reason, severity) || !sink.sheds_allowed() {
-                sink.record(event(sink.spare(), self.clock.now()));
+                sink.record(event(sink.spare()));
             }
         }
     }
@@ -234,7 +234,7 @@ impl Stage for Record {
                 reason.map(|r| r.kind),
                 reason.and_then(|r| r.severity),
                 elapsed,
-                |spare, at| event(spare, query, &answer, at, elapsed),
+                |spare| event(spare, query, &answer, self.clock.now(), elapsed),
             );
             answer
         })

@@ -85,18 +85,22 @@ pub enum Replayed {
 /// Where a text sits in an entry's buffer (`None`: the event has none).
 type Span = Option<(u16, u16)>;
 
-/// One kept answer, in three allocations: this, the response with the TTLs' places, and the
-/// event's texts (a repeat reads a few cache lines, not one per part).
+/// One kept answer: its fixed parts, held in the map's slot, and one shared buffer with
+/// the response, the TTLs' places and the event's texts. A repeat reads the slot and one run
+/// of cache lines; as three allocations behind a pointer (the entry, the response, the
+/// texts) each was a cache miss of its own, most of a repeat's user-space time (`perf
+/// annotate`, benches/README.md).
+#[derive(Clone)]
 struct Entry {
     group: usize,
     /// The query's echoed flags and EDNS ([`shape`]).
     shape: u64,
     /// The response without its ID, then where the TTLs to lower by age sit in the response
-    /// with its ID (two bytes each).
-    bytes: Box<[u8]>,
-    /// The event's name, category and rule, one after the other.
-    texts: Box<str>,
+    /// with its ID (two bytes each), then the event's name, category and rule.
+    bytes: Arc<[u8]>,
     response_len: u16,
+    /// Where the TTLs' places end (the texts start).
+    ttls_end: u16,
     question_len: u16,
     name: Span,
     category: Span,
@@ -127,31 +131,31 @@ impl Entry {
     ) -> Option<Entry> {
         let response = response.get(2..)?;
         let shared = Shared::of(template);
-        let mut texts = String::new();
+        let mut bytes = Vec::with_capacity(response.len() + 2 * ttls.len() + 128);
+        bytes.extend_from_slice(response);
+        for offset in ttls {
+            bytes.extend_from_slice(&offset.to_be_bytes());
+        }
+        let ttls_end = u16::try_from(bytes.len()).ok()?;
         let mut place = |text: Option<&str>| -> Option<Span> {
             let Some(text) = text else {
                 return Some(None);
             };
-            let start = u16::try_from(texts.len()).ok()?;
-            texts.push_str(text);
-            Some(Some((start, u16::try_from(texts.len()).ok()?)))
+            let start = u16::try_from(bytes.len()).ok()?;
+            bytes.extend_from_slice(text.as_bytes());
+            Some(Some((start, u16::try_from(bytes.len()).ok()?)))
         };
         let (name, category, rule) = (
             place(shared.name)?,
             place(shared.category)?,
             place(shared.rule)?,
         );
-        let mut bytes = Vec::with_capacity(response.len() + 2 * ttls.len());
-        bytes.extend_from_slice(response);
-        for offset in ttls {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-        }
         Some(Entry {
             group: head.group,
             shape: head.shape,
-            bytes: bytes.into_boxed_slice(),
-            texts: texts.into_boxed_str(),
+            bytes: bytes.into(),
             response_len: u16::try_from(response.len()).ok()?,
+            ttls_end,
             question_len: u16::try_from(question_len).ok()?,
             name,
             category,
@@ -175,13 +179,14 @@ impl Entry {
 
     fn text(&self, span: Span) -> Option<&str> {
         let (start, end) = span?;
-        // Placed whole, so on character boundaries: `get` checks that in O(1).
-        self.texts.get(usize::from(start)..usize::from(end))
+        // Placed from a `str`, so this never fails; checked all the same (no `unsafe`),
+        // at a few instructions for these short ASCII texts.
+        std::str::from_utf8(self.bytes.get(usize::from(start)..usize::from(end))?).ok()
     }
 
     /// The TTLs' places in the response with its ID.
     fn ttls(&self) -> impl Iterator<Item = usize> + '_ {
-        self.bytes[usize::from(self.response_len)..]
+        self.bytes[usize::from(self.response_len)..usize::from(self.ttls_end)]
             .chunks_exact(2)
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
@@ -254,7 +259,7 @@ fn shape(query: &RawQuery<'_>) -> u64 {
     u64::from(query.echoed_flags()) << 32 | edns
 }
 
-type Shard = HashMap<u64, Arc<Entry>, BuildHasherDefault<PreHashed>>;
+type Shard = HashMap<u64, Entry, BuildHasherDefault<PreHashed>>;
 
 /// The memo, with the parts of the chain a repeat still goes through: identification, the
 /// rate limit and the record stage's counting and logging. One per pipeline.
@@ -362,8 +367,9 @@ impl Replay {
             entry.reason,
             entry.severity,
             elapsed,
-            |spare, at| {
-                record::repeat_event(spare, entry.shared(), client, who.device, at, elapsed)
+            // Stamped with the batch's time, when the query was read: no clock read more.
+            |spare| {
+                record::repeat_event(spare, entry.shared(), client, who.device, now.wall, elapsed)
             },
         );
         Replayed::Answered
@@ -449,7 +455,6 @@ impl Replay {
         let Some(entry) = Entry::new(head, response, question.len(), &ttls, &template) else {
             return;
         };
-        let entry = Arc::new(entry);
         let Ok(mut shard) = self.shard(hash).lock() else {
             return;
         };

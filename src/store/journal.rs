@@ -13,7 +13,7 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use rusqlite::{Connection, OptionalExtension};
@@ -133,6 +133,9 @@ struct Inner {
     /// would be skipped, lost.
     buffer: Vec<u8>,
     buffered_since: Option<Instant>,
+    /// The oldest buffered entry's own time: what the DNS path's appends compare their
+    /// event's time with, rather than read the clock once more per blocked query.
+    oldest: Option<SystemTime>,
     /// Set when the writer has stopped: nothing will write the buffer later, so appends
     /// write at once.
     unbuffered: bool,
@@ -160,6 +163,7 @@ impl Inner {
         }
         self.buffer.clear();
         self.buffered_since = None;
+        self.oldest = None;
         Ok(())
     }
 
@@ -171,7 +175,10 @@ impl Inner {
             return Err(StoreError::io(path, std::io::Error::other(error)));
         }
         self.next_seq += 1;
-        self.buffered_since.get_or_insert_with(Instant::now);
+        if self.buffered_since.is_none() {
+            self.buffered_since = Some(Instant::now());
+            self.oldest = Some(e.at);
+        }
         Ok(())
     }
 }
@@ -219,6 +226,7 @@ impl Journal {
                 next_seq: max + 1,
                 buffer: Vec::new(),
                 buffered_since: None,
+                oldest: None,
                 unbuffered: false,
             }),
         })
@@ -252,8 +260,8 @@ impl Journal {
         let due = inner.unbuffered
             || inner.buffer.len() >= BUFFER_BYTES
             || inner
-                .buffered_since
-                .is_some_and(|t| t.elapsed() >= BUFFER_AGE);
+                .oldest
+                .is_some_and(|t| event.at.duration_since(t).is_ok_and(|d| d >= BUFFER_AGE));
         if due {
             inner.write_out(&self.active)?;
         }

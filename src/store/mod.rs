@@ -51,7 +51,7 @@ mod writer;
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::{atomic::AtomicI64, mpsc, Arc, Mutex},
+    sync::{mpsc, Arc, Mutex},
     thread::JoinHandle,
     time::SystemTime,
 };
@@ -324,8 +324,10 @@ pub struct BreachNotice {
 pub(crate) struct Shared {
     pub(crate) metrics: metrics::StoreMetrics,
     pub(crate) journal: journal::Journal,
-    /// Events queued for the writer (both queues).
-    pub(crate) depth: AtomicI64,
+    /// Blocked events (every event that must be kept) waiting for the writer.
+    pub(crate) blocked: sink::Queue,
+    /// Allowed events waiting for the writer.
+    pub(crate) allowed: sink::Queue,
     /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
     /// Set by the sink when the allowed queue was full, cleared by the writer when it takes
@@ -367,12 +369,11 @@ impl Store {
         let shared = Arc::new(Shared {
             metrics,
             journal,
-            depth: AtomicI64::new(0),
+            blocked: sink::Queue::new(config.channel_capacity),
+            allowed: sink::Queue::new(config.channel_capacity),
             spent: sink::Spent::default(),
             allowed_full: Default::default(),
         });
-        let (allowed_tx, allowed_rx) = mpsc::sync_channel(config.channel_capacity);
-        let (blocked_tx, blocked_rx) = mpsc::sync_channel(config.channel_capacity);
         let (control_tx, control_rx) = mpsc::sync_channel(64);
         // Notices are few (high severity only); a full queue drops the notice, never the
         // breach, which is in the database either way.
@@ -383,8 +384,6 @@ impl Store {
             clock.clone(),
             shared.clone(),
             writer::Queues {
-                allowed: allowed_rx,
-                blocked: blocked_rx,
                 control: control_rx,
                 notices: notice_tx,
             },
@@ -398,8 +397,6 @@ impl Store {
             .map_err(|e| StoreError::io(&path, e))?;
         let sink = Arc::new(sink::StoreSink {
             enabled: config.enabled,
-            allowed: allowed_tx,
-            blocked: blocked_tx,
             writer: handle.thread().clone(),
             shared: shared.clone(),
         });

@@ -1,36 +1,26 @@
-//! The [`QuerySink`] the DNS path records into: a non-blocking send, never a wait; and the
-//! stored events it gives back to be filled again ([`Spent`]).
+//! The [`QuerySink`] the DNS path records into: a push that never waits; the queues it
+//! pushes into ([`Queue`]); and the stored events it gives back to be filled again
+//! ([`Spent`]).
 
-use std::sync::{atomic::Ordering, mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use crate::event::{QueryEvent, QuerySink};
 
 use super::Shared;
 
-/// The queue depth at which the sink wakes the writer early. Waking it for every event (as
+/// The queue length at which the sink wakes the writer early. Waking it for every event (as
 /// this did at first) cost a context switch per query: on a one-core school server the
 /// writer then took half the CPU (profiled under `dnsperf`, 40 % of queries blocked). A few
 /// thousand events is a fraction of a batch interval's worth under heavy load and far below
 /// the queues' capacity, so nothing waits long and nothing overflows.
-pub(crate) const WAKE_AT: i64 = 4096;
+pub(crate) const WAKE_AT: usize = 4096;
 
 pub(crate) struct StoreSink {
     pub enabled: bool,
-    pub allowed: mpsc::SyncSender<QueryEvent>,
-    pub blocked: mpsc::SyncSender<QueryEvent>,
-    /// Woken when the queues reach [`WAKE_AT`] events; otherwise it wakes on its own at the
+    /// Woken when a queue reaches [`WAKE_AT`] events; otherwise it wakes on its own at the
     /// end of the batch interval.
     pub writer: std::thread::Thread,
     pub shared: Arc<Shared>,
-}
-
-impl StoreSink {
-    /// Counts one queued event, waking the writer when a batch's worth is waiting.
-    fn queued(&self) {
-        if self.shared.depth.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT {
-            self.writer.unpark();
-        }
-    }
 }
 
 impl QuerySink for StoreSink {
@@ -38,7 +28,10 @@ impl QuerySink for StoreSink {
         if !self.enabled {
             return true;
         }
-        let full = self.shared.allowed_full.load(Ordering::Relaxed);
+        let full = self
+            .shared
+            .allowed_full
+            .load(std::sync::atomic::Ordering::Relaxed);
         if full {
             self.shared.metrics.shed_full.inc();
         }
@@ -56,29 +49,42 @@ impl QuerySink for StoreSink {
         if !self.enabled {
             return;
         }
-        let unqueued = if event.must_keep() {
-            match self.blocked.try_send(event) {
-                Ok(()) => return self.queued(),
-                // Never dropped: the journal file takes it. This path only runs when the
-                // writer is far behind (buffered: the writer thread writes the buffer within
-                // a batch interval even if no append follows) or gone (written at once).
-                Err(mpsc::TrySendError::Full(event)) => {
-                    self.shared.journal_event(&event);
-                    event
-                }
-                Err(mpsc::TrySendError::Disconnected(event)) => {
-                    self.shared.journal_events(&[&event], false);
-                    event
-                }
-            }
+        let keep = event.must_keep();
+        let queue = if keep {
+            &self.shared.blocked
         } else {
-            match self.allowed.try_send(event) {
-                Ok(()) => return self.queued(),
-                Err(mpsc::TrySendError::Full(event) | mpsc::TrySendError::Disconnected(event)) => {
-                    self.shared.allowed_full.store(true, Ordering::Relaxed);
-                    self.shared.metrics.shed_full.inc();
-                    event
+            &self.shared.allowed
+        };
+        let unqueued = match queue.push(event) {
+            Pushed::Queued(len) => {
+                if len == WAKE_AT {
+                    self.writer.unpark();
                 }
+                return;
+            }
+            // Never dropped: the journal file takes it. This path only runs when the writer
+            // is far behind or holds the queue this instant (buffered: the writer thread
+            // writes the buffer within a batch interval even if no append follows) or gone
+            // (written at once).
+            Pushed::Full(event) | Pushed::Busy(event) if keep => {
+                self.shared.journal_event(&event);
+                event
+            }
+            Pushed::Closed(event) if keep => {
+                self.shared.journal_events(&[&event], false);
+                event
+            }
+            Pushed::Full(event) | Pushed::Closed(event) => {
+                self.shared
+                    .allowed_full
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.shared.metrics.shed_full.inc();
+                event
+            }
+            // The writer is swapping the queue out this instant: room in a moment.
+            Pushed::Busy(event) => {
+                self.shared.metrics.shed_full.inc();
+                event
             }
         };
         // Done with here, on the DNS thread: the next query's event is built in it. While
@@ -86,6 +92,92 @@ impl QuerySink for StoreSink {
         // and freed (with the shed counter's lookup, ~600 instructions a query under
         // overload; callgrind, benches/README.md).
         self.shared.spent.give_back(unqueued);
+    }
+}
+
+/// Events waiting for the writer: a vector behind a lock that a DNS thread holds to push one
+/// event and the writer to swap the whole vector for an empty one — nanoseconds either way.
+///
+/// Why not `std::sync::mpsc::sync_channel` (as before): its `try_send` spins (`pause`, no
+/// yield) while a receiver has claimed a slot but not yet released it, and the writer runs
+/// at `SCHED_IDLE`, usually on the DNS thread's own CPU. Preempted there, it left the DNS
+/// thread spinning until the scheduler gave the writer its turn: 15 % of the DNS thread's
+/// CPU at saturation went to that spin (`perf`, benches/README.md). Here the DNS side only
+/// ever tries the lock: when the writer holds it, the event goes where a full queue's would.
+pub(crate) struct Queue {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+struct Inner {
+    events: Vec<QueryEvent>,
+    open: bool,
+}
+
+/// What [`Queue::push`] did: queued the event, or gave it back and why.
+pub(crate) enum Pushed {
+    /// Queued; this many now wait.
+    Queued(usize),
+    /// `capacity` events are waiting.
+    Full(QueryEvent),
+    /// The writer holds the queue this instant.
+    Busy(QueryEvent),
+    /// The writer has stopped.
+    Closed(QueryEvent),
+}
+
+impl Queue {
+    /// An empty queue taking at most `capacity` events.
+    pub(crate) fn new(capacity: usize) -> Queue {
+        Queue {
+            inner: Mutex::new(Inner {
+                events: Vec::new(),
+                open: true,
+            }),
+            capacity,
+        }
+    }
+
+    /// The DNS side: appends `event` and says how many now wait; never waits itself.
+    pub(crate) fn push(&self, event: QueryEvent) -> Pushed {
+        let mut inner = match self.inner.try_lock() {
+            Ok(inner) => inner,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Pushed::Busy(event),
+        };
+        if !inner.open {
+            return Pushed::Closed(event);
+        }
+        if inner.events.len() >= self.capacity {
+            return Pushed::Full(event);
+        }
+        inner.events.push(event);
+        Pushed::Queued(inner.events.len())
+    }
+
+    /// The writer's side: every waiting event, in arrival order, in exchange for `empty`
+    /// (cleared; its allocation is what the queue fills next, so none is made per swap).
+    pub(crate) fn take(&self, mut empty: Vec<QueryEvent>) -> Vec<QueryEvent> {
+        empty.clear();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut inner.events, empty)
+    }
+
+    /// How many events wait.
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .len()
+    }
+
+    /// The writer's side, as it stops: no event is taken from now on; those still waiting
+    /// are returned.
+    pub(crate) fn close(&self) -> Vec<QueryEvent> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.open = false;
+        std::mem::take(&mut inner.events)
     }
 }
 
@@ -162,6 +254,53 @@ mod tests {
             .iter()
             .map(|e| e.name.clone().into_buffer().unwrap())
             .collect()
+    }
+
+    /// The DNS side never waits for the writer: while the writer holds the queue, a push
+    /// is refused at once (the sink then journals a blocked event, sheds an allowed one).
+    /// Events come out in arrival order, the writer's empty vector goes in, and a closed
+    /// queue returns what it held and takes nothing more.
+    #[test]
+    fn a_push_never_waits_and_the_writer_takes_all_in_order() {
+        let queue = Arc::new(Queue::new(3));
+        let held = queue.inner.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pusher = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                let refused = matches!(queue.push(event("busy.example")), Pushed::Busy(_));
+                tx.send(refused).unwrap();
+            })
+        };
+        // A push that waited for the lock would still be waiting here.
+        let pushed = rx.recv_timeout(std::time::Duration::from_secs(2));
+        drop(held);
+        pusher.join().unwrap();
+        assert_eq!(
+            pushed,
+            Ok(true),
+            "refused at once while the writer holds the queue"
+        );
+
+        for (i, name) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+            assert!(matches!(queue.push(event(name)), Pushed::Queued(n) if n == i + 1));
+        }
+        assert!(matches!(queue.push(event("d.example")), Pushed::Full(_)));
+        assert_eq!(queue.len(), 3);
+        let empty: Vec<QueryEvent> = Vec::with_capacity(64);
+        let given = empty.as_ptr();
+        let taken = queue.take(empty);
+        assert_eq!(names(&taken), ["a.example", "b.example", "c.example"]);
+        assert_eq!(queue.len(), 0);
+        assert!(matches!(queue.push(event("e.example")), Pushed::Queued(1)));
+        assert_eq!(
+            queue.inner.lock().unwrap().events.as_ptr(),
+            given,
+            "filled in the writer's allocation"
+        );
+        assert_eq!(names(&queue.close()), ["e.example"]);
+        assert!(matches!(queue.push(event("f.example")), Pushed::Closed(_)));
+        assert!(queue.take(Vec::new()).is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! retention.
 
 use std::{
+    collections::VecDeque,
     net::IpAddr,
     sync::{atomic::Ordering, mpsc, Arc},
     time::{Duration, Instant},
@@ -24,8 +25,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta, BreachNotice,
-    CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta, sink::Queue,
+    BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -62,8 +63,6 @@ const REPLAY_CHUNK: usize = 16_384;
 const DELETE_CHUNK: i64 = 20_000;
 
 pub(crate) struct Queues {
-    pub allowed: mpsc::Receiver<QueryEvent>,
-    pub blocked: mpsc::Receiver<QueryEvent>,
     pub control: mpsc::Receiver<Control>,
     pub notices: tokio::sync::mpsc::Sender<BreachNotice>,
 }
@@ -145,6 +144,9 @@ pub(crate) struct Writer {
     clock: Clock,
     shared: Arc<Shared>,
     queues: Queues,
+    /// Events taken from the sink's queues ([`super::sink::Queue::take`]) and not yet moved
+    /// into a batch: blocked, then allowed.
+    taken: [VecDeque<QueryEvent>; 2],
     caches: Caches,
     cache_generation: i64,
     /// [`super::BREACH_GENERATION`] when the open breaches were last read.
@@ -162,6 +164,20 @@ pub(crate) struct Writer {
     db_failing: bool,
     /// Breach tallies and blocked names' counts not yet written.
     counts: counts::Counts,
+}
+
+/// Moves events from `taken` into `batch` up to [`BATCH_ROWS`], first swapping `queue`'s
+/// waiting events into `taken` if it is empty; says whether it swapped (the queue then has
+/// all its room again).
+fn take(queue: &Queue, taken: &mut VecDeque<QueryEvent>, batch: &mut Vec<QueryEvent>) -> bool {
+    let swapped = taken.is_empty();
+    if swapped {
+        // The empty deque's allocation goes to the queue, to be filled next.
+        *taken = queue.take(Vec::from(std::mem::take(taken))).into();
+    }
+    let n = BATCH_ROWS.saturating_sub(batch.len()).min(taken.len());
+    batch.extend(taken.drain(..n));
+    swapped
 }
 
 /// What one batch produced besides rows.
@@ -198,6 +214,7 @@ impl Writer {
             clock,
             shared,
             queues,
+            taken: Default::default(),
             caches: Caches::default(),
             cache_generation: -1,
             breach_generation: -1,
@@ -259,10 +276,16 @@ impl Writer {
                 std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
             }
         }
-        // From here the sink finds the queues gone and journals at once; what it buffered
-        // before is written now.
+        // From here the sink finds the queues closed and journals at once; what it buffered
+        // before is written now, with what reached the queues since the last pass.
         let Writer { queues, shared, .. } = self;
         drop(queues);
+        let late = shared.blocked.close();
+        if !late.is_empty() {
+            shared.journal_events(&late.iter().collect::<Vec<_>>(), false);
+        }
+        let shed = shared.allowed.close().len();
+        shared.metrics.shed_full.inc_by(shed as u64);
         if let Err(error) = shared.journal.unbuffer() {
             tracing::error!(%error, "store: cannot write the journal's last entries");
         }
@@ -271,38 +294,26 @@ impl Writer {
 
     /// Moves queued events into the batch (blocked first); returns how many.
     fn drain(&mut self, batch: &mut Vec<QueryEvent>) -> usize {
-        let mut n = 0;
-        while batch.len() < BATCH_ROWS {
-            match self.queues.blocked.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-            n += 1;
-        }
-        let before = n;
-        let mut emptied = false;
-        while batch.len() < BATCH_ROWS {
-            match self.queues.allowed.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => {
-                    emptied = true;
-                    break;
-                }
-            }
-            n += 1;
-        }
-        if n > before || emptied {
+        let before = batch.len();
+        let [blocked, allowed] = &mut self.taken;
+        take(&self.shared.blocked, blocked, batch);
+        if take(&self.shared.allowed, allowed, batch) {
             // Room again: the sink stops shedding allowed events before they are built.
-            // Cleared on every pass that finds the queue empty too, not only when it took
-            // from it: a sink whose `try_send` failed just before this pass sets the flag
-            // after it, and then sheds every allowed event before it is built, so none would
-            // reach the queue to be taken. Such a flag lasts until the next pass (a batch
-            // interval at most).
+            // Cleared on every pass that swaps the queue out, even an empty one: a sink whose
+            // push failed just before this pass sets the flag after it, and then sheds every
+            // allowed event before it is built, so none would reach the queue to be taken.
+            // Such a flag lasts until the next pass (a batch interval at most).
             self.shared.allowed_full.store(false, Ordering::Relaxed);
         }
+        let n = batch.len() - before;
         if n > 0 {
-            let left = self.shared.depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
-            self.shared.metrics.channel_depth.set(left.max(0));
+            let waiting = self.taken.iter().map(VecDeque::len).sum::<usize>()
+                + self.shared.blocked.len()
+                + self.shared.allowed.len();
+            self.shared
+                .metrics
+                .channel_depth
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         }
         n
     }
