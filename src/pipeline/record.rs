@@ -105,8 +105,9 @@ fn refill(buffer: Option<String>, text: &str) -> String {
 impl Record {
     /// Counts one finished query of `group` and hands its event to the query log: the
     /// record stage's work, shared with repeats answered from the replay memo
-    /// ([`super::replay`]) so that both count and log alike. `event` builds the event in a
-    /// spare's buffers; it runs only when the log wants it.
+    /// ([`super::replay`]) so that both count and log alike. `event` builds the event of
+    /// the query (answered `at`) in a spare's buffers; it runs only when the log wants more
+    /// than the query's count.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -116,18 +117,21 @@ impl Record {
         reason: Option<BlockReason>,
         severity: Option<Severity>,
         elapsed: Duration,
+        at: SystemTime,
         event: impl FnOnce(Option<QueryEvent>) -> QueryEvent,
     ) {
-        let group = group.map(|g| &g.metrics);
+        let metrics = group.map(|g| &g.metrics);
         self.metrics
-            .observe_query(group, qtype, disposition, elapsed.as_secs_f64());
-        if let (Some(reason), Some(g)) = (reason, group) {
+            .observe_query(metrics, qtype, disposition, elapsed.as_secs_f64());
+        if let (Some(reason), Some(g)) = (reason, metrics) {
             if disposition == Disposition::Blocked {
                 g.blocked(reason);
             }
         }
         if let Some(sink) = &self.sink {
-            if must_keep(disposition, reason, severity) || !sink.sheds_allowed() {
+            let wanted = must_keep(disposition, reason, severity)
+                || !(sink.tally(group.map(|g| &g.name), disposition, at) || sink.sheds_allowed());
+            if wanted {
                 sink.record(event(sink.spare()));
             }
         }
@@ -225,7 +229,7 @@ impl Stage for Record {
                 return answer;
             }
             // Read once, for the histogram and the event.
-            let elapsed = query.received.elapsed();
+            let (elapsed, at) = (query.received.elapsed(), self.clock.now());
             let reason = answer.reason.as_ref();
             self.finish(
                 query.group.as_deref(),
@@ -234,7 +238,8 @@ impl Stage for Record {
                 reason.map(|r| r.kind),
                 reason.and_then(|r| r.severity),
                 elapsed,
-                |spare| event(spare, query, &answer, self.clock.now(), elapsed),
+                at,
+                |spare| event(spare, query, &answer, at, elapsed),
             );
             answer
         })
@@ -354,6 +359,60 @@ mod tests {
             sink.asked.load(std::sync::atomic::Ordering::Relaxed),
             2,
             "asked only for the two allowed queries"
+        );
+    }
+
+    /// A sink that counts what it need not keep.
+    #[derive(Default)]
+    struct Counting {
+        kept: Collect,
+        counted: Mutex<Vec<(Option<String>, Disposition)>>,
+    }
+
+    impl QuerySink for Counting {
+        fn record(&self, event: QueryEvent) {
+            self.kept.record(event);
+        }
+
+        fn tally(&self, group: Option<&Arc<str>>, disposition: Disposition, _: SystemTime) -> bool {
+            let group = group.map(|g| g.to_string());
+            self.counted.lock().unwrap().push((group, disposition));
+            true
+        }
+
+        fn sheds_allowed(&self) -> bool {
+            unreachable!("a counted query needs no event")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_counts_gets_no_allowed_event_but_every_kept_one() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let sink = Arc::new(Counting::default());
+        let record = Record::new(metrics.clone(), Some(sink.clone()), Clock::system());
+        let pipeline = Pipeline::new(vec![Arc::new(record), Arc::new(AsNamed)]);
+        let group = Arc::new(Group {
+            index: 0,
+            name: "pupils".into(),
+            policy: Default::default(),
+            safesearch: Default::default(),
+            metrics: metrics.group("pupils"),
+        });
+        for name in ["allowed.test.", "blocked.test.", "rewritten.test."] {
+            let mut q = Query::new(
+                "127.0.0.1".parse().unwrap(),
+                Transport::Udp,
+                Name::from_ascii(name).unwrap(),
+                RecordType::A,
+            );
+            q.group = Some(group.clone());
+            pipeline.resolve(&mut q).await;
+        }
+        let kept = sink.kept.0.lock().unwrap().len();
+        assert_eq!(kept, 2, "the blocked and the rewritten query");
+        assert_eq!(
+            *sink.counted.lock().unwrap(),
+            [(Some("pupils".to_string()), Disposition::Forwarded)]
         );
     }
 

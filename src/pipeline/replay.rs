@@ -368,6 +368,7 @@ impl Replay {
             entry.severity,
             elapsed,
             // Stamped with the batch's time, when the query was read: no clock read more.
+            now.wall,
             |spare| {
                 record::repeat_event(spare, entry.shared(), client, who.device, now.wall, elapsed)
             },

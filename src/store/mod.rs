@@ -328,6 +328,8 @@ pub(crate) struct Shared {
     pub(crate) blocked: sink::Queue,
     /// Allowed events waiting for the writer.
     pub(crate) allowed: sink::Queue,
+    /// Allowed queries counted, not sent as events.
+    pub(crate) tally: sink::Tally,
     /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
     /// Set by the sink when the allowed queue was full, cleared by the writer when it takes
@@ -371,6 +373,7 @@ impl Store {
             journal,
             blocked: sink::Queue::new(config.channel_capacity),
             allowed: sink::Queue::new(config.channel_capacity),
+            tally: sink::Tally::default(),
             spent: sink::Spent::default(),
             allowed_full: Default::default(),
         });
@@ -396,7 +399,7 @@ impl Store {
             })
             .map_err(|e| StoreError::io(&path, e))?;
         let sink = Arc::new(sink::StoreSink {
-            enabled: config.enabled,
+            config: config.clone(),
             writer: handle.thread().clone(),
             shared: shared.clone(),
         });

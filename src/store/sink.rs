@@ -2,9 +2,16 @@
 //! pushes into ([`Queue`]); and the stored events it gives back to be filled again
 //! ([`Spent`]).
 
-use std::sync::{Arc, Mutex, TryLockError};
+use std::{
+    sync::{Arc, Mutex, TryLockError},
+    time::SystemTime,
+};
 
-use crate::event::{QueryEvent, QuerySink};
+use crate::{
+    clock::unix_millis,
+    config::StoreConfig,
+    event::{Disposition, QueryEvent, QuerySink},
+};
 
 use super::Shared;
 
@@ -16,7 +23,7 @@ use super::Shared;
 pub(crate) const WAKE_AT: usize = 4096;
 
 pub(crate) struct StoreSink {
-    pub enabled: bool,
+    pub config: StoreConfig,
     /// Woken when a queue reaches [`WAKE_AT`] events; otherwise it wakes on its own at the
     /// end of the batch interval.
     pub writer: std::thread::Thread,
@@ -24,8 +31,19 @@ pub(crate) struct StoreSink {
 }
 
 impl QuerySink for StoreSink {
+    fn tally(&self, group: Option<&Arc<str>>, disposition: Disposition, at: SystemTime) -> bool {
+        let logged = self.config.log_allowed
+            && !group.is_some_and(|g| self.config.no_allowed_log_groups.contains(&**g));
+        self.config.enabled
+            && !logged
+            && self
+                .shared
+                .tally
+                .add(unix_millis(at).div_euclid(60_000), group, disposition)
+    }
+
     fn sheds_allowed(&self) -> bool {
-        if !self.enabled {
+        if !self.config.enabled {
             return true;
         }
         let full = self
@@ -39,14 +57,14 @@ impl QuerySink for StoreSink {
     }
 
     fn spare(&self) -> Option<QueryEvent> {
-        if !self.enabled {
+        if !self.config.enabled {
             return None;
         }
         self.shared.spent.take()
     }
 
     fn record(&self, event: QueryEvent) {
-        if !self.enabled {
+        if !self.config.enabled {
             return;
         }
         let keep = event.must_keep();
@@ -92,6 +110,65 @@ impl QuerySink for StoreSink {
         // and freed (with the shed counter's lookup, ~600 instructions a query under
         // overload; callgrind, benches/README.md).
         self.shared.spent.give_back(unqueued);
+    }
+}
+
+/// Queries counted per minute on the DNS side ([`QuerySink::tally`]) for the writer to add
+/// to the per-minute counts: the allowed queries the log keeps no row of. A lock only tried,
+/// as [`Queue`]'s: while the writer holds it, the query goes as an event instead.
+#[derive(Default)]
+pub(crate) struct Tally {
+    counts: Mutex<Vec<Count>>,
+}
+
+/// So many queries of one group, answered one way, in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Count {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub group: Option<Arc<str>>,
+    pub disposition: Disposition,
+    pub queries: i64,
+}
+
+impl Tally {
+    /// The DNS side: one more query; `false` (not counted) when the writer holds the tally
+    /// this instant.
+    pub(crate) fn add(
+        &self,
+        minute: i64,
+        group: Option<&Arc<str>>,
+        disposition: Disposition,
+    ) -> bool {
+        let mut counts = match self.counts.try_lock() {
+            Ok(counts) => counts,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        let same = |c: &Count| {
+            c.minute == minute
+                && c.disposition == disposition
+                && match (&c.group, group) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    (a, b) => a.is_none() && b.is_none(),
+                }
+        };
+        // A minute's few counts (groups × dispositions) are the last ones.
+        match counts.iter_mut().rev().find(|c| same(c)) {
+            Some(c) => c.queries += 1,
+            None => counts.push(Count {
+                minute,
+                group: group.cloned(),
+                disposition,
+                queries: 1,
+            }),
+        }
+        true
+    }
+
+    /// The writer's side: every count so far, the tally starting again from none.
+    pub(crate) fn take(&self) -> Vec<Count> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

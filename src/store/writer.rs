@@ -25,7 +25,8 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta, sink::Queue,
+    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta,
+    sink::{Count, Queue},
     BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
 };
 
@@ -147,6 +148,9 @@ pub(crate) struct Writer {
     /// Events taken from the sink's queues ([`super::sink::Queue::take`]) and not yet moved
     /// into a batch: blocked, then allowed.
     taken: [VecDeque<QueryEvent>; 2],
+    /// Counts taken from the sink's tally ([`super::sink::Tally`]), written with the next
+    /// batch.
+    tallied: Vec<Count>,
     caches: Caches,
     cache_generation: i64,
     /// [`super::BREACH_GENERATION`] when the open breaches were last read.
@@ -215,6 +219,7 @@ impl Writer {
             shared,
             queues,
             taken: Default::default(),
+            tallied: Vec::new(),
             caches: Caches::default(),
             cache_generation: -1,
             breach_generation: -1,
@@ -250,8 +255,9 @@ impl Writer {
                 tracing::error!(%error, "store: cannot write the journal");
             }
             let now = Instant::now();
+            let pending = !batch.is_empty() || !self.tallied.is_empty();
             if batch.len() >= BATCH_ROWS
-                || (!batch.is_empty() && (now >= deadline || !acks.is_empty() || closing))
+                || (pending && (now >= deadline || !acks.is_empty() || closing))
             {
                 self.write_batch(&batch);
                 self.shared.spent.hand_back(&mut batch);
@@ -262,7 +268,7 @@ impl Writer {
                 // More may be queued: go round again before acknowledging a flush.
                 continue;
             }
-            if batch.is_empty() {
+            if !pending {
                 deadline = Instant::now() + interval;
             }
             if got == 0 {
@@ -292,8 +298,10 @@ impl Writer {
         tracing::debug!("store: writer stopped");
     }
 
-    /// Moves queued events into the batch (blocked first); returns how many.
+    /// Moves queued events into the batch (blocked first), and the DNS side's counts to
+    /// the writer's; returns how many events.
     fn drain(&mut self, batch: &mut Vec<QueryEvent>) -> usize {
+        self.tallied.append(&mut self.shared.tally.take());
         let before = batch.len();
         let [blocked, allowed] = &mut self.taken;
         take(&self.shared.blocked, blocked, batch);
@@ -396,12 +404,14 @@ impl Writer {
         self.shared.metrics.sqlite_memory.set(sqlite_memory);
     }
 
-    /// Writes one batch in one transaction; when the database refuses, the events that must
-    /// not be lost go to the journal and the rest are shed, counted.
+    /// Writes one batch, with the counts tallied so far, in one transaction; when the
+    /// database refuses, the events that must not be lost go to the journal and the rest
+    /// (and the counts) are shed, counted.
     fn write_batch(&mut self, events: &[QueryEvent]) {
         self.since_trim += events.len();
         let started = Instant::now();
-        match self.try_write(events, None) {
+        let tallied = std::mem::take(&mut self.tallied);
+        match self.try_write(events, &tallied, None) {
             Ok(out) => {
                 if self.db_failing {
                     tracing::info!("store: the database is writable again");
@@ -422,7 +432,13 @@ impl Writer {
                     .metrics
                     .shed
                     .with_label_values(&["database"])
-                    .inc_by((events.len() - keep.len()) as u64);
+                    .inc_by(
+                        (events.len() - keep.len()) as u64
+                            + tallied
+                                .iter()
+                                .map(|c| c.queries.unsigned_abs())
+                                .sum::<u64>(),
+                    );
                 self.shared.journal_events(&keep, true);
             }
         }
@@ -467,7 +483,7 @@ impl Writer {
                 };
                 let events: Vec<QueryEvent> = fresh.iter().filter_map(|e| e.to_event()).collect();
                 let started = Instant::now();
-                let out = self.try_write(&events, Some(max))?;
+                let out = self.try_write(&events, &[], Some(max))?;
                 self.finish(out, started);
                 self.shared.metrics.replayed.inc_by(events.len() as u64);
                 self.since_trim += events.len();
@@ -505,6 +521,7 @@ impl Writer {
     fn try_write(
         &mut self,
         events: &[QueryEvent],
+        tallied: &[Count],
         replayed_up_to: Option<u64>,
     ) -> Result<BatchOut, StoreError> {
         let saved_key = self.last_key;
@@ -548,6 +565,9 @@ impl Writer {
         let result = (|| -> Result<(), StoreError> {
             for e in events {
                 ctx.event(e)?;
+            }
+            for c in tallied {
+                ctx.tallied(c)?;
             }
             ctx.write_breach_rows()?;
             if let Some(newest) = events.iter().map(|e| unix_millis(e.at)).max() {
@@ -756,6 +776,26 @@ impl Batch<'_, '_> {
             };
             self.breach(e, t, k, identity, group, category, severity, &domain)?;
         }
+        Ok(())
+    }
+
+    /// Adds queries counted on the DNS side ([`super::sink::Tally`]) to the per-minute
+    /// counts, as their events would have been: no category, none blocked.
+    fn tallied(&mut self, c: &Count) -> Result<(), StoreError> {
+        let group = match &c.group {
+            Some(g) => self.group(g)?,
+            None => 0,
+        };
+        let counts = self
+            .rollups
+            .entry(RollupKey {
+                minute: c.minute,
+                group,
+                category: 0,
+                disposition: c.disposition.label(),
+            })
+            .or_default();
+        counts.0 += c.queries;
         Ok(())
     }
 

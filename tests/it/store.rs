@@ -857,6 +857,70 @@ fn store_allowed_logging_can_be_turned_off_per_group() {
     store.close().unwrap();
 }
 
+/// Allowed queries the log keeps no row of are counted by the sink, not sent as events: all
+/// of them reach the per-minute counts even while the queue (16 here) could not have held
+/// their events, and no row is written for them; a group whose allowed queries are logged
+/// still gets events.
+#[test]
+fn store_counts_allowed_queries_it_does_not_log_without_events_even_when_behind() {
+    let dir = TempDir::new("store-tally");
+    let (clock, _) = clock();
+    let config = StoreConfig {
+        channel_capacity: 16,
+        batch_interval: Duration::from_millis(5_000),
+        no_allowed_log_groups: ["staff".to_string()].into(),
+        ..StoreConfig::default()
+    };
+    let (store, registry) = open(&dir, &config, &clock);
+    let sink = store.sink();
+    let staff: Arc<str> = "staff".into();
+    for i in 0..200 {
+        assert!(sink.tally(Some(&staff), Disposition::Cached, at(i)));
+    }
+    // Another pipeline's group of the same name (after a reload), another minute.
+    let reloaded: Arc<str> = "staff".into();
+    for _ in 0..3 {
+        assert!(sink.tally(Some(&reloaded), Disposition::Forwarded, at(60_000)));
+    }
+    assert!(
+        !sink.tally(Some(&"pupils".into()), Disposition::Cached, at(0)),
+        "pupils' allowed queries are logged: an event, not a count"
+    );
+    store.flush().unwrap();
+    let counts = store
+        .reader()
+        .counts(at(-60_000), at(120_000), CountBy::Group)
+        .unwrap();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.key == "staff" && c.queries == 203 && c.blocks == 0),
+        "{counts:?}"
+    );
+    let minutes = store
+        .reader()
+        .counts(at(-60_000), at(60_000), CountBy::Group)
+        .unwrap();
+    assert!(
+        minutes.iter().any(|c| c.key == "staff" && c.queries == 200),
+        "counted in the minute they were asked in: {minutes:?}"
+    );
+    assert_eq!(metric(&registry, "store_shed_events_total"), 0.0);
+    assert_eq!(count(&dir, "SELECT COUNT(*) FROM queries"), 0);
+    store.close().unwrap();
+
+    // A store that is off counts nothing.
+    let off = TempDir::new("store-tally-off");
+    let config = StoreConfig {
+        enabled: false,
+        log_allowed: false,
+        ..StoreConfig::default()
+    };
+    let (store, _) = open(&off, &config, &clock);
+    assert!(!store.sink().tally(Some(&staff), Disposition::Cached, at(0)));
+    store.close().unwrap();
+}
+
 #[test]
 fn store_retention_keeps_blocked_longer_and_breach_evidence() {
     let dir = TempDir::new("store-retention");
