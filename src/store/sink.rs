@@ -1,6 +1,6 @@
 //! The [`QuerySink`] the DNS path records into: a push that never waits; the queues it
-//! pushes into ([`Queue`]); and the stored events it gives back to be filled again
-//! ([`Spent`]).
+//! pushes into ([`Queue`]); the counts of allowed queries it keeps no event of ([`Tally`]);
+//! and the stored events it gives back to be filled again ([`Spent`]).
 
 use std::{
     sync::{Arc, Mutex, TryLockError},
