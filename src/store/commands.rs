@@ -4,7 +4,16 @@
 //! and its audit record are both there or both not.
 
 use crate::civil;
-use std::{io::Write, net::IpAddr, path::PathBuf, sync::Arc, time::SystemTime};
+use std::{
+    io::Write,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::SystemTime,
+};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -141,18 +150,68 @@ pub struct EraseReport {
 pub struct Commands {
     path: Arc<PathBuf>,
     clock: Clock,
+    /// Commands of this process holding a connection, shared with its writer thread (none
+    /// when no writer runs: the command line's own).
+    active: Option<Arc<AtomicUsize>>,
+}
+
+/// A command's connection. While one is open the writer begins no new batch (for a while:
+/// [`super::writer`]): through a backlog the writer's transactions follow one another with
+/// no gap the command's wait for the write lock would find, and after two seconds it failed
+/// with "database is locked" (a DSL's case change, the scheduled checks).
+pub(super) struct CommandConn {
+    conn: Connection,
+    _active: Active,
+}
+
+struct Active(Option<Arc<AtomicUsize>>);
+
+impl Active {
+    fn new(counter: Option<&Arc<AtomicUsize>>) -> Active {
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        Active(counter.cloned())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl std::ops::Deref for CommandConn {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for CommandConn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 impl Commands {
-    pub(crate) fn new(path: PathBuf, clock: Clock) -> Commands {
+    pub(crate) fn new(path: PathBuf, clock: Clock, active: Option<Arc<AtomicUsize>>) -> Commands {
         Commands {
             path: Arc::new(path),
             clock,
+            active,
         }
     }
 
-    pub(super) fn conn(&self) -> Result<Connection, StoreError> {
-        open_write(&self.path)
+    pub(super) fn conn(&self) -> Result<CommandConn, StoreError> {
+        let active = Active::new(self.active.as_ref());
+        Ok(CommandConn {
+            conn: open_write(&self.path)?,
+            _active: active,
+        })
     }
 
     /// Now, from the store's clock, in Unix milliseconds.

@@ -42,6 +42,7 @@ mod journal;
 mod metrics;
 pub mod migrate;
 mod presence;
+mod queue;
 mod read;
 mod sink;
 mod unblock;
@@ -325,11 +326,13 @@ pub(crate) struct Shared {
     pub(crate) metrics: metrics::StoreMetrics,
     pub(crate) journal: journal::Journal,
     /// Blocked events (every event that must be kept) waiting for the writer.
-    pub(crate) blocked: sink::Queue,
+    pub(crate) blocked: queue::Queue,
     /// Allowed events waiting for the writer.
-    pub(crate) allowed: sink::Queue,
+    pub(crate) allowed: queue::Queue,
     /// Allowed queries counted, not sent as events.
-    pub(crate) tally: sink::Tally,
+    pub(crate) tally: queue::Tally,
+    /// Commands holding a write connection ([`Commands`]), which the writer lets go first.
+    pub(crate) commands: Arc<std::sync::atomic::AtomicUsize>,
     /// Events stored, waiting for the DNS threads to build new ones in them.
     pub(crate) spent: sink::Spent,
     /// Set by the sink when the allowed queue was full, cleared by the writer when it takes
@@ -371,9 +374,10 @@ impl Store {
         let shared = Arc::new(Shared {
             metrics,
             journal,
-            blocked: sink::Queue::new(config.channel_capacity),
-            allowed: sink::Queue::new(config.channel_capacity),
-            tally: sink::Tally::default(),
+            blocked: queue::Queue::new(config.channel_capacity),
+            allowed: queue::Queue::new(config.channel_capacity),
+            tally: queue::Tally::default(),
+            commands: Arc::default(),
             spent: sink::Spent::default(),
             allowed_full: Default::default(),
         });
@@ -425,7 +429,11 @@ impl Store {
 
     /// Case changes, audit records, leases, sessions, export and erasure (synchronous).
     pub fn commands(&self) -> Commands {
-        Commands::new(self.path.clone(), self.clock.clone())
+        Commands::new(
+            self.path.clone(),
+            self.clock.clone(),
+            Some(self.sink.shared.commands.clone()),
+        )
     }
 
     /// The receiver of high-severity breach notices; `None` after the first call.
@@ -479,7 +487,7 @@ pub fn open_offline(data_dir: &Path, clock: Clock) -> Result<(Reader, Commands),
     let path = prepare(data_dir, &clock)?;
     Ok((
         Reader::new(path.clone(), clock.clone()),
-        Commands::new(path, clock),
+        Commands::new(path, clock, None),
     ))
 }
 

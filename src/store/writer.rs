@@ -25,9 +25,10 @@ use crate::{
 };
 
 use super::{
-    journal, key_base, key_millis, meta_int, presence, registrable_domain, set_meta,
-    sink::{Count, Queue},
-    BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS, WITHHELD,
+    journal, key_base, key_millis, meta_int, presence,
+    queue::{Count, Queue},
+    registrable_domain, set_meta, BreachNotice, CaseStatus, Control, Shared, StoreError, DAY_MS,
+    WITHHELD,
 };
 
 /// Rows per transaction at most, reached only when the writer has a backlog (at a school's
@@ -58,6 +59,10 @@ const TRIM_AFTER: usize = 1_000_000;
 /// them before the writer frees them: no batch came meanwhile, so no query arrived to be
 /// kept waiting by it.
 const SPENT_AGE: Duration = Duration::from_secs(1);
+/// How long the writer holds back a batch while commands hold write connections: longer
+/// than a command's wait for the lock between its polls (SQLite's busy handler sleeps up to
+/// 100 ms at a time), short enough that a command left open cannot stall the query log.
+const COMMAND_FIRST: Duration = Duration::from_millis(500);
 /// Journal entries per replay transaction.
 const REPLAY_CHUNK: usize = 16_384;
 /// Rows deleted per retention transaction, so the writer never holds the lock for long.
@@ -145,10 +150,10 @@ pub(crate) struct Writer {
     clock: Clock,
     shared: Arc<Shared>,
     queues: Queues,
-    /// Events taken from the sink's queues ([`super::sink::Queue::take`]) and not yet moved
+    /// Events taken from the sink's queues ([`super::queue::Queue::take`]) and not yet moved
     /// into a batch: blocked, then allowed.
     taken: [VecDeque<QueryEvent>; 2],
-    /// Counts taken from the sink's tally ([`super::sink::Tally`]), written with the next
+    /// Counts taken from the sink's tally ([`super::queue::Tally`]), written with the next
     /// batch.
     tallied: Vec<Count>,
     caches: Caches,
@@ -525,6 +530,12 @@ impl Writer {
         replayed_up_to: Option<u64>,
     ) -> Result<BatchOut, StoreError> {
         let saved_key = self.last_key;
+        // A command of this process is waiting for the write lock, or about to: let it have
+        // it first (for a while: the events are waiting too).
+        let since = Instant::now();
+        while self.shared.commands.load(Ordering::SeqCst) > 0 && since.elapsed() < COMMAND_FIRST {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -779,7 +790,7 @@ impl Batch<'_, '_> {
         Ok(())
     }
 
-    /// Adds queries counted on the DNS side ([`super::sink::Tally`]) to the per-minute
+    /// Adds queries counted on the DNS side ([`super::queue::Tally`]) to the per-minute
     /// counts, as their events would have been: no category, none blocked.
     fn tallied(&mut self, c: &Count) -> Result<(), StoreError> {
         let group = match &c.group {
