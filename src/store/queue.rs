@@ -76,8 +76,8 @@ impl Tally {
 /// tries the lock ([`Queue::try_push`]: held by the writer, the event goes to the journal, as
 /// on a full queue), and an allowed one waits for it ([`Queue::push`]): a mutex's waiter
 /// sleeps, so the writer gets the CPU to finish its swap, and nothing is shed that a queue
-/// with room would take (refused instead, one allowed event in a few thousand went missing
-/// from a test's counts).
+/// with room would take (refused instead, an allowed event went missing from a test's
+/// counts, once in a few thousand).
 pub(crate) struct Queue {
     inner: Mutex<Inner>,
     capacity: usize,
@@ -88,7 +88,7 @@ struct Inner {
     open: bool,
 }
 
-/// What [`Queue::push`] did: queued the event, or gave it back and why.
+/// What a push did: queued the event, or gave it back and why.
 pub(crate) enum Pushed {
     /// Queued; this many now wait.
     Queued(usize),
