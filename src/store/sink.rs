@@ -2,7 +2,7 @@
 //! [`super::queue`]; and the stored events it gives back to be filled again ([`Spent`]).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{atomic::Ordering, Arc, Mutex},
     time::SystemTime,
 };
 
@@ -45,10 +45,7 @@ impl QuerySink for StoreSink {
         if !self.config.enabled {
             return true;
         }
-        let full = self
-            .shared
-            .allowed_full
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let full = self.shared.allowed_full.load(Ordering::Relaxed);
         if full {
             self.shared.metrics.shed_full.inc();
         }
@@ -67,15 +64,10 @@ impl QuerySink for StoreSink {
             return;
         }
         let keep = event.must_keep();
-        let queue = if keep {
-            &self.shared.blocked
-        } else {
-            &self.shared.allowed
-        };
         let pushed = if keep {
-            queue.try_push(event)
+            self.shared.blocked.try_push(event)
         } else {
-            queue.push(event)
+            self.shared.allowed.push(event)
         };
         let unqueued = match pushed {
             Pushed::Queued(len) => {
@@ -97,9 +89,7 @@ impl QuerySink for StoreSink {
                 event
             }
             Pushed::Full(event) | Pushed::Closed(event) | Pushed::Busy(event) => {
-                self.shared
-                    .allowed_full
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.shared.allowed_full.store(true, Ordering::Relaxed);
                 self.shared.metrics.shed_full.inc();
                 event
             }
