@@ -27,6 +27,20 @@ pub struct Group {
     pub metrics: crate::metrics::GroupMetrics,
 }
 
+#[cfg(test)]
+impl Group {
+    /// A group with the default policy and SafeSearch, counted in `metrics`, for tests.
+    pub(crate) fn plain(index: usize, name: &str, metrics: &crate::metrics::Metrics) -> Arc<Group> {
+        Arc::new(Group {
+            index,
+            name: name.into(),
+            policy: GroupPolicy::default(),
+            safesearch: Default::default(),
+            metrics: metrics.group(name),
+        })
+    }
+}
+
 /// A group and the networks (and pinned device addresses) that belong to it.
 pub type GroupNetworks = (Arc<Group>, Vec<IpNet>);
 

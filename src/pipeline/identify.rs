@@ -226,16 +226,9 @@ impl Stage for Identify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::group::GroupPolicy;
 
     fn group(index: usize, name: &str) -> Arc<Group> {
-        Arc::new(Group {
-            index,
-            name: name.into(),
-            policy: GroupPolicy::default(),
-            safesearch: Default::default(),
-            metrics: crate::metrics::Metrics::new().unwrap().group(name),
-        })
+        Group::plain(index, name, &crate::metrics::Metrics::new().unwrap())
     }
 
     #[test]

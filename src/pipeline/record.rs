@@ -391,13 +391,7 @@ mod tests {
         let sink = Arc::new(Counting::default());
         let record = Record::new(metrics.clone(), Some(sink.clone()), Clock::system());
         let pipeline = Pipeline::new(vec![Arc::new(record), Arc::new(AsNamed)]);
-        let group = Arc::new(Group {
-            index: 0,
-            name: "pupils".into(),
-            policy: Default::default(),
-            safesearch: Default::default(),
-            metrics: metrics.group("pupils"),
-        });
+        let group = Group::plain(0, "pupils", &metrics);
         for name in ["allowed.test.", "blocked.test.", "rewritten.test."] {
             let mut q = Query::new(
                 "127.0.0.1".parse().unwrap(),

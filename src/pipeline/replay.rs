@@ -492,13 +492,7 @@ mod tests {
     /// A memo for one group (`pupils`, 127.0.0.0/8) holding at most `entries` answers.
     fn memo(entries: usize) -> (Replay, Arc<Group>) {
         let metrics = Arc::new(Metrics::new().unwrap());
-        let group = Arc::new(Group {
-            index: 0,
-            name: "pupils".into(),
-            policy: Default::default(),
-            safesearch: Default::default(),
-            metrics: metrics.group("pupils"),
-        });
+        let group = Group::plain(0, "pupils", &metrics);
         let identify = Identify::new(&[(group.clone(), vec!["127.0.0.0/8".parse().unwrap()])]);
         let limit = RateLimitConfig {
             qps: 0,

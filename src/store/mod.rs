@@ -185,6 +185,21 @@ pub(crate) fn test_event(name: crate::event::EventName) -> crate::event::QueryEv
     }
 }
 
+/// [`test_event`] with `name` in clear.
+#[cfg(test)]
+pub(crate) fn test_named(name: &str) -> crate::event::QueryEvent {
+    test_event(crate::event::EventName::Clear(name.to_string()))
+}
+
+/// The names of `events` (all in clear), in order, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn test_names(events: &[crate::event::QueryEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.name.clone().into_buffer().expect("a name in clear"))
+        .collect()
+}
+
 /// The database file's name inside `DATA_DIR`.
 pub const DB_FILE: &str = "hedgerow.sqlite";
 

@@ -168,18 +168,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventName;
-
-    fn event(name: &str) -> QueryEvent {
-        crate::store::test_event(EventName::Clear(name.to_string()))
-    }
-
-    fn names(events: &[QueryEvent]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| e.name.clone().into_buffer().unwrap())
-            .collect()
-    }
+    use crate::store::{test_named as event, test_names as names};
 
     /// While the writer holds the queue, a blocked event's push is refused at once (the sink
     /// journals it) and an allowed one's waits and is then queued: neither is lost. Events

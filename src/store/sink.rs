@@ -164,18 +164,7 @@ impl Spent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventName;
-
-    fn event(name: &str) -> QueryEvent {
-        crate::store::test_event(EventName::Clear(name.to_string()))
-    }
-
-    fn names(events: &[QueryEvent]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| e.name.clone().into_buffer().unwrap())
-            .collect()
-    }
+    use crate::store::{test_named as event, test_names as names};
 
     #[test]
     fn stored_events_are_taken_back_one_at_a_time_up_to_the_bound() {
