@@ -85,11 +85,10 @@ pub enum Replayed {
 /// Where a text sits in an entry's buffer (`None`: the event has none).
 type Span = Option<(u16, u16)>;
 
-/// One kept answer: its fixed parts, held in the map's slot, and one shared buffer with
-/// the response, the TTLs' places and the event's texts. A repeat reads the slot and one run
-/// of cache lines; as three allocations behind a pointer (the entry, the response, the
-/// texts) each was a cache miss of its own, most of a repeat's user-space time (`perf
-/// annotate`, benches/README.md).
+/// One kept answer: its fixed parts and its bytes (the response, the TTLs' places and the
+/// event's texts), all in the map's slot when the bytes fit ([`Bytes`]). A repeat then
+/// reads one run of cache lines; each pointer followed to another allocation was a cache
+/// miss of its own, most of a repeat's user-space time (`perf annotate`, benches/README.md).
 #[derive(Clone)]
 struct Entry {
     group: usize,
@@ -97,7 +96,7 @@ struct Entry {
     shape: u64,
     /// The response without its ID, then where the TTLs to lower by age sit in the response
     /// with its ID (two bytes each), then the event's name, category and rule.
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     response_len: u16,
     /// Where the TTLs' places end (the texts start).
     ttls_end: u16,
@@ -153,7 +152,7 @@ impl Entry {
         Some(Entry {
             group: head.group,
             shape: head.shape,
-            bytes: bytes.into(),
+            bytes: Bytes::from(bytes),
             response_len: u16::try_from(response.len()).ok()?,
             ttls_end,
             question_len: u16::try_from(question_len).ok()?,
@@ -237,6 +236,44 @@ impl Entry {
                 let stored = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
                 field.copy_from_slice(&stored.saturating_sub(age).max(1).to_be_bytes());
             }
+        }
+    }
+}
+
+/// How many bytes an entry holds in its slot: a cached answer with a few records, or a
+/// blocked answer with its event's texts unless its rule is long (87 % of the entries for
+/// the harness's workload at 1M names). An entry is then 320 bytes, five cache lines; 248
+/// (360) held 99 % and measured no better (benches/README.md).
+const INLINE: usize = 200;
+
+/// An entry's bytes: in the map's slot itself when they fit, so that a repeat reads one run
+/// of cache lines and follows no pointer to another; shared behind one when they do not.
+#[derive(Clone)]
+enum Bytes {
+    Inline { len: u8, data: [u8; INLINE] },
+    Shared(Arc<[u8]>),
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Bytes {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE => {
+                let mut data = [0; INLINE];
+                data[..bytes.len()].copy_from_slice(&bytes);
+                Bytes::Inline { len, data }
+            }
+            _ => Bytes::Shared(bytes.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, data } => &data[..usize::from(*len)],
+            Bytes::Shared(bytes) => bytes,
         }
     }
 }
@@ -581,10 +618,11 @@ mod tests {
         assert_eq!(answered, held);
     }
 
-    /// An entry gives back, from its one buffer, the response, the TTLs' places and the
-    /// event's texts it was made from; a withheld name stays withheld.
+    /// An entry gives back the response, the TTLs' places and the event's texts it was made
+    /// from, held in its slot or, when too long for it, shared; a withheld name stays
+    /// withheld.
     #[test]
-    fn an_entry_keeps_its_parts_in_one_buffer() {
+    fn an_entry_keeps_its_parts_in_its_slot_or_shared_when_long() {
         let mut response = vec![0xAB, 0xCD];
         response.extend_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0]);
         response.extend_from_slice(b"\x04play\x05games\x04test\x00\x00\x01\x00\x01");
@@ -615,8 +653,19 @@ mod tests {
             rcode: 3,
             duration: Duration::ZERO,
         };
-        for ttls in [vec![], vec![40u16, 62]] {
+        let short = template.rule.clone();
+        // A rule that fills the slot to the byte besides the response, name and category.
+        let room = INLINE - (response.len() - 2) - "play.games.test".len() - "games".len();
+        let long = Some("x".repeat(room));
+        for (rule, ttls, inline) in [
+            (&short, vec![], true),
+            (&short, vec![40u16, 62], true),
+            (&long, vec![], true),
+            (&long, vec![40u16], false),
+        ] {
+            template.rule = rule.clone();
             let entry = Entry::new(head(), &response, 21, &ttls, &template).unwrap();
+            assert_eq!(matches!(entry.bytes, Bytes::Inline { .. }), inline);
             assert_eq!(entry.response(), &response[2..]);
             assert_eq!(
                 entry.ttls().collect::<Vec<_>>(),
