@@ -241,9 +241,9 @@ impl Entry {
 }
 
 /// How many bytes an entry holds in its slot: a cached answer with a few records, or a
-/// blocked answer with its event's texts unless its rule is long (87 % of the entries for
-/// the harness's workload at 1M names). An entry is then 320 bytes, five cache lines; 248
-/// (360) held 99 % and measured no better (benches/README.md).
+/// blocked answer with its event's texts unless its rule is long (about 87 % of the entries
+/// for the harness's workload at 1M names). An entry is then 320 bytes, five cache lines;
+/// 248 (360) held about 99 % and measured no better (benches/README.md).
 const INLINE: usize = 200;
 
 /// An entry's bytes: in the map's slot itself when they fit, so that a repeat reads one run
