@@ -102,6 +102,10 @@ fn refill(buffer: Option<String>, text: &str) -> String {
     s
 }
 
+/// A query whose event the query log wants: the event is built (in the spare's buffers, when
+/// the log has one to give back) and handed to [`Record::log`].
+pub struct Wanted(pub Option<QueryEvent>);
+
 impl Record {
     /// Counts one finished query of `group` and hands its event to the query log: the
     /// record stage's work, shared with repeats answered from the replay memo
@@ -120,6 +124,27 @@ impl Record {
         at: SystemTime,
         event: impl FnOnce(Option<QueryEvent>) -> QueryEvent,
     ) {
+        if let Some(Wanted(spare)) =
+            self.count(group, qtype, disposition, reason, severity, elapsed, at)
+        {
+            self.log(event(spare));
+        }
+    }
+
+    /// [`Record::finish`] in two steps, for a caller that builds the event from data it may
+    /// only borrow for a moment (a memo entry under its shard's lock): counts the query, and
+    /// says whether its event is wanted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn count(
+        &self,
+        group: Option<&Group>,
+        qtype: RecordType,
+        disposition: Disposition,
+        reason: Option<BlockReason>,
+        severity: Option<Severity>,
+        elapsed: Duration,
+        at: SystemTime,
+    ) -> Option<Wanted> {
         let metrics = group.map(|g| &g.metrics);
         self.metrics
             .observe_query(metrics, qtype, disposition, elapsed.as_secs_f64());
@@ -128,12 +153,16 @@ impl Record {
                 g.blocked(reason);
             }
         }
+        let sink = self.sink.as_ref()?;
+        let wanted = must_keep(disposition, reason, severity)
+            || !(sink.tally(group.map(|g| &g.name), disposition, at) || sink.sheds_allowed());
+        wanted.then(|| Wanted(sink.spare()))
+    }
+
+    /// Hands the event [`Record::count`] wanted to the query log.
+    pub fn log(&self, event: QueryEvent) {
         if let Some(sink) = &self.sink {
-            let wanted = must_keep(disposition, reason, severity)
-                || !(sink.tally(group.map(|g| &g.name), disposition, at) || sink.sheds_allowed());
-            if wanted {
-                sink.record(event(sink.spare()));
-            }
+            sink.record(event);
         }
     }
 }

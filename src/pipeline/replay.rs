@@ -46,7 +46,7 @@ use crate::{
         identify::Identify,
         policy::BLOCK_TTL,
         ratelimit::RateLimit,
-        record::{self, Record, Shared},
+        record::{self, Record, Shared, Wanted},
         Admission, Answer, Disposition, Origin, Query,
     },
     wire::{self, RawQuery},
@@ -93,7 +93,6 @@ type Span = Option<(u16, u16)>;
 /// event's texts), all in the map's slot when the bytes fit ([`Bytes`]). A repeat then
 /// reads one run of cache lines; each pointer followed to another allocation was a cache
 /// miss of its own, most of a repeat's user-space time (`perf annotate`, benches/README.md).
-#[derive(Clone)]
 struct Entry {
     group: usize,
     /// The query's echoed flags and EDNS ([`shape`]).
@@ -251,11 +250,11 @@ impl Entry {
 const INLINE: usize = 200;
 
 /// An entry's bytes: in the map's slot itself when they fit, so that a repeat reads one run
-/// of cache lines and follows no pointer to another; shared behind one when they do not.
-#[derive(Clone)]
+/// of cache lines and follows no pointer to another; in an allocation of their own when they
+/// do not.
 enum Bytes {
     Inline { len: u8, data: [u8; INLINE] },
-    Shared(Arc<[u8]>),
+    Apart(Box<[u8]>),
 }
 
 impl From<Vec<u8>> for Bytes {
@@ -266,7 +265,7 @@ impl From<Vec<u8>> for Bytes {
                 data[..bytes.len()].copy_from_slice(&bytes);
                 Bytes::Inline { len, data }
             }
-            _ => Bytes::Shared(bytes.into()),
+            _ => Bytes::Apart(bytes.into()),
         }
     }
 }
@@ -277,7 +276,7 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Inline { len, data } => &data[..usize::from(*len)],
-            Bytes::Shared(bytes) => bytes,
+            Bytes::Apart(bytes) => bytes,
         }
     }
 }
@@ -387,37 +386,51 @@ impl Replay {
         }
         let (group, shape, question) = (who.group.index, shape(query), query.question());
         let hash = self.hash(group, shape, question);
-        let found = match self.shard(hash).lock() {
-            Ok(shard) => shard
+        let generation = self.grants.generation();
+        // Answered and its event built while the entry is borrowed under its shard's lock
+        // (a copy of the 320-byte entry cost more); the event is logged after.
+        let event = {
+            let Ok(shard) = self.shard(hash).lock() else {
+                return Replayed::Miss(Admission::Admitted);
+            };
+            let found = shard
                 .get(&hash)
                 .filter(|e| e.answers(group, shape, question))
-                .cloned(),
-            Err(_) => None,
+                .and_then(|e| e.age(now, generation).map(|age| (e, age)));
+            let Some((entry, age)) = found else {
+                return Replayed::Miss(Admission::Admitted);
+            };
+            entry.write(query.id(), age, out);
+            if entry.disposition == Disposition::Cached {
+                self.metrics.observe_cache(true);
+            }
+            self.metrics.answers_replayed.inc();
+            let elapsed = now.instant.elapsed();
+            self.record
+                .count(
+                    Some(who.group),
+                    RecordType::from(entry.qtype),
+                    entry.disposition,
+                    entry.reason,
+                    entry.severity,
+                    elapsed,
+                    // Stamped with the batch's time, when the query was read: no clock read more.
+                    now.wall,
+                )
+                .map(|Wanted(spare)| {
+                    record::repeat_event(
+                        spare,
+                        entry.shared(),
+                        client,
+                        who.device,
+                        now.wall,
+                        elapsed,
+                    )
+                })
         };
-        let generation = self.grants.generation();
-        let Some((entry, age)) = found.and_then(|e| e.age(now, generation).map(|age| (e, age)))
-        else {
-            return Replayed::Miss(Admission::Admitted);
-        };
-        entry.write(query.id(), age, out);
-        if entry.disposition == Disposition::Cached {
-            self.metrics.observe_cache(true);
+        if let Some(event) = event {
+            self.record.log(event);
         }
-        self.metrics.answers_replayed.inc();
-        let elapsed = now.instant.elapsed();
-        self.record.finish(
-            Some(who.group),
-            RecordType::from(entry.qtype),
-            entry.disposition,
-            entry.reason,
-            entry.severity,
-            elapsed,
-            // Stamped with the batch's time, when the query was read: no clock read more.
-            now.wall,
-            |spare| {
-                record::repeat_event(spare, entry.shared(), client, who.device, now.wall, elapsed)
-            },
-        );
         Replayed::Answered
     }
 
@@ -627,10 +640,10 @@ mod tests {
     }
 
     /// An entry gives back the response, the TTLs' places and the event's texts it was made
-    /// from, held in its slot or, when too long for it, shared; a withheld name stays
-    /// withheld.
+    /// from, held in its slot or, when too long for it, in an allocation of its own; a
+    /// withheld name stays withheld.
     #[test]
-    fn an_entry_keeps_its_parts_in_its_slot_or_shared_when_long() {
+    fn an_entry_keeps_its_parts_in_its_slot_or_apart_when_long() {
         let mut response = vec![0xAB, 0xCD];
         response.extend_from_slice(&[0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0]);
         response.extend_from_slice(b"\x04play\x05games\x04test\x00\x00\x01\x00\x01");
