@@ -102,38 +102,16 @@ fn refill(buffer: Option<String>, text: &str) -> String {
     s
 }
 
-/// A query whose event the query log wants: the event is built (in the spare's buffers, when
-/// the log has one to give back) and handed to [`Record::log`].
+/// A query whose event the query log wants ([`Record::count`]): the event is built (in the
+/// spare's buffers, when the log has one to give back) and handed to [`Record::log`].
 pub struct Wanted(pub Option<QueryEvent>);
 
 impl Record {
-    /// Counts one finished query of `group` and hands its event to the query log: the
-    /// record stage's work, shared with repeats answered from the replay memo
-    /// ([`super::replay`]) so that both count and log alike. `event` builds the event of
-    /// the query (answered `at`) in a spare's buffers; it runs only when the log wants more
-    /// than the query's count.
-    #[allow(clippy::too_many_arguments)]
-    pub fn finish(
-        &self,
-        group: Option<&Group>,
-        qtype: RecordType,
-        disposition: Disposition,
-        reason: Option<BlockReason>,
-        severity: Option<Severity>,
-        elapsed: Duration,
-        at: SystemTime,
-        event: impl FnOnce(Option<QueryEvent>) -> QueryEvent,
-    ) {
-        if let Some(Wanted(spare)) =
-            self.count(group, qtype, disposition, reason, severity, elapsed, at)
-        {
-            self.log(event(spare));
-        }
-    }
-
-    /// [`Record::finish`] in two steps, for a caller that builds the event from data it may
-    /// only borrow for a moment (a memo entry under its shard's lock): counts the query, and
-    /// says whether its event is wanted.
+    /// Counts one finished query of `group` (answered `at`) and says whether the query log
+    /// wants its event, which the caller then builds in the spare's buffers and hands to
+    /// [`Record::log`]: the record stage's work, shared with repeats answered from the replay
+    /// memo ([`super::replay`]) so that both count and log alike. Two steps, so that a repeat
+    /// builds its event from the memo entry it borrows under the entry's lock, and logs after.
     #[allow(clippy::too_many_arguments)]
     pub fn count(
         &self,
@@ -260,7 +238,7 @@ impl Stage for Record {
             // Read once, for the histogram and the event.
             let (elapsed, at) = (query.received.elapsed(), self.clock.now());
             let reason = answer.reason.as_ref();
-            self.finish(
+            let wanted = self.count(
                 query.group.as_deref(),
                 query.qtype,
                 answer.disposition,
@@ -268,8 +246,10 @@ impl Stage for Record {
                 reason.and_then(|r| r.severity),
                 elapsed,
                 at,
-                |spare| event(spare, query, &answer, at, elapsed),
             );
+            if let Some(Wanted(spare)) = wanted {
+                self.log(event(spare, query, &answer, at, elapsed));
+            }
             answer
         })
     }

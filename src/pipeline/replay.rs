@@ -7,8 +7,8 @@
 //! a query under load, against a kernel cost of a datagram in and out that is smaller than
 //! that (benches/README.md). The listener asks [`Replay::answer`] first: it identifies the
 //! client, charges its rate limit, finds the bytes kept for the question and counts and logs
-//! the query exactly as the record stage would ([`Record::finish`]); only a miss goes down
-//! the chain, which then [`Replay::keep`]s what it answered.
+//! the query exactly as the record stage would ([`Record::count`], [`Record::log`]); only a
+//! miss goes down the chain, which then [`Replay::keep`]s what it answered.
 //!
 //! What is kept, and for how long — a repeat must get what the chain would give it:
 //!
